@@ -1,0 +1,52 @@
+"""Shared CLI plumbing: settings from env/options, running coroutines, exit codes that mean something."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Coroutine
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from agi_app.config import ConfigError, Settings
+from agi_app.db.pool import DatabaseUnavailable
+
+T = TypeVar("T")
+
+# Exit codes: 0 ok, 1 invalid input (file, menu, arguments), 2 configuration missing,
+# 3 a dependency (PostgreSQL, Asterisk) unreachable.
+EXIT_INVALID, EXIT_CONFIG, EXIT_UNAVAILABLE = 1, 2, 3
+
+
+def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def settings(ctx: click.Context) -> Settings:
+    return ctx.ensure_object(dict)["settings"]
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine, turning infrastructure failures into clear messages and exit codes."""
+    try:
+        return asyncio.run(coro)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    except DatabaseUnavailable as exc:
+        fail(str(exc), EXIT_UNAVAILABLE)
+
+
+def dsn(ctx: click.Context) -> str:
+    s = settings(ctx)
+    try:
+        s.require("dsn")
+    except ConfigError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    return s.dsn
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))

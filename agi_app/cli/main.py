@@ -1,0 +1,42 @@
+"""`hotline`: the administrators' command line."""
+
+from __future__ import annotations
+
+import click
+
+from agi_app.cli import calls, customers, db, serve
+from agi_app.cli.common import EXIT_CONFIG, fail
+from agi_app.config import ConfigError, Settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--dsn", envvar=None, help="PostgreSQL DSN [env HOTLINE_DSN].")
+@click.option("--ari-url", help="ARI base URL [env HOTLINE_ARI_URL, default http://127.0.0.1:8088].")
+@click.option("--ari-user", help="ARI user [env HOTLINE_ARI_USER].")
+@click.option("--ari-app", help="Stasis application name [env HOTLINE_ARI_APP, default hotline].")
+@click.option("--log-level", help="DEBUG, INFO, WARNING [env HOTLINE_LOG_LEVEL].")
+@click.version_option(package_name="hotline")
+@click.pass_context
+def cli(ctx: click.Context, dsn: str | None, ari_url: str | None, ari_user: str | None,
+        ari_app: str | None, log_level: str | None) -> None:
+    """Demo Bank hotline IVR: menus, customers, calls and the ARI call server.
+
+    Settings come from HOTLINE_* environment variables (see README), from .run/hotline.env when
+    the local sandbox is up, and from the options above. The ARI password is read from
+    HOTLINE_ARI_PASSWORD only, never from the command line.
+
+    \b
+    Exit codes: 0 ok · 1 invalid input · 2 configuration missing · 3 PostgreSQL/Asterisk unreachable
+    """
+    try:
+        settings = Settings.load(dsn=dsn, ari_url=ari_url, ari_user=ari_user, ari_app=ari_app,
+                                 log_level=log_level)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    ctx.ensure_object(dict)["settings"] = settings
+
+
+cli.add_command(db.db)
+cli.add_command(customers.customers)
+cli.add_command(calls.calls)
+cli.add_command(serve.serve)

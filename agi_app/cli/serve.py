@@ -1,0 +1,29 @@
+"""`hotline serve`: run the call server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from agi_app.cli.common import EXIT_CONFIG, EXIT_UNAVAILABLE, fail, settings
+from agi_app.config import ConfigError
+from agi_app.logs import setup_logging
+from agi_app.serve.app import StartupError, serve_forever
+
+
+@click.command()
+@click.option("--flows-file", type=click.Path(exists=True, dir_okay=False),
+              help="Serve this flow file instead of the active published menu version.")
+@click.option("--grace", type=float, help="Seconds calls get to finish on SIGTERM [default 20].")
+@click.pass_context
+def serve(ctx: click.Context, flows_file: str | None, grace: float | None) -> None:
+    """Run the ARI call server until SIGTERM/Ctrl-C (calls in progress are not cut)."""
+    s = settings(ctx).with_overrides(flows_file=flows_file, shutdown_grace_s=grace)
+    setup_logging(s.log_level)
+    try:
+        asyncio.run(serve_forever(s))
+    except ConfigError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    except StartupError as exc:
+        fail(str(exc), EXIT_UNAVAILABLE)

@@ -1,0 +1,49 @@
+"""The asyncpg pool and the time budget every database call runs under."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+
+class DatabaseUnavailable(Exception):
+    """PostgreSQL could not be reached (or answered too slowly) within the budget."""
+
+
+async def create_pool(dsn: str, *, budget_s: float = 1.0, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """Open a pool, failing fast with a clear message if the server is not there."""
+    if not dsn:
+        raise DatabaseUnavailable("no database configured (HOTLINE_DSN)")
+    try:
+        return await asyncio.wait_for(
+            asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=budget_s * 5),
+            timeout=max(budget_s * 5, 5.0),
+        )
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {_safe_dsn(dsn)}: {exc}") from exc
+
+
+@asynccontextmanager
+async def connection(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """A single connection for admin commands."""
+    try:
+        conn = await asyncio.wait_for(asyncpg.connect(dsn), timeout=10)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {_safe_dsn(dsn)}: {exc}") from exc
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+def _safe_dsn(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    if "@" not in dsn or "://" not in dsn:
+        return dsn
+    scheme, rest = dsn.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}@{host}"

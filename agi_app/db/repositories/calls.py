@@ -1,0 +1,50 @@
+"""Reading calls and their journeys back (for `hotline calls list` and reports)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+
+_LIST = """
+SELECT c.call_id, c.started_at, c.ended_at, c.caller, c.dnis, c.customer_id, c.segment, c.language,
+       c.menu_version, c.outcome, c.transfer_target, c.duration_ms,
+       COALESCE((SELECT array_agg(n.node_id ORDER BY n.seq) FROM call_nodes n WHERE n.call_id = c.call_id),
+                '{}') AS path,
+       COALESCE((SELECT json_agg(json_build_object('service', s.service, 'result', s.result) ORDER BY s.seq)
+                 FROM call_services s WHERE s.call_id = c.call_id), '[]') AS services,
+       COALESCE((SELECT json_agg(json_build_object('node', n.node_id, 'input', n.input, 'result', n.result)
+                                 ORDER BY n.seq)
+                 FROM call_nodes n WHERE n.call_id = c.call_id AND n.result IS NOT NULL), '[]') AS inputs
+FROM calls c
+WHERE ($1::text IS NULL OR c.caller = $1) AND ($2::text IS NULL OR c.call_id = $2)
+ORDER BY c.started_at DESC
+LIMIT $3
+"""
+
+
+async def list_calls(conn: asyncpg.Connection, *, limit: int = 50, caller: str | None = None,
+                     call_id: str | None = None) -> list[dict[str, Any]]:
+    """Newest first, one dict per call in the shape of `hotline calls list --json`."""
+    rows = await conn.fetch(_LIST, caller, call_id, limit)
+    return [
+        {
+            "call_id": r["call_id"],
+            "started_at": r["started_at"].isoformat(),
+            "ended_at": r["ended_at"].isoformat() if r["ended_at"] else None,
+            "caller": r["caller"],
+            "dnis": r["dnis"],
+            "customer_id": r["customer_id"],
+            "segment": r["segment"],
+            "language": r["language"],
+            "menu_version": r["menu_version"],
+            "path": list(r["path"]),
+            "outcome": r["outcome"],
+            "transfer_target": r["transfer_target"],
+            "duration_ms": r["duration_ms"],
+            "services": json.loads(r["services"]),
+            "inputs": json.loads(r["inputs"]),
+        }
+        for r in rows
+    ]

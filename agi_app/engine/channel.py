@@ -1,0 +1,34 @@
+"""What the call engine needs from telephony: a handful of verbs on one channel.
+
+The ARI adapter implements this; the engine, flows and domain code only ever see this protocol,
+so none of them knows about HTTP or WebSockets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+
+class ChannelGone(Exception):
+    """The channel hung up or left our application; the call is over for us."""
+
+
+class ChannelControl(Protocol):
+    channel_id: str
+
+    async def answer(self) -> None: ...
+
+    async def start_playback(self, media: Sequence[str], playback_id: str) -> None:
+        """Start playing `media` in order; completion arrives as a playback-finished event."""
+
+    async def stop_playback(self, playback_id: str) -> None:
+        """Stop a playback; no error if it already finished."""
+
+    async def playback_active(self, playback_id: str) -> bool: ...
+
+    async def exists(self) -> bool: ...
+
+    async def continue_in_dialplan(self, context: str, extension: str, priority: int = 1) -> None: ...
+
+    async def hangup(self) -> None: ...

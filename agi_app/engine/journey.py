@@ -1,0 +1,112 @@
+"""A call's journey — nodes visited, inputs (secure ones masked), services, outcome — recorded
+as it happens through a `JourneySink`, so a crash or hangup mid-call still leaves a trace.
+
+The engine only talks to the sink protocol; the PostgreSQL writer and the in-memory sink used by
+`simulate` and tests implement it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+Outcome = Literal["self_service", "transferred", "abandoned", "hangup", "error"]
+ServiceResult = Literal["ok", "refused", "failed", "abandoned"]
+
+
+@dataclass
+class CallRecord:
+    call_id: str
+    caller: str
+    dnis: str
+    started_at: datetime
+    customer_id: str | None = None
+    segment: str | None = None
+    language: str | None = None
+    menu_version: int | None = None
+    path: list[str] = field(default_factory=list)
+    services: list[tuple[str, ServiceResult]] = field(default_factory=list)
+    outcome: Outcome | None = None
+    transfer_target: str | None = None
+    duration_ms: int | None = None
+
+
+class JourneySink(Protocol):
+    def call_started(self, record: CallRecord) -> None: ...
+    def call_identified(self, record: CallRecord) -> None: ...
+    def node_entered(self, call_id: str, seq: int, node_id: str, at: datetime) -> None: ...
+    def node_input(self, call_id: str, seq: int, masked_input: str, result: str) -> None: ...
+    def service_reached(self, call_id: str, seq: int, service: str, result: ServiceResult) -> None: ...
+    def call_ended(self, record: CallRecord, ended_at: datetime) -> None: ...
+
+
+class Journey:
+    """The recorder one call uses; every method is synchronous and never blocks the call."""
+
+    def __init__(self, record: CallRecord, sink: JourneySink) -> None:
+        self.record = record
+        self._sink = sink
+        self._t0 = time.monotonic()
+        self._ended = False
+        sink.call_started(record)
+
+    def identified(self, *, customer_id: str | None, segment: str | None, language: str | None,
+                   menu_version: int | None) -> None:
+        r = self.record
+        r.customer_id, r.segment, r.language, r.menu_version = customer_id, segment, language, menu_version
+        self._sink.call_identified(r)
+
+    def node(self, node_id: str) -> None:
+        self.record.path.append(node_id)
+        self._sink.node_entered(self.record.call_id, len(self.record.path), node_id, datetime.now(UTC))
+
+    def input(self, masked_input: str, result: str) -> None:
+        """Record input at the current node; callers pass already-masked text for secure input."""
+        self._sink.node_input(self.record.call_id, len(self.record.path), masked_input, result)
+
+    def service(self, service: str, result: ServiceResult) -> None:
+        self.record.services.append((service, result))
+        self._sink.service_reached(self.record.call_id, len(self.record.services), service, result)
+
+    def transferred(self, target: str) -> None:
+        self.record.transfer_target = target
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    def end(self, outcome: Outcome) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self.record.outcome = outcome
+        self.record.duration_ms = int((time.monotonic() - self._t0) * 1000)
+        self._sink.call_ended(self.record, datetime.now(UTC))
+
+
+class MemorySink:
+    """Keeps journeys in memory: for `hotline simulate`, previews and tests of the engine alone."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, CallRecord] = {}
+        self.inputs: list[tuple[str, int, str, str]] = []
+
+    def call_started(self, record: CallRecord) -> None:
+        self.calls[record.call_id] = record
+
+    def call_identified(self, record: CallRecord) -> None:
+        pass
+
+    def node_entered(self, call_id: str, seq: int, node_id: str, at: datetime) -> None:
+        pass
+
+    def node_input(self, call_id: str, seq: int, masked_input: str, result: str) -> None:
+        self.inputs.append((call_id, seq, masked_input, result))
+
+    def service_reached(self, call_id: str, seq: int, service: str, result: ServiceResult) -> None:
+        pass
+
+    def call_ended(self, record: CallRecord, ended_at: datetime) -> None:
+        pass

@@ -1,0 +1,160 @@
+"""One call in progress: the media and input primitives a flow is written with.
+
+A flow reads like a script — `await call.play(prompt)`, `await call.get_digits(...)` — and runs
+as one asyncio task. The dispatcher feeds this object the call's events (digits, playback
+finished, hangup) synchronously; a hangup cancels the task, so whatever the call awaits stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from agi_app.engine.channel import ChannelControl, ChannelGone
+from agi_app.engine.dtmf import DtmfBuffer
+from agi_app.engine.journey import Journey
+from agi_app.logs import log_event
+
+log = logging.getLogger("hotline.call")
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    """What the network told us about the call when it arrived."""
+
+    call_id: str
+    caller: str
+    dnis: str
+    channel_name: str = ""
+
+
+@dataclass(frozen=True)
+class DigitInput:
+    digits: str
+    ended_by: Literal["max", "terminator", "timeout"]
+
+    @property
+    def timed_out(self) -> bool:
+        return self.ended_by == "timeout" and not self.digits
+
+
+class CallSession:
+    """State and primitives of one call; owned by exactly one task."""
+
+    def __init__(self, info: CallInfo, channel: ChannelControl, journey: Journey, *,
+                 dtmf_capacity: int = 32) -> None:
+        self.info = info
+        self.channel = channel
+        self.journey = journey
+        self.dtmf = DtmfBuffer(dtmf_capacity)
+        self.hung_up = False
+        self.handed_off = False  # left Stasis on purpose (transfer, fallback)
+        self.secure_input = False  # while True, digits are masked in every log line
+        self._playbacks: dict[str, asyncio.Future[None]] = {}
+        self._ids = itertools.count(1)
+
+    @property
+    def call_id(self) -> str:
+        return self.info.call_id
+
+    def log(self, event: str, *, level: int = logging.INFO, **fields: object) -> None:
+        log_event(log, event, level=level, call=self.call_id, **fields)
+
+    # --- events, fed by the dispatcher (synchronous, never block) ---------------------------
+    def on_dtmf(self, digit: str) -> None:
+        accepted = self.dtmf.push(digit)
+        if not accepted:
+            self.log("dtmf_dropped", level=logging.WARNING, buffered=len(self.dtmf), dropped=self.dtmf.dropped)
+
+    def on_playback_finished(self, playback_id: str) -> None:
+        future = self._playbacks.get(playback_id)
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    def on_hangup(self) -> None:
+        self.hung_up = True
+        for future in self._playbacks.values():
+            if not future.done():
+                future.cancel()
+
+    # --- primitives ----------------------------------------------------------------------
+    async def answer(self) -> None:
+        await self.channel.answer()
+
+    async def play(self, media: Sequence[str], *, interruptible: bool = True) -> bool:
+        """Play `media` in order; returns True if a digit interrupted it (the digit stays buffered).
+
+        With type-ahead, digits already buffered skip the prompt entirely.
+        """
+        if not media:
+            return False
+        if interruptible and len(self.dtmf):
+            return True
+        playback_id = f"{self.call_id}-pb{next(self._ids)}"
+        finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._playbacks[playback_id] = finished  # before the request: events may beat the reply
+        try:
+            await self.channel.start_playback(media, playback_id)
+            if not interruptible:
+                await finished
+                return False
+            digit = asyncio.ensure_future(self.dtmf.wait_any())
+            try:
+                await asyncio.wait({finished, digit}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                digit.cancel()
+            if finished.done():
+                finished.result()  # raise if cancelled by a hangup
+                return False
+            await self.channel.stop_playback(playback_id)
+            return True
+        finally:
+            self._playbacks.pop(playback_id, None)
+
+    async def get_digits(self, *, prompt: Sequence[str] = (), max_digits: int = 1,
+                         first_timeout: float = 5.0, inter_timeout: float = 3.0,
+                         terminator: str = "") -> DigitInput:
+        """Collect up to `max_digits`; the first-digit timer starts after the prompt ends."""
+        await self.play(prompt)
+        digits = ""
+        timeout = first_timeout
+        while len(digits) < max_digits:
+            digit = await self.dtmf.pop(timeout)
+            if digit is None:
+                return DigitInput(digits, "timeout")
+            if terminator and digit in terminator:
+                return DigitInput(digits, "terminator")
+            digits += digit
+            timeout = inter_timeout
+        return DigitInput(digits, "max")
+
+    async def transfer(self, context: str, extension: str, target: str) -> None:
+        """Hand the call to the dialplan (queue, fallback); the channel leaves our app."""
+        self.handed_off = True
+        try:
+            await self.channel.continue_in_dialplan(context, extension, 1)
+        except ChannelGone:
+            self.handed_off = False
+            raise
+        self.journey.transferred(target)
+        self.log("transferred", context=context, extension=extension, target=target)
+
+    async def hangup(self) -> None:
+        self.handed_off = True
+        await self.channel.hangup()
+
+    async def resync(self) -> bool:
+        """After an event gap: is the channel still here, and did a playback end unseen?"""
+        if not await self.channel.exists():
+            return False
+        for playback_id, future in list(self._playbacks.items()):
+            if not future.done() and not await self.channel.playback_active(playback_id):
+                future.set_result(None)
+        return True
+
+
+__all__ = ["CallInfo", "CallSession", "ChannelGone", "DigitInput"]

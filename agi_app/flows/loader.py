@@ -1,0 +1,125 @@
+"""Flow files → validated, immutable `FlowSet`s.
+
+Two passes: the JSON Schema (`schema.json`, the documented format) catches shape errors; then the
+semantic checks in `validate.py` catch what a schema cannot (references, reachability, prompts,
+destinations). Every problem names the file and node.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from agi_app.flows.model import Destination, Flow, FlowSet, Line, Node, UniversalKeys
+
+_NODE_FIELDS = {"type", "prompt", "next"}
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One problem found in a flow file; `level` is "error" or "warning"."""
+
+    file: str
+    where: str
+    message: str
+    level: str = "error"
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.where}: {self.level}: {self.message}"
+
+
+class FlowFileError(Exception):
+    def __init__(self, issues: list[Issue]) -> None:
+        super().__init__("\n".join(str(i) for i in issues))
+        self.issues = issues
+
+
+def schema() -> dict[str, Any]:
+    return json.loads(resources.files("agi_app.flows").joinpath("schema.json").read_text(encoding="utf-8"))
+
+
+def read_document(path: Path) -> dict[str, Any]:
+    """Parse YAML or JSON; raise FlowFileError with the position of a syntax error."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FlowFileError([Issue(str(path), "file", f"cannot read: {exc}")]) from exc
+    except (yaml.YAMLError, ValueError) as exc:
+        raise FlowFileError([Issue(str(path), "file", f"not valid YAML/JSON: {exc}")]) from exc
+    if not isinstance(data, dict):
+        raise FlowFileError([Issue(str(path), "file", "top level must be a mapping")])
+    return data
+
+
+def schema_issues(doc: Mapping[str, Any], file: str) -> list[Issue]:
+    validator = jsonschema.Draft202012Validator(schema())
+    issues = []
+    for err in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
+        where = "/".join(str(p) for p in err.absolute_path) or "file"
+        issues.append(Issue(file, where, err.message))
+    return issues
+
+
+def _prompt(value: Any) -> Mapping[str, str] | None:
+    if value is None:
+        return None
+    return {"*": value} if isinstance(value, str) else dict(value)
+
+
+def build(doc: Mapping[str, Any], *, version: int | None = None) -> FlowSet:
+    """Build the model from a schema-valid document (no semantic checks here)."""
+    settings = doc.get("settings", {})
+    keys = UniversalKeys(**settings.get("universal_keys", {}))
+    default_language = settings.get("default_language", "zh")
+    flows = {}
+    for flow_name, flow in doc["flows"].items():
+        nodes = {}
+        for node_id, raw in flow["nodes"].items():
+            params = {k: v for k, v in raw.items() if k not in _NODE_FIELDS}
+            for key in ("invalid_prompt", "timeout_prompt"):
+                if key in params:
+                    params[key] = _prompt(params[key])
+            nodes[node_id] = Node(node_id, raw["type"], _prompt(raw.get("prompt")), raw.get("next"), params)
+        flows[flow_name] = Flow(flow_name, flow["start"], nodes)
+    lines = {
+        number: Line(number, raw["flow"], raw.get("name", ""), raw.get("language", default_language),
+                     raw.get("agent", "general"))
+        for number, raw in doc["lines"].items()
+    }
+    destinations = {name: Destination(name, d["context"], d["extension"]) for name, d in doc["destinations"].items()}
+    return FlowSet(lines, str(doc["default_line"]), destinations, flows, keys, default_language, version, doc)
+
+
+def load_document(doc: Mapping[str, Any], *, file: str = "<menus>", version: int | None = None,
+                  sounds_dir: Path | None = None) -> tuple[FlowSet, list[Issue]]:
+    """Schema-check, build and semantically validate; raise FlowFileError on any error.
+
+    Returns the FlowSet and the warnings (which do not block publishing).
+    """
+    from agi_app.flows.validate import semantic_issues
+
+    issues = schema_issues(doc, file)
+    if issues:
+        raise FlowFileError(issues)
+    flowset = build(doc, version=version)
+    issues = semantic_issues(flowset, file, sounds_dir=sounds_dir)
+    errors = [i for i in issues if i.level == "error"]
+    if errors:
+        raise FlowFileError(errors)
+    return flowset, [i for i in issues if i.level != "error"]
+
+
+def load_file(path: Path, *, sounds_dir: Path | None = None) -> tuple[FlowSet, list[Issue]]:
+    return load_document(read_document(path), file=str(path), sounds_dir=sounds_dir)
+
+
+def demo_flow_path() -> Path:
+    return Path(str(resources.files("agi_app.flows").joinpath("demo/bank.yaml")))
