@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from agi_app.ari.events import AriEvent, Reconnected, parse_event
+from agi_app.ari.events import AriEvent, StreamConnected, parse_event
 
 log = logging.getLogger("hotline.ari")
 
@@ -145,7 +145,7 @@ class AriClient:
     # --- events --------------------------------------------------------------------------
     async def events(self, *, max_backoff: float = 10.0, stop: asyncio.Event | None = None,
                      queue_size: int = 10_000) -> AsyncIterator[AriEvent]:
-        """Yield events forever, reconnecting with backoff; yields `Reconnected` after a gap.
+        """Yield events forever, reconnecting with backoff; `StreamConnected` marks each (re)connection.
 
         A bounded queue sits between the socket reader and the consumer so a slow consumer
         applies back-pressure to the socket instead of growing memory without limit.
@@ -174,15 +174,13 @@ class AriClient:
         url = f"{self.base_url}/ari/events"
         params = {"app": self.app}
         attempt = 0
-        connected_before = False
         while not (stop and stop.is_set()):
             try:
                 async with self.session.ws_connect(url, params=params, heartbeat=15,
                                                    timeout=aiohttp.ClientWSTimeout(ws_close=self._timeout)) as ws:
                     log.info("event=ari_connected app=%s url=%s", self.app, self.base_url)
-                    if connected_before:
-                        await queue.put(Reconnected("Reconnected", self.app))
-                    connected_before, attempt = True, 0
+                    await queue.put(StreamConnected("StreamConnected", self.app))
+                    attempt = 0
                     async for msg in ws:
                         if msg.type == aiohttp.WSMsgType.TEXT:
                             try:

@@ -150,8 +150,9 @@ class OtherEvent(AriEvent):
 
 
 @dataclass(frozen=True)
-class Reconnected(AriEvent):
-    """Synthetic: the event WebSocket was re-established; events in between were lost."""
+class StreamConnected(AriEvent):
+    """Synthetic: the event WebSocket (re)connected. Events from before may have been lost, and
+    channels may be in our application that we know nothing of (a restart): time to resync."""
 
 
 _CHANNEL_EVENTS: dict[str, type[ChannelEvent]] = {

@@ -1,9 +1,10 @@
 """Writes journeys to PostgreSQL as they happen, off the call's path.
 
 Calls enqueue small write operations (never waiting on the database); one writer task applies
-them in order under a time budget. The queue is bounded: if PostgreSQL is down long enough to
-fill it, the oldest information is kept and new writes are dropped and counted, while callers
-keep being served.
+them in order under a time budget. Every operation is idempotent (inserts ignore conflicts,
+updates set values), so a write that failed or timed out is retried with backoff. The queue is
+bounded: if PostgreSQL is down long enough to fill it, the oldest information is kept and new
+writes are dropped and counted, while callers keep being served.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ _Op = tuple[str, str, tuple[Any, ...]]  # (call_id, sql, args)
 
 
 class PgJourneySink:
-    def __init__(self, pool: asyncpg.Pool, *, budget_s: float = 1.0, capacity: int = 20_000) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, budget_s: float = 1.0, capacity: int = 20_000,
+                 attempts: int = 6) -> None:
         self._pool = pool
         self._budget = budget_s
+        self._attempts = attempts
         self._queue: asyncio.Queue[_Op | None] = asyncio.Queue(maxsize=capacity)
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
@@ -63,15 +66,22 @@ class PgJourneySink:
             try:
                 if op is None:
                     return
-                call_id, sql, args = op
-                try:
-                    await asyncio.wait_for(self._pool.execute(sql, *args), self._budget)
-                except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                    self.failed += 1
-                    log_event(log, "journey_write_failed", level=logging.WARNING, call=call_id,
-                              error=type(exc).__name__)
+                await self._write(*op)
             finally:
                 self._queue.task_done()
+
+    async def _write(self, call_id: str, sql: str, args: tuple[Any, ...]) -> None:
+        for attempt in range(1, self._attempts + 1):
+            try:
+                await asyncio.wait_for(self._pool.execute(sql, *args), self._budget)
+                return
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                error = type(exc).__name__
+            if attempt < self._attempts:
+                await asyncio.sleep(min(2.0, 0.1 * 2 ** (attempt - 1)))
+        self.failed += 1
+        log_event(log, "journey_write_failed", level=logging.ERROR, call=call_id, error=error,
+                  attempts=self._attempts)
 
     # --- JourneySink ---------------------------------------------------------------------
     def call_started(self, record: CallRecord) -> None:
@@ -90,9 +100,9 @@ class PgJourneySink:
         self._put(call_id, "INSERT INTO call_nodes (call_id, seq, node_id, entered_at) VALUES ($1, $2, $3, $4)"
                   " ON CONFLICT DO NOTHING", call_id, seq, node_id, at)
 
-    def node_input(self, call_id: str, seq: int, masked_input: str, result: str) -> None:
-        self._put(call_id, "UPDATE call_nodes SET input = $3, result = $4 WHERE call_id = $1 AND seq = $2",
-                  call_id, seq, masked_input, result)
+    def node_input(self, call_id: str, seq: int, node_seq: int, masked_input: str, result: str) -> None:
+        self._put(call_id, "INSERT INTO call_inputs (call_id, seq, node_seq, input, result) VALUES ($1, $2, $3, $4, $5)"
+                  " ON CONFLICT DO NOTHING", call_id, seq, node_seq, masked_input, result)
 
     def service_reached(self, call_id: str, seq: int, service: str, result: ServiceResult) -> None:
         self._put(call_id, "INSERT INTO call_services (call_id, seq, service, result) VALUES ($1, $2, $3, $4)"

@@ -25,7 +25,7 @@ from agi_app.ari.events import (
     ChannelDtmfReceived,
     ChannelHangupRequest,
     PlaybackFinished,
-    Reconnected,
+    StreamConnected,
     StasisEnd,
     StasisStart,
 )
@@ -84,7 +84,7 @@ class Dispatcher:
         """Route one event (synchronous: routing never waits on I/O)."""
         if isinstance(event, StasisStart):
             self._start_call(event)
-        elif isinstance(event, Reconnected):
+        elif isinstance(event, StreamConnected):
             self._spawn(self._resync())
         elif isinstance(event, ApplicationReplaced):
             log_event(log, "ari_application_replaced", level=logging.ERROR, app=self.client.app)

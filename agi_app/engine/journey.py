@@ -37,7 +37,7 @@ class JourneySink(Protocol):
     def call_started(self, record: CallRecord) -> None: ...
     def call_identified(self, record: CallRecord) -> None: ...
     def node_entered(self, call_id: str, seq: int, node_id: str, at: datetime) -> None: ...
-    def node_input(self, call_id: str, seq: int, masked_input: str, result: str) -> None: ...
+    def node_input(self, call_id: str, seq: int, node_seq: int, masked_input: str, result: str) -> None: ...
     def service_reached(self, call_id: str, seq: int, service: str, result: ServiceResult) -> None: ...
     def call_ended(self, record: CallRecord, ended_at: datetime) -> None: ...
 
@@ -50,6 +50,7 @@ class Journey:
         self._sink = sink
         self._t0 = time.monotonic()
         self._ended = False
+        self._inputs = 0
         sink.call_started(record)
 
     def identified(self, *, customer_id: str | None, segment: str | None, language: str | None,
@@ -64,7 +65,8 @@ class Journey:
 
     def input(self, masked_input: str, result: str) -> None:
         """Record input at the current node; callers pass already-masked text for secure input."""
-        self._sink.node_input(self.record.call_id, len(self.record.path), masked_input, result)
+        self._inputs += 1
+        self._sink.node_input(self.record.call_id, self._inputs, len(self.record.path), masked_input, result)
 
     def service(self, service: str, result: ServiceResult) -> None:
         self.record.services.append((service, result))
@@ -91,7 +93,7 @@ class MemorySink:
 
     def __init__(self) -> None:
         self.calls: dict[str, CallRecord] = {}
-        self.inputs: list[tuple[str, int, str, str]] = []
+        self.inputs: list[tuple[str, int, str, str]] = []  # (call id, node seq, input, result)
 
     def call_started(self, record: CallRecord) -> None:
         self.calls[record.call_id] = record
@@ -102,8 +104,8 @@ class MemorySink:
     def node_entered(self, call_id: str, seq: int, node_id: str, at: datetime) -> None:
         pass
 
-    def node_input(self, call_id: str, seq: int, masked_input: str, result: str) -> None:
-        self.inputs.append((call_id, seq, masked_input, result))
+    def node_input(self, call_id: str, seq: int, node_seq: int, masked_input: str, result: str) -> None:
+        self.inputs.append((call_id, node_seq, masked_input, result))
 
     def service_reached(self, call_id: str, seq: int, service: str, result: ServiceResult) -> None:
         pass

@@ -33,14 +33,22 @@ CREATE TABLE calls (
 );
 CREATE INDEX calls_started_at ON calls (started_at DESC);
 
--- The journey: nodes in order; `input` is already masked for secure collects.
+-- The journey: nodes in order, and what the caller entered at each (secure input already masked).
 CREATE TABLE call_nodes (
     call_id    text NOT NULL REFERENCES calls (call_id) ON DELETE CASCADE,
     seq        integer NOT NULL,
     node_id    text NOT NULL,
     entered_at timestamptz NOT NULL,
-    input      text,
-    result     text,
+    PRIMARY KEY (call_id, seq)
+);
+
+CREATE TABLE call_inputs (
+    call_id  text NOT NULL REFERENCES calls (call_id) ON DELETE CASCADE,
+    seq      integer NOT NULL,
+    node_seq integer NOT NULL,
+    input    text NOT NULL,
+    result   text NOT NULL,
+    at       timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (call_id, seq)
 );
 

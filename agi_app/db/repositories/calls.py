@@ -14,9 +14,10 @@ SELECT c.call_id, c.started_at, c.ended_at, c.caller, c.dnis, c.customer_id, c.s
                 '{}') AS path,
        COALESCE((SELECT json_agg(json_build_object('service', s.service, 'result', s.result) ORDER BY s.seq)
                  FROM call_services s WHERE s.call_id = c.call_id), '[]') AS services,
-       COALESCE((SELECT json_agg(json_build_object('node', n.node_id, 'input', n.input, 'result', n.result)
-                                 ORDER BY n.seq)
-                 FROM call_nodes n WHERE n.call_id = c.call_id AND n.result IS NOT NULL), '[]') AS inputs
+       COALESCE((SELECT json_agg(json_build_object('node', n.node_id, 'input', i.input, 'result', i.result)
+                                 ORDER BY i.seq)
+                 FROM call_inputs i JOIN call_nodes n ON n.call_id = i.call_id AND n.seq = i.node_seq
+                 WHERE i.call_id = c.call_id), '[]') AS inputs
 FROM calls c
 WHERE ($1::text IS NULL OR c.caller = $1) AND ($2::text IS NULL OR c.call_id = $2)
 ORDER BY c.started_at DESC

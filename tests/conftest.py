@@ -1,0 +1,32 @@
+"""Fixtures shared by both suites: a real PostgreSQL database per session, the fake ARI server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import pytest_asyncio
+
+from tests.support import pg
+
+pytest_plugins = ["tests.fake_ari.pytest_plugin"]
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[None]:
+    pg.ensure_cluster()
+    yield
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def session_dsn(pg_cluster: None) -> AsyncIterator[str]:
+    dsn = await pg.create_database()
+    yield dsn
+    await pg.drop_database(dsn)
+
+
+@pytest_asyncio.fixture
+async def dsn(session_dsn: str) -> AsyncIterator[str]:
+    """A migrated, empty database for one test."""
+    await pg.truncate(session_dsn)
+    yield session_dsn

@@ -1,0 +1,116 @@
+"""Database slow or down, event WebSocket dropped, server restarted mid-call."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest_asyncio
+
+from tests.fake_ari.server import FakeAri
+from tests.fast.conftest import Hotline, import_demo_customers, settings_for, start_hotline
+from tests.fast.test_calls import KNOWN_ZH, UNKNOWN
+from tests.support import pg
+from tests.support.proxy import TcpProxy
+
+
+@pytest_asyncio.fixture
+async def db_proxy() -> AsyncIterator[TcpProxy]:
+    proxy = TcpProxy("127.0.0.1", int(pg.PORT))
+    await proxy.start()
+    yield proxy
+    await proxy.stop()
+
+
+@pytest_asyncio.fixture
+async def proxied_hotline(fake_ari: FakeAri, dsn: str, db_proxy: TcpProxy, tmp_path: Path) -> AsyncIterator[Hotline]:
+    """A hotline whose database connections go through `db_proxy` (lookup budget 300 ms)."""
+    await import_demo_customers(dsn)
+    fake_ari.media_duration = lambda uri: 0.05
+    proxied = dsn.replace(f":{pg.PORT}/", f":{db_proxy.port}/")
+    line = await start_hotline(fake_ari, dsn, settings_for(fake_ari, proxied, tmp_path, lookup_budget_ms=300))
+    yield line
+    db_proxy.delay, db_proxy.refuse = 0.0, False
+    line.shutdown.set()
+    await asyncio.wait_for(line.task, 20)
+
+
+async def test_database_down_caller_still_gets_the_menu_and_an_agent(proxied_hotline: Hotline, db_proxy: TcpProxy) -> None:
+    hotline = proxied_hotline
+    db_proxy.refuse = True
+    db_proxy.cut()
+    call = await hotline.call(KNOWN_ZH)
+    await hotline.ari.wait_for(lambda: "sound:hotline/zh/menu_main" in hotline.played(call))
+    assert hotline.played(call)[0] == "sound:hotline/zh/welcome", "treated as unknown: no name"
+    await hotline.ari.press(call, "0")
+    await hotline.ari.wait_for(lambda: hotline.ari.channel(call).continued_to is not None)
+    assert hotline.ari.channel(call).continued_to == ("hotline-agents", "general", 1)
+
+
+async def test_slow_database_lookup_is_cut_at_its_budget(proxied_hotline: Hotline, db_proxy: TcpProxy) -> None:
+    hotline = proxied_hotline
+    db_proxy.delay = 2.0
+    started = asyncio.get_running_loop().time()
+    call = await hotline.call(KNOWN_ZH)
+    await hotline.ari.wait_for(lambda: bool(hotline.played(call)), timeout=5)
+    assert asyncio.get_running_loop().time() - started < 1.5, "the caller did not wait for the slow database"
+    assert hotline.played(call)[0] == "sound:hotline/zh/welcome"
+    db_proxy.delay = 0.0
+    await hotline.ari.press(call, "0")
+    row = await hotline.wait_ended(call, timeout=20)
+    assert row["customer_id"] is None and row["outcome"] == "transferred"
+
+
+async def test_hangup_during_the_lookup_cancels_the_call_task(proxied_hotline: Hotline, db_proxy: TcpProxy) -> None:
+    hotline = proxied_hotline
+    hotline.server.dispatcher.handler.directory.budget_s = 5.0  # type: ignore[attr-defined]
+    db_proxy.delay = 1.0
+    call = await hotline.call(KNOWN_ZH)
+    await hotline.ari.wait_request("POST", f"/channels/{call}/answer")
+    await asyncio.sleep(0.2)  # the lookup is now waiting on the slow database
+    await hotline.ari.hangup(call)
+    await hotline.ari.wait_for(lambda: call not in hotline.server.dispatcher.sessions, timeout=2)
+    db_proxy.delay = 0.0
+    row = await hotline.wait_ended(call, timeout=20)
+    assert row["outcome"] == "abandoned" and row["path"] == []
+    assert not hotline.played(call)
+
+
+async def test_websocket_drop_mid_call_reconnects_and_the_call_goes_on(hotline: Hotline) -> None:
+    hotline.ari.media_duration = lambda uri: 0.3
+    call = await hotline.call(UNKNOWN)
+    await hotline.ari.wait_for(lambda: "sound:hotline/zh/menu_main" in hotline.played(call))
+    await hotline.ari.drop_websocket()  # the menu prompt finishes while we are disconnected
+    await asyncio.sleep(0.5)
+    await hotline.ari.wait_connected(timeout=10)
+    await hotline.ari.wait_request("GET", "/applications/hotline")
+    await hotline.ari.press(call, "2")
+    row = await hotline.wait_ended(call)
+    assert row["path"] == ["greeting", "main", "cards"] and row["outcome"] == "transferred"
+
+
+async def test_caller_hanging_up_while_disconnected_is_noticed_after_reconnect(hotline: Hotline) -> None:
+    hotline.ari.media_duration = lambda uri: 5.0
+    call = await hotline.call(UNKNOWN)
+    await hotline.ari.wait_for(lambda: bool(hotline.played(call)))
+    await hotline.ari.drop_websocket()
+    await hotline.ari.hangup(call)  # StasisEnd is lost: nobody is connected
+    await hotline.ari.wait_connected(timeout=10)
+    row = await hotline.wait_ended(call)
+    assert row["outcome"] == "abandoned"
+
+
+async def test_calls_left_by_a_crashed_server_go_to_the_fallback(fake_ari: FakeAri, dsn: str, tmp_path: Path) -> None:
+    fake_ari.media_duration = lambda uri: 30.0
+    first = await start_hotline(fake_ari, dsn, settings_for(fake_ari, dsn, tmp_path))
+    call = await fake_ari.place_call(UNKNOWN, "95000")
+    await fake_ari.wait_for(lambda: bool(fake_ari.channel(call).played))
+    first.task.cancel()  # a crash: no drain, the channel stays in Stasis
+    await fake_ari.drop_websocket()
+    await first.server.close()
+    second = await start_hotline(fake_ari, dsn, settings_for(fake_ari, dsn, tmp_path))
+    await fake_ari.wait_for(lambda: fake_ari.channel(call).continued_to is not None)
+    assert fake_ari.channel(call).continued_to == ("hotline-fallback", "s", 1)
+    second.shutdown.set()
+    await asyncio.wait_for(second.task, 10)
