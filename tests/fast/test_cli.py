@@ -1,0 +1,80 @@
+"""The `hotline` command line as administrators and scripts use it: a real process, real database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fast.conftest import DEMO_CUSTOMERS, fetch
+
+HOTLINE = str(Path(sys.executable).with_name("hotline"))
+
+
+def hotline(dsn: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HOTLINE_DSN": dsn}
+    return subprocess.run([HOTLINE, *args], env=env, input=stdin, capture_output=True, text=True, timeout=60)
+
+
+async def test_db_init_is_repeatable(dsn: str) -> None:
+    result = hotline(dsn, "db", "init")
+    assert result.returncode == 0 and "up to date" in result.stdout
+
+
+async def test_import_then_calls_list_json_shape(dsn: str) -> None:
+    result = hotline(dsn, "customers", "import", str(DEMO_CUSTOMERS), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["imported"] == 7
+    rows = await fetch(dsn, "SELECT customer_id FROM customer_phones WHERE phone = $1", "1065123456")
+    assert rows[0]["customer_id"] == "C001"
+    listed = hotline(dsn, "calls", "list", "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == []
+
+
+async def test_a_bad_row_imports_nothing_and_names_the_line(dsn: str, tmp_path: Path) -> None:
+    good = DEMO_CUSTOMERS.read_text(encoding="utf-8").splitlines()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join([*good, "C999,13812345678,Bad Segment,Mr,gold,zh,,,x"]) + "\n", encoding="utf-8")
+    result = hotline(dsn, "customers", "import", str(bad))
+    assert result.returncode == 1
+    assert f"{bad}: line {len(good) + 1}: segment 'gold'" in result.stderr
+    assert "nothing imported" in result.stderr
+    assert await fetch(dsn, "SELECT 1 FROM customers") == []
+
+
+async def test_binary_garbage_is_refused_clearly(dsn: str, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.csv"
+    junk.write_bytes(b"\xff\xfe\x00garbage\x00")
+    result = hotline(dsn, "customers", "import", str(junk))
+    assert result.returncode == 1 and "not UTF-8" in result.stderr
+
+
+async def test_large_import_shows_progress_and_is_all_or_nothing(dsn: str, tmp_path: Path) -> None:
+    big = tmp_path / "big.csv"
+    rows = [f"D{i:05d},139{i:08d},Customer {i},Ms,standard,en" for i in range(3000)]
+    big.write_text("customer_id,phone,name,salutation,segment,language\n" + "\n".join(rows) + "\n")
+    result = hotline(dsn, "customers", "import", str(big))
+    assert result.returncode == 0, result.stderr
+    assert "imported 3000 customers" in result.stdout
+    assert (await fetch(dsn, "SELECT count(*) AS n FROM customers"))[0]["n"] == 3000
+
+
+def test_unreachable_database_exits_3_with_a_clear_message() -> None:
+    result = hotline("postgresql://hotline@127.0.0.1:1/hotline", "calls", "list")
+    assert result.returncode == 3 and "cannot connect to PostgreSQL at postgresql://hotline@127.0.0.1:1" in result.stderr
+
+
+def test_missing_configuration_exits_2(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
+    result = subprocess.run([HOTLINE, "calls", "list"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 2 and "HOTLINE_DSN" in result.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["customers", "import", "--help"], ["calls", "list", "--help"]])
+def test_help_reads_well(args: list[str]) -> None:
+    result = subprocess.run([HOTLINE, *args], capture_output=True, text=True)
+    assert result.returncode == 0 and "Usage: hotline" in result.stdout

@@ -1,0 +1,56 @@
+"""Small engine parts on their own: the DTMF buffer, secure digits, configuration, log lines."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import pickle
+from pathlib import Path
+
+import pytest
+
+from agi_app.config import ConfigError, Settings
+from agi_app.engine.dtmf import DtmfBuffer
+from agi_app.logs import log_event
+from agi_app.secure import SecretDigits
+
+
+async def test_dtmf_buffer_keeps_order_and_bounds_floods() -> None:
+    buf = DtmfBuffer(capacity=3)
+    assert [buf.push(d) for d in "12x34"] == [True, True, False, True, False]
+    assert buf.dropped == 2
+    assert [await buf.pop(0.01) for _ in range(4)] == ["1", "2", "3", None]
+
+
+async def test_dtmf_pop_waits_for_a_late_digit() -> None:
+    buf = DtmfBuffer()
+    asyncio.get_running_loop().call_later(0.05, buf.push, "#")
+    assert await buf.pop(1.0) == "#"
+
+
+def test_secret_digits_never_print() -> None:
+    pin = SecretDigits("123456")
+    for text in (str(pin), repr(pin), f"{pin}", "%s" % pin, json.dumps({"pin": str(pin)})):
+        assert "123456" not in text
+    assert pin.reveal() == "123456" and pin.masked == "******"
+    with pytest.raises(TypeError):
+        pickle.dumps(pin)
+
+
+def test_settings_precedence(tmp_path: Path) -> None:
+    env_file = tmp_path / "hotline.env"
+    env_file.write_text("# sandbox\nHOTLINE_ARI_USER=fromfile\nHOTLINE_ARI_PASSWORD=secret\nHOTLINE_DSN=postgresql://f/x\n")
+    s = Settings.load({"HOTLINE_ENV_FILE": str(env_file), "HOTLINE_DSN": "postgresql://env/x"}, ari_user="option")
+    assert (s.ari_user, s.dsn, s.ari_password, s.ari_app) == ("option", "postgresql://env/x", "secret", "hotline")
+    assert "secret" not in repr(s)
+    with pytest.raises(ConfigError, match="HOTLINE_ARI_USER"):
+        Settings.load({"HOTLINE_ENV_FILE": str(env_file), "HOTLINE_ARI_USER": ""}).require("ari_user")
+    with pytest.raises(ConfigError, match="not a number"):
+        Settings.load({"HOTLINE_ENV_FILE": str(env_file), "HOTLINE_LOOKUP_BUDGET_MS": "fast"})
+
+
+def test_log_lines_are_greppable(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    log_event(logging.getLogger("t"), "node", call="17.1", node="main menu", skipped=None)
+    assert caplog.records[0].message == 'event=node call=17.1 node="main menu"'
