@@ -1,0 +1,65 @@
+# Demo Bank hotline — the two commands a newcomer needs: `make run` and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+HOTLINE := $(VENV)/bin/hotline
+STAMP := $(VENV)/.installed-$(shell sha1sum setup.cfg | cut -c1-12)
+
+CALLER ?= 13800138000
+LINE ?= 95000
+DIGITS ?= 1
+PAUSE ?= 4
+
+.PHONY: help venv deps sandbox sandbox-down db demo run test lint fast e2e call bench sounds clean
+
+help:
+	@echo "make run    - sandbox (Asterisk + PostgreSQL), demo data, hotline serve in the foreground (Ctrl-C stops all)"
+	@echo "make test   - lint, fast suite (fake ARI server) and end-to-end suite (real Asterisk, SIPp calls)"
+	@echo "make call CALLER=13800138000 LINE=95000 DIGITS=1  - one real SIP call into the running sandbox"
+	@echo "make bench  - benchmarks, printing ratios measured in one run"
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)
+
+deps:
+	scripts/sandbox deps
+
+sandbox: venv deps
+	scripts/sandbox up
+
+sandbox-down:
+	scripts/sandbox down
+
+db: venv
+	$(HOTLINE) db init
+
+demo: db
+	$(HOTLINE) customers import config/demo/customers.csv
+
+run: venv deps
+	scripts/run
+
+lint: venv
+	$(VENV)/bin/ruff check agi_app tests scripts/record-ari-fixtures
+
+fast: venv deps
+	$(VENV)/bin/pytest tests/fast -q
+
+e2e: venv deps
+	$(VENV)/bin/pytest tests/e2e -q
+
+test: lint fast e2e
+
+call: venv
+	scripts/call "$(CALLER)" "$(LINE)" "$(DIGITS)" "$(PAUSE)"
+
+sounds: venv
+	scripts/make-sounds
+
+clean: sandbox-down
+	rm -rf .run
