@@ -25,9 +25,9 @@ from agi_app.ari.events import (
     ChannelDtmfReceived,
     ChannelHangupRequest,
     PlaybackFinished,
-    StreamConnected,
     StasisEnd,
     StasisStart,
+    StreamConnected,
 )
 from agi_app.engine.channel import ChannelGone
 from agi_app.engine.journey import CallRecord, Journey, JourneySink, Outcome

@@ -1,0 +1,177 @@
+"""End-to-end: real Asterisk 22 (sandbox chroot), real PostgreSQL, `hotline serve` as a process,
+and real SIP calls from SIPp with RFC 4733 digits. An observer ARI application subscribed to
+everything records what each call heard, without taking part in it.
+
+The suite brings up what is not running and stops only what it started. It refuses to run
+beside a `make run` server, which would take the calls instead of the server under test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+import yaml
+
+from agi_app.config import read_env_file
+from agi_app.flows.loader import demo_flow_path, read_document
+from agi_app.sandbox.sipp import SipCall, SipResult, place_call
+from tests.support import pg
+
+REPO = Path(__file__).resolve().parents[2]
+SANDBOX = str(REPO / "scripts" / "sandbox")
+HOTLINE = str(Path(sys.executable).with_name("hotline"))
+RUN = REPO / ".run"
+
+
+def _sandbox(*args: str, check: bool = True) -> int:
+    return subprocess.run([SANDBOX, *args], check=check, stdout=subprocess.DEVNULL).returncode
+
+
+@pytest.fixture(scope="session")
+def sandbox_env() -> Iterator[dict[str, str]]:
+    """Asterisk and PostgreSQL up; the env the CLI and server read."""
+    _sandbox("deps")
+    _sandbox("chroot")
+    pg_started = _sandbox("pg-status", check=False) != 0
+    _sandbox("pg-start")
+    asterisk_started = _sandbox("asterisk-status", check=False) != 0
+    if asterisk_started:
+        _sandbox("asterisk-start")
+    _sandbox("env")
+    env = {**os.environ, **read_env_file(RUN / "hotline.env")}
+    yield env
+    if asterisk_started:
+        _sandbox("asterisk-stop", check=False)
+    if pg_started:
+        _sandbox("pg-stop", check=False)
+
+
+def e2e_flows_file(tmp: Path) -> Path:
+    """The demo menus with 2 s menu timeouts, so timeout paths take seconds, not half a minute."""
+    doc: dict[str, Any] = copy.deepcopy(read_document(demo_flow_path()))
+    for flow in doc["flows"].values():
+        for node in flow["nodes"].values():
+            if node["type"] == "menu":
+                node["timeout"] = 2
+    path = tmp / "e2e-flows.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+@dataclass
+class Observer:
+    """A second ARI app with subscribeAll: who called, what each channel played."""
+
+    channel_by_caller: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    played: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    channel_names: list[str] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def handle(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+        kind = event.get("type")
+        if kind == "ChannelCreated":
+            channel = event["channel"]
+            self.channel_names.append(channel["name"])
+            self.channel_by_caller[channel["caller"]["number"]].append(channel["id"])
+        elif kind == "PlaybackStarted":
+            target = event["playback"]["target_uri"]
+            if target.startswith("channel:"):
+                self.played[target.removeprefix("channel:")].append(event["playback"]["media_uri"])
+        elif kind == "PlaybackContinuing":
+            target = event["playback"]["target_uri"].removeprefix("channel:")
+            self.played[target].append(event["playback"]["media_uri"])
+
+    def heard(self, caller: str) -> list[str]:
+        """Media started on the newest channel from `caller` (each item of a list counts)."""
+        return self.played[self.channel_by_caller[caller][-1]]
+
+
+@dataclass
+class Hotline:
+    env: dict[str, str]
+    observer: Observer
+    log_path: Path
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([HOTLINE, *args], env=self.env, capture_output=True, text=True, timeout=60)
+
+    async def call(self, call: SipCall) -> SipResult:
+        result = await place_call(call)
+        await asyncio.sleep(1.0)  # StasisEnd → journey writer → database
+        return result
+
+    def last_call(self, caller: str) -> dict[str, Any]:
+        listed = self.cli("calls", "list", "--json", "--caller", caller, "--limit", "1")
+        assert listed.returncode == 0, listed.stderr
+        rows = json.loads(listed.stdout)
+        assert rows, f"no call from {caller} recorded"
+        return rows[0]
+
+
+async def _observe(env: dict[str, str], observer: Observer, ready: asyncio.Event) -> None:
+    auth = aiohttp.encode_basic_auth(env["HOTLINE_ARI_USER"], env["HOTLINE_ARI_PASSWORD"])
+    url = env["HOTLINE_ARI_URL"].rstrip("/") + "/ari/events"
+    async with aiohttp.ClientSession(headers={"Authorization": auth}) as session:
+        async with session.ws_connect(url, params={"app": "hotline-observer", "subscribeAll": "true"}) as ws:
+            ready.set()
+            async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    observer.handle(json.loads(msg.data))
+
+
+async def _app_connected(env: dict[str, str], app: str) -> bool:
+    auth = aiohttp.encode_basic_auth(env["HOTLINE_ARI_USER"], env["HOTLINE_ARI_PASSWORD"])
+    async with aiohttp.ClientSession(headers={"Authorization": auth}) as session:
+        async with session.get(env["HOTLINE_ARI_URL"].rstrip("/") + "/ari/applications") as resp:
+            return any(a["name"] == app for a in await resp.json())
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def hotline(sandbox_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Hotline]:
+    if await _app_connected(sandbox_env, sandbox_env["HOTLINE_ARI_APP"]):
+        pytest.exit("a hotline server is already connected to the sandbox (make run?): stop it first", 2)
+    dsn = await pg.create_database()
+    env = {**sandbox_env, "HOTLINE_DSN": dsn}
+    tmp = tmp_path_factory.mktemp("e2e")
+    hotline = Hotline(env, Observer(), RUN / "e2e-serve.log")
+    imported = hotline.cli("customers", "import", str(REPO / "config" / "demo" / "customers.csv"))
+    assert imported.returncode == 0, imported.stderr
+    ready = asyncio.Event()
+    observer = asyncio.create_task(_observe(env, hotline.observer, ready))
+    await asyncio.wait_for(ready.wait(), 10)
+    with hotline.log_path.open("w") as log:
+        server = subprocess.Popen([HOTLINE, "serve", "--flows-file", str(e2e_flows_file(tmp))], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(100):
+            if await _app_connected(env, env["HOTLINE_ARI_APP"]):
+                break
+            assert server.poll() is None, hotline.log_path.read_text()
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("hotline serve did not connect to ARI:\n" + hotline.log_path.read_text())
+        yield hotline
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        observer.cancel()
+        await pg.drop_database(dsn)
+    assert server.returncode == 0, "hotline serve did not stop cleanly:\n" + hotline.log_path.read_text()[-3000:]
