@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -143,38 +143,15 @@ class AriClient:
                            params={"variable": name, "value": value})
 
     # --- events --------------------------------------------------------------------------
-    async def events(self, *, max_backoff: float = 10.0, stop: asyncio.Event | None = None,
-                     queue_size: int = 10_000) -> AsyncIterator[AriEvent]:
-        """Yield events forever, reconnecting with backoff; `StreamConnected` marks each (re)connection.
+    def events(self, *, max_backoff: float = 10.0, queue_size: int = 10_000) -> EventStream:
+        """Start reading events (reconnecting with backoff); `StreamConnected` marks each (re)connection."""
+        return EventStream(self, max_backoff=max_backoff, queue_size=queue_size)
 
-        A bounded queue sits between the socket reader and the consumer so a slow consumer
-        applies back-pressure to the socket instead of growing memory without limit.
-        """
-        queue: asyncio.Queue[AriEvent] = asyncio.Queue(maxsize=queue_size)
-        reader = asyncio.create_task(self._read_forever(queue, max_backoff, stop))
-        try:
-            while True:
-                getter = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    yield getter.result()
-                    continue
-                getter.cancel()
-                reader.result()  # re-raise a reader failure
-                while not queue.empty():
-                    yield queue.get_nowait()
-                return
-        finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
-
-    async def _read_forever(self, queue: asyncio.Queue[AriEvent], max_backoff: float,
-                            stop: asyncio.Event | None) -> None:
+    async def _read_forever(self, queue: asyncio.Queue[AriEvent], max_backoff: float) -> None:
         url = f"{self.base_url}/ari/events"
         params = {"app": self.app}
         attempt = 0
-        while not (stop and stop.is_set()):
+        while True:
             try:
                 async with self.session.ws_connect(url, params=params, heartbeat=15,
                                                    timeout=aiohttp.ClientWSTimeout(ws_close=self._timeout)) as ws:
@@ -191,11 +168,43 @@ class AriClient:
                             await queue.put(parse_event(data))
                         elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
                             break
-                if stop and stop.is_set():
-                    return
                 log.warning("event=ari_disconnected app=%s", self.app)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 log.warning("event=ari_connect_failed app=%s error=%s", self.app, type(exc).__name__)
             attempt += 1
             delay = min(max_backoff, 0.25 * 2 ** min(attempt, 8)) * (0.5 + random.random() / 2)
             await asyncio.sleep(delay)
+
+
+class EventStream:
+    """The application's events, read by a background task into a bounded queue.
+
+    The bound applies back-pressure to the socket instead of growing memory when the consumer
+    is slow. `next()` returns None once `stop` is set; `close()` ends the reader.
+    """
+
+    def __init__(self, client: AriClient, *, max_backoff: float, queue_size: int) -> None:
+        self._queue: asyncio.Queue[AriEvent] = asyncio.Queue(maxsize=queue_size)
+        self._reader = asyncio.create_task(client._read_forever(self._queue, max_backoff), name="ari-events")
+
+    async def next(self, stop: asyncio.Event) -> AriEvent | None:
+        if not self._queue.empty():
+            return self._queue.get_nowait()
+        getter = asyncio.ensure_future(self._queue.get())
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            done, _ = await asyncio.wait({getter, stopper, self._reader}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            if not getter.done():
+                getter.cancel()
+        if getter in done and not getter.cancelled():
+            return getter.result()
+        if self._reader.done():
+            self._reader.result()  # re-raise a reader failure
+        return None
+
+    async def close(self) -> None:
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader

@@ -66,19 +66,12 @@ class Dispatcher:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume events until `stop` is set."""
-        events = self.client.events(stop=stop)
-        stopper = asyncio.ensure_future(stop.wait())
+        stream = self.client.events()
         try:
-            while not stop.is_set():
-                nxt = asyncio.ensure_future(anext(events))
-                done, _ = await asyncio.wait({nxt, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                if nxt not in done:
-                    nxt.cancel()
-                    break
-                self.handle(nxt.result())
+            while (event := await stream.next(stop)) is not None:
+                self.handle(event)
         finally:
-            stopper.cancel()
-            await events.aclose()
+            await stream.close()
 
     def handle(self, event: AriEvent) -> None:
         """Route one event (synchronous: routing never waits on I/O)."""

@@ -1,0 +1,119 @@
+"""The call engine's primitives over the real ARI protocol: a dispatcher with a scripted handler."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest_asyncio
+
+from agi_app.ari.client import AriClient
+from agi_app.engine.dispatcher import Dispatcher
+from agi_app.engine.journey import MemorySink
+from agi_app.engine.session import CallSession, DigitInput
+from tests.fake_ari.server import FakeAri
+
+Script = Callable[[CallSession], Awaitable[None]]
+
+
+class Harness:
+    def __init__(self, ari: FakeAri) -> None:
+        self.ari = ari
+        self.script: Script | None = None
+        self.results: dict[str, object] = {}
+        self.sink = MemorySink()
+
+    async def handler(self, call: CallSession) -> None:
+        assert self.script is not None
+        await self.script(call)
+
+
+@pytest_asyncio.fixture
+async def harness(fake_ari: FakeAri) -> AsyncIterator[Harness]:
+    h = Harness(fake_ari)
+    client = AriClient(fake_ari.url, "hotline", "hotline-dev", "hotline")
+    await client.open()
+    dispatcher = Dispatcher(client, h.handler, h.sink)
+    stop = asyncio.Event()
+    task = asyncio.create_task(dispatcher.run(stop))
+    await fake_ari.wait_connected()
+    yield h
+    await dispatcher.drain(1)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    await client.close()
+
+
+async def test_get_digits_with_terminator_and_inter_digit_timeout(harness: Harness) -> None:
+    async def script(call: CallSession) -> None:
+        await call.answer()
+        harness.results["first"] = await call.get_digits(max_digits=8, first_timeout=2, inter_timeout=0.5,
+                                                         terminator="#")
+        harness.results["second"] = await call.get_digits(max_digits=8, first_timeout=2, inter_timeout=0.3)
+        harness.results["third"] = await call.get_digits(max_digits=2, first_timeout=2, inter_timeout=1)
+        harness.results["fourth"] = await call.get_digits(max_digits=2, first_timeout=0.2)
+        await call.hangup()
+
+    harness.script = script
+    call = await harness.ari.place_call("13800138000", "95000")
+    await harness.ari.wait_request("POST", f"/channels/{call}/answer")
+    await harness.ari.press(call, "1234#")
+    await harness.ari.press(call, "56")  # then silence: inter-digit timeout ends it
+    await asyncio.sleep(0.6)
+    await harness.ari.press(call, "789")  # max 2 digits: "9" stays buffered for the next collect
+    await harness.ari.wait_for(lambda: harness.ari.channel(call).hungup)
+    assert harness.results == {
+        "first": DigitInput("1234", "terminator"),
+        "second": DigitInput("56", "timeout"),
+        "third": DigitInput("78", "max"),
+        "fourth": DigitInput("9", "timeout"),
+    }
+
+
+async def test_digit_during_a_media_list_stops_it_and_is_kept(harness: Harness) -> None:
+    harness.ari.media_duration = lambda uri: 2.0
+
+    async def script(call: CallSession) -> None:
+        harness.results["interrupted"] = await call.play(["sound:a", "sound:b", "sound:c"])
+        harness.results["skipped"] = await call.play(["sound:d"])  # type-ahead: not even started
+        harness.results["digits"] = await call.get_digits(max_digits=1)
+        await call.hangup()
+
+    harness.script = script
+    call = await harness.ari.place_call("13800138000", "95000")
+    await harness.ari.wait_for(lambda: harness.ari.channel(call).played == ["sound:a"])
+    await harness.ari.press(call, "5")
+    await harness.ari.wait_for(lambda: harness.ari.channel(call).hungup)
+    assert harness.results == {"interrupted": True, "skipped": True, "digits": DigitInput("5", "max")}
+    assert harness.ari.channel(call).played == ["sound:a"]
+    assert harness.ari.channel(call).stopped
+
+
+async def test_uninterruptible_playback_ignores_digits_but_keeps_them(harness: Harness) -> None:
+    harness.ari.media_duration = lambda uri: 0.3
+
+    async def script(call: CallSession) -> None:
+        harness.results["interrupted"] = await call.play(["sound:legal"], interruptible=False)
+        harness.results["digits"] = await call.get_digits(max_digits=1)
+        await call.hangup()
+
+    harness.script = script
+    call = await harness.ari.place_call("13800138000", "95000")
+    await harness.ari.wait_for(lambda: bool(harness.ari.channel(call).played))
+    await harness.ari.press(call, "3")
+    await harness.ari.wait_for(lambda: harness.ari.channel(call).hungup)
+    assert harness.results == {"interrupted": False, "digits": DigitInput("3", "max")}
+    assert not harness.ari.channel(call).stopped
+
+
+async def test_an_exception_in_a_flow_sends_the_caller_to_the_fallback(harness: Harness) -> None:
+    async def script(call: CallSession) -> None:
+        await call.answer()
+        raise RuntimeError("bug in a flow")
+
+    harness.script = script
+    call = await harness.ari.place_call("13800138000", "95000")
+    await harness.ari.wait_for(lambda: harness.ari.channel(call).continued_to is not None)
+    assert harness.ari.channel(call).continued_to == ("hotline-fallback", "s", 1)
+    await harness.ari.wait_for(lambda: harness.sink.calls[call].outcome is not None)
+    assert harness.sink.calls[call].outcome == "error"
