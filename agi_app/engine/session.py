@@ -55,6 +55,10 @@ class CallSession:
         self.handed_off = False  # left Stasis on purpose (transfer, fallback)
         self.secure_input = False  # while True, digits are masked in every log line
         self._playbacks: dict[str, asyncio.Future[None]] = {}
+        # The playback Asterisk may still be playing: set until it finished or we stopped it, so
+        # a transfer after a cancelled play() can stop it first (Asterisk runs a channel's
+        # commands in order: a `continue` waits until the current playback ends).
+        self.active_playback: str | None = None
         self._ids = itertools.count(1)
 
     @property
@@ -97,10 +101,12 @@ class CallSession:
         playback_id = f"{self.call_id}-pb{next(self._ids)}"
         finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._playbacks[playback_id] = finished  # before the request: events may beat the reply
+        self.active_playback = playback_id
         try:
             await self.channel.start_playback(media, playback_id)
             if not interruptible:
                 await finished
+                self.active_playback = None
                 return False
             digit = asyncio.ensure_future(self.dtmf.wait_any())
             try:
@@ -109,8 +115,9 @@ class CallSession:
                 digit.cancel()
             if finished.done():
                 finished.result()  # raise if cancelled by a hangup
+                self.active_playback = None
                 return False
-            await self.channel.stop_playback(playback_id)
+            await self.stop_playback()
             return True
         finally:
             self._playbacks.pop(playback_id, None)
@@ -132,8 +139,15 @@ class CallSession:
             timeout = inter_timeout
         return DigitInput(digits, "max")
 
+    async def stop_playback(self) -> None:
+        """Stop what may still be playing (no error if it already ended)."""
+        if self.active_playback is not None:
+            await self.channel.stop_playback(self.active_playback)
+            self.active_playback = None
+
     async def transfer(self, context: str, extension: str, target: str) -> None:
         """Hand the call to the dialplan (queue, fallback); the channel leaves our app."""
+        await self.stop_playback()
         self.handed_off = True
         try:
             await self.channel.continue_in_dialplan(context, extension, 1)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -102,15 +105,21 @@ async def test_caller_hanging_up_while_disconnected_is_noticed_after_reconnect(h
 
 
 async def test_calls_left_by_a_crashed_server_go_to_the_fallback(fake_ari: FakeAri, dsn: str, tmp_path: Path) -> None:
-    fake_ari.media_duration = lambda uri: 30.0
-    first = await start_hotline(fake_ari, dsn, settings_for(fake_ari, dsn, tmp_path))
-    call = await fake_ari.place_call(UNKNOWN, "95000")
-    await fake_ari.wait_for(lambda: bool(fake_ari.channel(call).played))
-    first.task.cancel()  # a crash: no drain, the channel stays in Stasis
-    await fake_ari.drop_websocket()
-    await first.server.close()
+    fake_ari.media_duration = lambda uri: 3.0
+    env = {**os.environ, "HOTLINE_DSN": dsn, "HOTLINE_ARI_URL": fake_ari.url, "HOTLINE_ARI_USER": "hotline",
+           "HOTLINE_ARI_PASSWORD": "hotline-dev", "HOTLINE_SOUNDS_ROOT": str(tmp_path / "sounds")}
+    crashing = subprocess.Popen([str(Path(sys.executable).with_name("hotline")), "serve"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await fake_ari.wait_connected(timeout=20)
+        call = await fake_ari.place_call(UNKNOWN, "95000")
+        await fake_ari.wait_for(lambda: bool(fake_ari.channel(call).played))
+    finally:
+        crashing.kill()  # no drain: the channel stays in Stasis, mid-prompt
+        crashing.wait()
     second = await start_hotline(fake_ari, dsn, settings_for(fake_ari, dsn, tmp_path))
-    await fake_ari.wait_for(lambda: fake_ari.channel(call).continued_to is not None)
+    await fake_ari.wait_for(lambda: fake_ari.channel(call).continued_to is not None, timeout=10)
     assert fake_ari.channel(call).continued_to == ("hotline-fallback", "s", 1)
+    assert not fake_ari.channel(call).hungup
     second.shutdown.set()
     await asyncio.wait_for(second.task, 10)

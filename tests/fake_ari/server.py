@@ -1,0 +1,782 @@
+"""A strict fake of Asterisk 22's ARI: real HTTP + WebSocket on loopback, driven by the test.
+
+Why: the call engine and its ARI client must be tested as they run in production (real sockets, real
+JSON, real event order) without an Asterisk.  The fake is strict in both directions:
+
+* every REST request is checked against Asterisk's own swagger declarations (``swagger.py``); a
+  request Asterisk would not accept is answered as Asterisk would and appended to ``violations``;
+* every event and response body is cloned from recordings of the real sandbox (``fixtures.py``) and
+  validated against the declared models before it leaves; an invalid one raises (a bug in the fake).
+
+The test plays the caller (``place_call``, ``press``, ``hangup``) and inspects what the app did
+(``channel(id).played``, ``requests``...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import itertools
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from .fixtures import Recordings, load_recordings
+from .swagger import Operation, Swagger, SwaggerError, load_swagger
+
+
+@dataclass
+class RecordedRequest:
+    """One REST request as the fake received it, with the status it answered."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    json: Any
+    status: int = 0
+    response: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class FakePlayback:
+    """A playback operation on a channel (Asterisk queues them per channel)."""
+
+    id: str
+    channel_id: str
+    media: list[str]
+    language: str
+    state: str = "queued"
+    index: int = 0
+    stop_requested: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class FakeChannel:
+    """The fake's view of one call leg; tests read it to see what the app did."""
+
+    id: str
+    number: int
+    caller: str
+    caller_name: str
+    dnis: str
+    language: str
+    created: str
+    state: str = "Ring"
+    hungup: bool = False
+    in_stasis: bool = False
+    continued_to: tuple[str, str, int] | None = None
+    played: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+    variables: dict[str, str] = field(default_factory=dict)
+    moh: bool = False
+    silence: bool = False
+    ringing: bool = False
+    hangup_reason: str | None = None
+    continue_requested: tuple[str, str, int] | None = None  # continue sent, maybe waiting behind playbacks
+    queue: list[FakePlayback | tuple[str, str, int]] = field(default_factory=list)  # control queue
+    current: FakePlayback | None = None
+    worker: asyncio.Task[None] | None = None
+
+
+@dataclass
+class _Conn:
+    """One event WebSocket."""
+
+    ws: web.WebSocketResponse
+    request: web.Request
+    apps: list[str]
+    subscribe_all: bool
+    queue: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
+    replaced: bool = False
+
+
+@dataclass
+class _Call:
+    """One REST request being served."""
+
+    op: Operation
+    path_vars: dict[str, str]
+    params: dict[str, list[str]]
+    body: Any
+
+    def one(self, name: str, default: str | None = None) -> str | None:
+        values = self.params.get(name)
+        return values[-1] if values else default
+
+
+class _Refused(Exception):
+    """Answer the request with this status/body (an expected ARI error, not a violation)."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+
+
+#: Event types that make up a recorded call ending.
+_END_TYPES = ("ChannelVarset", "ChannelHangupRequest", "StasisEnd", "ChannelDestroyed", "PlaybackFinished")
+
+
+def _now() -> str:
+    """Asterisk's timestamp style: ``2024-05-01T10:00:00.123+0000``."""
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}+0000"
+
+
+class FakeAri:
+    """A fake Asterisk ARI server for one Stasis application (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        app: str = "hotline",
+        user: str = "hotline",
+        password: str = "hotline-dev",
+        swagger_dir: Path | None = None,
+        fixtures_dir: Path | None = None,
+    ) -> None:
+        self.app = app
+        self.user = user
+        self.password = password
+        self.swagger: Swagger = load_swagger(swagger_dir)
+        self.rec: Recordings = load_recordings(fixtures_dir)
+        self.url = ""
+        self.requests: list[RecordedRequest] = []
+        self.violations: list[str] = []
+        self.events: list[dict[str, Any]] = []  # every event emitted, in order (also when nobody listened)
+        self.media_duration: Callable[[str], float] = lambda uri: 0.3
+        self.channels: dict[str, FakeChannel] = {}
+        self._auth = aiohttp.encode_basic_auth(user, password) if hasattr(aiohttp, "encode_basic_auth") else (
+            aiohttp.BasicAuth(user, password).encode()
+        )
+        self._conns: list[_Conn] = []
+        self._owner: dict[str, _Conn] = {}  # app name -> WebSocket currently receiving its events
+        self._playbacks: dict[str, FakePlayback] = {}
+        self._consumed: set[int] = set()
+        self._runner: web.AppRunner | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._ids = itertools.count(1)
+        self._id_base = int(time.time())
+        self._chan_tpl = self.rec.template("StasisStart")["channel"]
+        self._asterisk_id = self.rec.template("StasisStart").get("asterisk_id")
+        # keyed by (method, path template): swagger nicknames repeat across resources ("get", "list")
+        self._handlers: dict[tuple[str, str], Callable[[_Call], Any]] = {
+            ("GET", "/asterisk/info"): self._h_info,
+            ("GET", "/asterisk/ping"): self._h_ping,
+            ("GET", "/channels"): self._h_list_channels,
+            ("GET", "/applications"): self._h_list_applications,
+            ("GET", "/applications/{applicationName}"): self._h_get_application,
+            ("GET", "/channels/{channelId}"): self._h_get_channel,
+            ("GET", "/playbacks/{playbackId}"): self._h_get_playback,
+            ("POST", "/channels/{channelId}/answer"): self._h_answer,
+            ("DELETE", "/channels/{channelId}"): self._h_hangup,
+            ("POST", "/channels/{channelId}/continue"): self._h_continue,
+            ("POST", "/channels/{channelId}/play"): self._h_play,
+            ("POST", "/channels/{channelId}/play/{playbackId}"): self._h_play,
+            ("DELETE", "/playbacks/{playbackId}"): self._h_stop_playback,
+            ("GET", "/channels/{channelId}/variable"): self._h_get_var,
+            ("POST", "/channels/{channelId}/variable"): self._h_set_var,
+            ("POST", "/channels/{channelId}/ring"): self._h_ring,
+            ("DELETE", "/channels/{channelId}/ring"): self._h_ring,
+            ("POST", "/channels/{channelId}/moh"): self._h_moh,
+            ("DELETE", "/channels/{channelId}/moh"): self._h_moh,
+            ("POST", "/channels/{channelId}/silence"): self._h_silence,
+            ("DELETE", "/channels/{channelId}/silence"): self._h_silence,
+        }
+
+    # ================================================================== lifecycle
+    async def start(self) -> None:
+        """Listen on 127.0.0.1 with a free port; sets ``url``."""
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        """Stop playbacks, close WebSockets and the listener."""
+        for task in list(self._tasks):
+            task.cancel()
+        for ch in self.channels.values():
+            if ch.worker:
+                ch.worker.cancel()
+        for conn in list(self._conns):
+            conn.queue.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.ws.close(), 1.0)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # ================================================================== test-side API
+    def channel(self, channel_id: str) -> FakeChannel:
+        return self.channels[channel_id]
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:  # noqa: ASYNC109 (agreed API)
+        """Poll ``predicate`` until true; TimeoutError otherwise (tests: wait for the app to react)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not predicate():
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"condition not met within {timeout:.1f} s")
+            await asyncio.sleep(0.005)
+
+    async def wait_connected(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 (agreed API)
+        """Until a WebSocket receives this app's events."""
+        await self.wait_for(lambda: self.app in self._owner, timeout)
+
+    async def wait_request(self, method: str, path_regex: str, timeout: float = 5.0) -> RecordedRequest:  # noqa: ASYNC109 (agreed API)
+        """The first answered request with ``method`` whose path matches ``path_regex`` (``re.search``)
+        and that no earlier ``wait_request`` returned; waits for it if needed."""
+        rx = re.compile(path_regex)
+        found: list[RecordedRequest] = []
+
+        def check() -> bool:
+            for i, r in enumerate(self.requests):
+                if i not in self._consumed and r.method == method.upper() and rx.search(r.path):
+                    self._consumed.add(i)
+                    found.append(r)
+                    return True
+            return False
+
+        await self.wait_for(check, timeout)
+        return found[0]
+
+    async def place_call(self, caller: str, dnis: str, *, caller_name: str = "", language: str = "en") -> str:
+        """A caller dials ``dnis``: a Ring channel enters Stasis (StasisStart, args [dnis]).
+
+        As in Asterisk, if no WebSocket is connected for the app, Stasis() fails and the channel is
+        hung up at once without any event (``channel(id).hungup`` is True).
+        """
+        n = next(self._ids)
+        ch = FakeChannel(
+            id=f"{self._id_base}.{n}", number=n, caller=caller, caller_name=caller_name, dnis=dnis,
+            language=language, created=_now(),
+        )
+        self.channels[ch.id] = ch
+        if self.app not in self._owner:
+            ch.hungup = True
+            return ch.id
+        ch.in_stasis = True
+        ev = self.rec.template("StasisStart")
+        ev["args"] = [dnis]
+        self._emit(ev, ch)
+        return ch.id
+
+    async def press(self, channel_id: str, digits: str, *, gap: float = 0.05, duration_ms: int = 100) -> None:
+        """The caller presses ``digits`` (one ChannelDtmfReceived each, ``gap`` seconds apart)."""
+        ch = self.channels[channel_id]
+        for i, digit in enumerate(digits):
+            if ch.hungup or not ch.in_stasis:
+                return
+            if i:
+                await asyncio.sleep(gap)
+            ev = self.rec.template("ChannelDtmfReceived")
+            ev["digit"] = digit
+            ev["duration_ms"] = duration_ms
+            self._emit(ev, ch)
+
+    async def hangup(self, channel_id: str) -> None:
+        """The caller hangs up; replays the recorded end of a caller-hung-up call."""
+        ch = self.channels[channel_id]
+        if ch.hungup:
+            return
+        if not ch.in_stasis:  # after continue the app is no longer subscribed to the channel
+            ch.hungup = True
+            return
+        self._end_call(ch, self.rec.caller_hangup_tail())
+
+    async def drop_websocket(self) -> None:
+        """Abruptly cut every event WebSocket (no close frame); channels stay in Stasis."""
+        for conn in list(self._conns):
+            self._forget(conn)
+            transport = conn.request.transport
+            if transport is not None:
+                transport.abort() if hasattr(transport, "abort") else transport.close()
+            conn.queue.put_nowait(None)
+
+    # ================================================================== events
+    def _channel_json(self, ch: FakeChannel) -> dict[str, Any]:
+        """Snapshot of ``ch`` in the recorded Channel shape (only recorded keys are filled)."""
+        snap = copy.deepcopy(self._chan_tpl)
+        snap["id"] = ch.id
+        if "name" in snap:
+            snap["name"] = re.sub(r"-[0-9a-f]{8}$", f"-{ch.number:08x}", snap["name"])
+        if "protocol_id" in snap:
+            snap["protocol_id"] = f"fake-{uuid.uuid5(uuid.NAMESPACE_OID, ch.id).hex}@127.0.0.1" if (
+                snap["protocol_id"]) else ""
+        snap["state"] = ch.state
+        if isinstance(snap.get("caller"), dict):
+            snap["caller"]["number"] = ch.caller
+            snap["caller"]["name"] = ch.caller_name
+        dp = snap.get("dialplan")
+        if isinstance(dp, dict):
+            old_exten = dp.get("exten", "")
+            dp["exten"] = ch.dnis
+            if isinstance(dp.get("app_data"), str) and old_exten:
+                dp["app_data"] = dp["app_data"].replace(old_exten, ch.dnis)
+        snap["creationtime"] = ch.created
+        snap["language"] = ch.language
+        return snap
+
+    def _playback_json(self, pb: FakePlayback, template: dict[str, Any] | None = None) -> dict[str, Any]:
+        snap = copy.deepcopy(template) if template else self.rec.template("PlaybackStarted")["playback"]
+        snap["id"] = pb.id
+        snap["media_uri"] = pb.media[min(pb.index, len(pb.media) - 1)]
+        if pb.index + 1 < len(pb.media):
+            snap["next_media_uri"] = pb.media[pb.index + 1]
+        else:
+            snap.pop("next_media_uri", None)
+        snap["target_uri"] = f"channel:{pb.channel_id}"
+        if "language" in snap or pb.language:
+            snap["language"] = pb.language
+        snap["state"] = pb.state
+        return snap
+
+    def _emit(self, event: dict[str, Any], ch: FakeChannel | None = None, pb: FakePlayback | None = None) -> None:
+        """Substitute live values into a recorded event, validate it, and queue it for the app."""
+        event["timestamp"] = _now()
+        event["application"] = self.app
+        if self._asterisk_id is not None:
+            event["asterisk_id"] = self._asterisk_id
+        if ch is not None and "channel" in event:
+            event["channel"] = self._channel_json(ch)
+        if pb is not None and "playback" in event:
+            event["playback"] = self._playback_json(pb, event["playback"])
+        self.swagger.validate_event(event)  # raises: an invalid event is a bug in the fake
+        self.events.append(event)
+        owner = self._owner.get(self.app)
+        stasis_only = event["type"] in ("StasisStart", "StasisEnd")
+        for conn in self._conns:
+            if conn is owner:
+                conn.queue.put_nowait(json.dumps(event))
+            elif conn.subscribe_all and not conn.replaced and not stasis_only:
+                for name in conn.apps:
+                    if name != self.app and self._owner.get(name) is conn:
+                        conn.queue.put_nowait(json.dumps({**event, "application": name}))
+
+    def _end_call(self, ch: FakeChannel, tail: list[dict[str, Any]]) -> None:
+        """Replay a recorded call ending (hangup by the caller or by the app) on ``ch``.
+
+        Playback events in the recording apply to the playback playing now (dropped when none plays);
+        queued playbacks and a pending continue die silently, as in Asterisk.
+        """
+        pb = ch.current
+        ch.hungup = True
+        for item in ch.queue:
+            if isinstance(item, FakePlayback):
+                item.state = "failed"
+                self._playbacks.pop(item.id, None)
+        ch.queue.clear()
+        for ev in tail:
+            if ev["type"].startswith("Playback"):
+                if pb is not None:
+                    pb.state = ev["playback"].get("state", "failed")
+                    self._finish_playback(ch, pb, emit_event=ev)
+                    pb = None
+                continue
+            if ev["type"] == "StasisEnd":
+                ch.in_stasis = False
+            self._emit(ev, ch)
+        if pb is not None:
+            pb.state = "failed"
+            self._finish_playback(ch, pb, emit_event=None)
+        ch.in_stasis = False
+        if ch.worker is not None:
+            ch.worker.cancel()
+            ch.worker = None
+
+    def _apply_continue(self, ch: FakeChannel, target: tuple[str, str, int]) -> None:
+        """The channel leaves Stasis for the dialplan (StasisEnd as recorded after ``continue``)."""
+        ch.continued_to = target
+        ch.in_stasis = False
+        for item in ch.queue:
+            if isinstance(item, FakePlayback):
+                self._playbacks.pop(item.id, None)
+        ch.queue.clear()
+        tail = [e for e in self.rec.events_after("continue") if e["type"] == "StasisEnd"] or [
+            self.rec.template("StasisEnd")]
+        for ev in tail:
+            self._emit(ev, ch)
+
+    # ================================================================== playbacks
+    def _finish_playback(self, ch: FakeChannel, pb: FakePlayback, emit_event: dict[str, Any] | None) -> None:
+        if self._playbacks.pop(pb.id, None) is None:
+            return
+        if ch.current is pb:
+            ch.current = None
+        pb.wake.set()
+        if emit_event is not None:
+            self._emit(emit_event, ch, pb)
+
+    async def _play_worker(self, ch: FakeChannel) -> None:
+        """Runs the channel's command queue in order, as Asterisk's channel control queue does.
+
+        A playback blocks the queue until it ends, so a ``continue`` sent during a playback only takes
+        effect after it (recorded: continue during demo-congrats did nothing until the call ended).
+        Between list items Asterisk sends PlaybackContinuing (old item) then PlaybackStarted (new item).
+        """
+        try:
+            while ch.queue and not ch.hungup and ch.in_stasis:
+                item = ch.queue.pop(0)
+                if isinstance(item, tuple):
+                    self._apply_continue(ch, item)
+                    break
+                pb = item
+                if pb.id not in self._playbacks:
+                    continue
+                ch.current = pb
+                pb.state, pb.index = "playing", 0
+                ch.played.append(pb.media[0])
+                self._emit(self.rec.template("PlaybackStarted"), ch, pb)
+                while True:
+                    pb.wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(pb.wake.wait(), self.media_duration(pb.media[pb.index]))
+                    if pb.id not in self._playbacks:  # stopped, or the channel went away meanwhile
+                        break
+                    if pb.index + 1 < len(pb.media):
+                        pb.state = "continuing"
+                        self._emit(self.rec.template("PlaybackContinuing"), ch, pb)
+                        pb.index += 1
+                        pb.state = "playing"
+                        ch.played.append(pb.media[pb.index])
+                        self._emit(self.rec.template("PlaybackStarted"), ch, pb)
+                        continue
+                    pb.state = "done"
+                    self._finish_playback(ch, pb, self.rec.template("PlaybackFinished"))
+                    break
+        finally:
+            if ch.worker is asyncio.current_task():
+                ch.worker = None
+
+    # ================================================================== HTTP plumbing
+    def _violation(self, text: str) -> None:
+        self.violations.append(text)
+
+    def _error_body(self, label: str | None, status: int, message: str) -> tuple[int, Any]:
+        """Status and body Asterisk gave in the recording ``label``; the fallback keeps its style."""
+        if label and self.rec.has_label(label):
+            resp = self.rec.response(label)
+            return resp.status, resp.json
+        return status, {"message": message}
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        query: dict[str, list[str]] = {}
+        for k, v in request.rel_url.query.items():
+            query.setdefault(k, []).append(v)
+        body_text = await request.text() if request.can_read_body else ""
+        body: Any = None
+        body_error = None
+        if body_text.strip():
+            try:
+                body = json.loads(body_text)
+            except ValueError:
+                body_error = "request body is not JSON"
+        rec = RecordedRequest(request.method, request.path, query, body)
+        where = f"{request.method} {request.path_qs}"
+        status: int = 500
+        payload: Any = None
+        headers: dict[str, str] = {}
+        ws: web.WebSocketResponse | None = None
+        try:
+            status, payload, headers, ws = await self._serve(request, rec, body_text, body, body_error, where)
+        except SwaggerError as exc:  # the fake built an invalid body: a bug to fix in the fake
+            self._violation(f"FAKE BUG answering {where}: {exc}")
+            status, payload = 500, {"message": f"fake bug: {exc}"}
+        rec.status, rec.response, rec.headers = status, payload, headers
+        self.requests.append(rec)
+        if ws is not None:
+            return ws
+        if payload is None:
+            return web.Response(status=status, headers=headers)
+        return web.Response(status=status, text=json.dumps(payload), content_type="application/json",
+                            headers=headers)
+
+    async def _serve(
+        self, request: web.Request, rec: RecordedRequest, body_text: str, body: Any, body_error: str | None,
+        where: str,
+    ) -> tuple[int, Any, dict[str, str], web.WebSocketResponse | None]:
+        if "api_key" in rec.query:
+            self._violation(f"{where}: credentials in the URL (api_key) are forbidden by policy")
+            return 400, {"message": "api_key in URL refused (policy: Basic Authorization header only)"}, {}, None
+        if request.headers.get("Authorization") != self._auth:
+            self._violation(f"{where}: missing or wrong Basic Authorization header")
+            status, payload = self._error_body("no_auth", 401, "Authentication required")
+            return status, payload, {"WWW-Authenticate": 'Basic realm="Asterisk REST Interface"'}, None
+        if not rec.path.startswith("/ari/"):
+            self._violation(f"{where}: not an ARI path")
+            return 404, {"message": "Not found"}, {}, None
+        match = self.swagger.route(rec.path[len("/ari"):])
+        if match is None:
+            self._violation(f"{where}: no such ARI resource")
+            status, payload = self._error_body("unknown_path", 404, "Resource not found")
+            return status, payload, {}, None
+        op = match.methods.get(request.method)
+        if op is None:
+            self._violation(f"{where}: method not declared (allowed: {sorted(match.methods)})")
+            status, payload = self._error_body("wrong_method", 405, "Invalid method")
+            return status, payload, {"Allow": ",".join(["OPTIONS", *sorted(match.methods)])}, None
+        params, errors = self.swagger.check_query(op, rec.query)
+        if body_error:
+            errors.append(body_error)
+        elif body is not None:
+            if request.content_type != "application/json":
+                errors.append(f"JSON body sent with Content-Type {request.content_type!r}")
+            if not isinstance(body, dict):
+                errors.append("request body must be a JSON object")
+            else:
+                for key, value in body.items():
+                    param = op.params.get(key)
+                    if param is None or param.param_type == "path":
+                        errors.append(f"undeclared body field {key!r} for {op.method} {op.path}")
+                    elif param.param_type == "body" and not isinstance(value, dict):
+                        errors.append(f"body parameter {key!r} must be a JSON object")
+                    elif param.param_type == "query":
+                        params[key] = [str(value).lower() if isinstance(value, bool) else str(value)]
+        for name, param in op.params.items():
+            if param.required and param.param_type == "query" and name not in params:
+                errors.append(f"missing required parameter {name!r}")
+            if param.required and param.param_type == "body" and not (isinstance(body, dict) and name in body):
+                errors.append(f"missing required body parameter {name!r}")
+        if errors:
+            self._violation(f"{where}: " + "; ".join(errors))
+            return 400, {"message": "; ".join(errors)}, {}, None
+        call = _Call(op, match.path_vars, params, body)
+        if op.upgrade == "websocket":
+            ws = await self._websocket(request, call)
+            return 101, None, {}, ws
+        handler = self._handlers.get((op.method, op.path))
+        if handler is None:
+            self._violation(f"{where}: operation {op.nickname} is declared but the fake does not implement it")
+            return 501, {"message": f"fake ARI does not implement {op.nickname}"}, {}, None
+        try:
+            result = handler(call)
+            if asyncio.iscoroutine(result):
+                result = await result
+        except _Refused as exc:
+            return exc.status, exc.body, {}, None
+        status, payload, headers = result if len(result) == 3 else (*result, {})
+        if 200 <= status < 300 and payload is not None and op.response_class != "void":
+            problems = self.swagger.validate(payload, op.response_class)
+            if problems:
+                raise SwaggerError("; ".join(problems))
+        return status, payload, headers, None
+
+    # ================================================================== WebSocket
+    async def _websocket(self, request: web.Request, call: _Call) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(protocols=("ari",), autoping=True)
+        await ws.prepare(request)
+        apps = call.params.get("app", [])
+        conn = _Conn(ws, request, apps, call.one("subscribeAll") == "true")
+        self._conns.append(conn)
+        for name in apps:
+            old = self._owner.get(name)
+            if old is not None and old is not conn:
+                old.replaced = True
+                replaced = self.rec.template("ApplicationReplaced") if self.rec.has_event(
+                    "ApplicationReplaced") else {"type": "ApplicationReplaced"}
+                replaced["timestamp"] = _now()
+                replaced["application"] = name
+                if self._asterisk_id is not None:
+                    replaced["asterisk_id"] = self._asterisk_id
+                self.swagger.validate_event(replaced)
+                old.queue.put_nowait(json.dumps(replaced))
+            self._owner[name] = conn
+        writer = asyncio.create_task(self._ws_writer(conn))
+        self._tasks.add(writer)
+        writer.add_done_callback(self._tasks.discard)
+        try:
+            async for _msg in ws:
+                pass  # ARI clients send nothing meaningful on the event socket
+        finally:
+            self._forget(conn)
+            conn.queue.put_nowait(None)
+        return ws
+
+    async def _ws_writer(self, conn: _Conn) -> None:
+        while True:
+            text = await conn.queue.get()
+            if text is None or conn.ws.closed:
+                return
+            try:
+                await conn.ws.send_str(text)
+            except (ConnectionError, RuntimeError):
+                return
+
+    def _forget(self, conn: _Conn) -> None:
+        if conn in self._conns:
+            self._conns.remove(conn)
+        for name, owner in list(self._owner.items()):
+            if owner is conn:
+                del self._owner[name]
+
+    # ================================================================== REST handlers
+    def _live(self, call: _Call, op_label: str) -> FakeChannel:
+        """The channel of the request, refused as Asterisk refuses it when gone or out of Stasis."""
+        cid = call.path_vars.get("channelId", "")
+        ch = self.channels.get(cid)
+        if ch is None or ch.hungup:
+            raise _Refused(*self._error_body(f"{op_label}_after_hangup", 404, "Channel not found"))
+        if not ch.in_stasis:
+            raise _Refused(*self._error_body(f"{op_label}_after_continue", 409,
+                                             "Channel not in Stasis application"))
+        return ch
+
+    def _h_info(self, call: _Call) -> tuple[int, Any]:
+        info = self.rec.response("asterisk_info").json if self.rec.has_label("asterisk_info") else {}
+        only = call.params.get("only")
+        if only:
+            info = {k: v for k, v in info.items() if k in only}
+        return 200, info
+
+    def _h_ping(self, call: _Call) -> tuple[int, Any]:
+        body = {"asterisk_id": self._asterisk_id or "00:00:00:00:00:00", "ping": "pong", "timestamp": _now()}
+        return 200, body
+
+    def _h_list_channels(self, call: _Call) -> tuple[int, Any]:
+        return 200, [self._channel_json(c) for c in self.channels.values() if not c.hungup]
+
+    def _h_list_applications(self, call: _Call) -> tuple[int, Any]:
+        return 200, [self._application_json(name) for name in sorted(self._owner)]
+
+    def _application_json(self, name: str) -> dict[str, Any]:
+        body: dict[str, Any] = (
+            self.rec.response("get_application").json if self.rec.has_label("get_application") else {}
+        ) or {}
+        body["name"] = name
+        body["channel_ids"] = [c.id for c in self.channels.values() if c.in_stasis and not c.hungup] if (
+            name == self.app) else []
+        return body
+
+    def _h_get_channel(self, call: _Call) -> tuple[int, Any]:
+        ch = self.channels.get(call.path_vars["channelId"])
+        if ch is None or ch.hungup:
+            raise _Refused(*self._error_body("get_channel_after_hangup", 404, "Channel not found"))
+        return 200, self._channel_json(ch)
+
+    def _h_get_playback(self, call: _Call) -> tuple[int, Any]:
+        pb = self._playbacks.get(call.path_vars["playbackId"])
+        if pb is None:
+            raise _Refused(*self._error_body("get_playback_unknown", 404, "Playback not found"))
+        return 200, self._playback_json(pb)
+
+    def _h_get_application(self, call: _Call) -> tuple[int, Any]:
+        name = call.path_vars["applicationName"]
+        if name not in self._owner:
+            raise _Refused(*self._error_body("get_application_unknown", 404, "Application not found"))
+        return 200, self._application_json(name)
+
+    def _h_answer(self, call: _Call) -> tuple[int, Any]:
+        ch = self._live(call, "answer")
+        if ch.state != "Up":
+            ch.state = "Up"
+            self._emit(self.rec.template("ChannelStateChange"), ch)
+        return 204, None
+
+    def _h_hangup(self, call: _Call) -> tuple[int, Any]:
+        cid = call.path_vars["channelId"]
+        ch = self.channels.get(cid)
+        if ch is None or ch.hungup:
+            raise _Refused(*self._error_body("delete_after_hangup", 404, "Channel not found"))
+        ch.hangup_reason = call.one("reason_code") or call.one("reason")
+        if not ch.in_stasis:  # hung up after continue: the app no longer hears about it (recorded: 204)
+            ch.hungup = True
+            return 204, None
+        label = "hangup_during_playback" if ch.current is not None else "hangup_by_app"
+        tail = [e for e in self.rec.events_after(label) if e["type"] in _END_TYPES]
+        self._end_call(ch, tail or self.rec.caller_hangup_tail())
+        return 204, None
+
+    def _h_continue(self, call: _Call) -> tuple[int, Any]:
+        ch = self._live(call, "continue")
+        target = (call.one("context") or "hotline", call.one("extension") or ch.dnis,
+                  int(call.one("priority") or 1))
+        ch.continue_requested = target
+        if ch.current is None and not ch.queue:
+            self._apply_continue(ch, target)
+        else:  # queued behind the playbacks, as Asterisk does
+            ch.queue.append(target)
+        return 204, None
+
+    def _h_play(self, call: _Call) -> tuple[int, Any, dict[str, str]]:
+        ch = self._live(call, "play")
+        pb_id = call.path_vars.get("playbackId") or call.one("playbackId") or str(uuid.uuid4())
+        if pb_id in self._playbacks:
+            raise _Refused(409, {"message": "Playback with that id already exists"})
+        pb = FakePlayback(pb_id, ch.id, list(call.params["media"]), call.one("lang") or ch.language)
+        self._playbacks[pb_id] = pb
+        ch.queue.append(pb)
+        tpl = self.rec.response("play_list").json if self.rec.has_label("play_list") else None
+        body = self._playback_json(pb, tpl)
+        if ch.worker is None:
+            ch.worker = asyncio.create_task(self._play_worker(ch))
+        headers: dict[str, str] = {}
+        if tpl is not None:
+            loc = self.rec.response("play_list").headers.get("Location")
+            if loc:
+                headers["Location"] = loc.replace(tpl["id"], pb_id)
+        return 201, body, headers
+
+    def _h_stop_playback(self, call: _Call) -> tuple[int, Any]:
+        pb = self._playbacks.get(call.path_vars["playbackId"])
+        if pb is None:
+            raise _Refused(*self._error_body("stop_playback_again", 404, "Playback not found"))
+        ch = self.channels[pb.channel_id]
+        ch.stopped.append(pb.media[pb.index])
+        if ch.current is pb:
+            tail = [e for e in self.rec.events_after("stop_playback") if e["type"] == "PlaybackFinished"]
+            pb.state = tail[0]["playback"]["state"] if tail else "done"
+            self._finish_playback(ch, pb, tail[0] if tail else self.rec.template("PlaybackFinished"))
+        else:  # still queued: dropped silently
+            self._playbacks.pop(pb.id, None)
+            ch.queue = [item for item in ch.queue if item is not pb]
+        return 204, None
+
+    def _h_get_var(self, call: _Call) -> tuple[int, Any]:
+        ch = self._live(call, "get_variable")
+        name = call.one("variable") or ""
+        if name not in ch.variables:
+            raise _Refused(*self._error_body("get_variable_unset", 404, "Provided variable was not found"))
+        return 200, {"value": ch.variables[name]}
+
+    def _h_set_var(self, call: _Call) -> tuple[int, Any]:
+        ch = self._live(call, "set_variable")
+        name, value = call.one("variable") or "", call.one("value") or ""
+        ch.variables[name] = value
+        if call.one("report_events") != "false" and self.rec.has_label("set_variable"):
+            for ev in self.rec.events_after("set_variable"):
+                if ev["type"] == "ChannelVarset":
+                    ev["variable"], ev["value"] = name, value
+                    self._emit(ev, ch)
+                    break
+        return 204, None
+
+    def _h_ring(self, call: _Call) -> tuple[int, Any]:
+        ch = self._live(call, "ring")
+        ch.ringing = call.op.method == "POST"
+        return 204, None
+
+    def _h_moh(self, call: _Call) -> tuple[int, Any]:
+        ch = self._live(call, "moh")
+        ch.moh = call.op.method == "POST"
+        return 204, None
+
+    def _h_silence(self, call: _Call) -> tuple[int, Any]:
+        ch = self._live(call, "silence")
+        ch.silence = call.op.method == "POST"
+        return 204, None
