@@ -46,6 +46,7 @@ run: venv deps
 
 lint: venv
 	$(VENV)/bin/ruff check agi_app tests scripts/record-ari-fixtures
+	$(VENV)/bin/mypy agi_app
 
 fast: venv deps
 	$(VENV)/bin/pytest tests/fast -q

@@ -79,7 +79,7 @@ class Settings:
         return cls(**values)  # type: ignore[arg-type]
 
     def with_overrides(self, **overrides: object) -> Settings:
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
 
     def require(self, *names: str) -> None:
         """Fail with a message naming the variables to set."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
+import os
 import sys
 from collections.abc import Coroutine
 from typing import Any, NoReturn, TypeVar
@@ -50,3 +52,8 @@ def dsn(ctx: click.Context) -> str:
 
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def actor() -> str:
+    """Who is acting, for the audit log: $HOTLINE_ACTOR (e.g. set by a wrapper), else the OS user."""
+    return os.environ.get("HOTLINE_ACTOR") or getpass.getuser()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -10,6 +11,7 @@ from agi_app.cli.common import EXIT_INVALID, dsn, echo_json, fail, run
 from agi_app.db.pool import connection
 from agi_app.db.repositories import customers as repo
 from agi_app.directory.csv_import import parse_customers
+from agi_app.directory.models import Customer
 from agi_app.directory.phone import normalize_phone
 
 
@@ -61,7 +63,7 @@ def import_(ctx: click.Context, file: Path, as_json: bool) -> None:
 @click.pass_context
 def show(ctx: click.Context, phone_or_id: str, as_json: bool) -> None:
     """Show one customer, by customer id or by phone number (any format)."""
-    async def main() -> object:
+    async def main() -> Customer | None:
         async with connection(dsn(ctx)) as conn:
             found = await repo.get(conn, phone_or_id)
             phone = normalize_phone(phone_or_id)
@@ -73,7 +75,7 @@ def show(ctx: click.Context, phone_or_id: str, as_json: bool) -> None:
     customer = run(main())
     if customer is None:
         fail(f"no customer {phone_or_id}")
-    data = {k: getattr(customer, k) for k in customer.__dataclass_fields__}
+    data = asdict(customer)
     if as_json:
         echo_json(data)
     else:
