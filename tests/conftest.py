@@ -14,8 +14,11 @@ pytest_plugins = ["tests.fake_ari.pytest_plugin"]
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[None]:
-    pg.ensure_cluster()
+    """The throwaway cluster; stopped at the end only if this session started it."""
+    started = pg.ensure_cluster()
     yield
+    if started:
+        pg.stop_cluster()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

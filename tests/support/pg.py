@@ -20,9 +20,17 @@ ADMIN_DSN = f"postgresql://hotline@127.0.0.1:{PORT}/postgres"
 TABLES = ("call_services", "call_nodes", "calls", "customer_phones", "customers", "audit_log")
 
 
-def ensure_cluster() -> None:
-    """Start the repo's throwaway cluster if it is not running (idempotent)."""
-    subprocess.run([str(REPO / "scripts" / "sandbox"), "pg-start"], check=True, stdout=subprocess.DEVNULL)
+def ensure_cluster() -> bool:
+    """Start the repo's throwaway cluster if it is not running; True if this call started it."""
+    sandbox = str(REPO / "scripts" / "sandbox")
+    running = subprocess.run([sandbox, "pg-status"], stdout=subprocess.DEVNULL).returncode == 0
+    if not running:
+        subprocess.run([sandbox, "pg-start"], check=True, stdout=subprocess.DEVNULL)
+    return not running
+
+
+def stop_cluster() -> None:
+    subprocess.run([str(REPO / "scripts" / "sandbox"), "pg-stop"], check=False, stdout=subprocess.DEVNULL)
 
 
 async def create_database() -> str:
