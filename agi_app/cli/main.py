@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from agi_app.cli import calls, customers, db, serve
+from agi_app.cli import calendar, calls, customers, db, serve
 from agi_app.cli.common import EXIT_CONFIG, fail
 from agi_app.config import ConfigError, Settings
 
@@ -40,3 +40,4 @@ cli.add_command(db.db)
 cli.add_command(customers.customers)
 cli.add_command(calls.calls)
 cli.add_command(serve.serve)
+cli.add_command(calendar.calendar)

@@ -108,6 +108,10 @@ class PgJourneySink:
         self._put(call_id, "INSERT INTO call_services (call_id, seq, service, result) VALUES ($1, $2, $3, $4)"
                   " ON CONFLICT DO NOTHING", call_id, seq, service, result)
 
+    def survey_answer(self, call_id: str, node_id: str, score: int) -> None:
+        self._put(call_id, "INSERT INTO survey_answers (call_id, node_id, score) VALUES ($1, $2, $3)"
+                  " ON CONFLICT DO NOTHING", call_id, node_id, score)
+
     def call_ended(self, record: CallRecord, ended_at: datetime) -> None:
         self._put(record.call_id,
                   "UPDATE calls SET ended_at = $2, outcome = $3, transfer_target = $4, duration_ms = $5"

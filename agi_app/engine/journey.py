@@ -39,6 +39,7 @@ class JourneySink(Protocol):
     def node_entered(self, call_id: str, seq: int, node_id: str, at: datetime) -> None: ...
     def node_input(self, call_id: str, seq: int, node_seq: int, masked_input: str, result: str) -> None: ...
     def service_reached(self, call_id: str, seq: int, service: str, result: ServiceResult) -> None: ...
+    def survey_answer(self, call_id: str, node_id: str, score: int) -> None: ...
     def call_ended(self, record: CallRecord, ended_at: datetime) -> None: ...
 
 
@@ -72,6 +73,9 @@ class Journey:
         self.record.services.append((service, result))
         self._sink.service_reached(self.record.call_id, len(self.record.services), service, result)
 
+    def survey(self, node_id: str, score: int) -> None:
+        self._sink.survey_answer(self.record.call_id, node_id, score)
+
     def transferred(self, target: str) -> None:
         self.record.transfer_target = target
 
@@ -94,6 +98,7 @@ class MemorySink:
     def __init__(self) -> None:
         self.calls: dict[str, CallRecord] = {}
         self.inputs: list[tuple[str, int, str, str]] = []  # (call id, node seq, input, result)
+        self.surveys: list[tuple[str, str, int]] = []
 
     def call_started(self, record: CallRecord) -> None:
         self.calls[record.call_id] = record
@@ -109,6 +114,9 @@ class MemorySink:
 
     def service_reached(self, call_id: str, seq: int, service: str, result: ServiceResult) -> None:
         pass
+
+    def survey_answer(self, call_id: str, node_id: str, score: int) -> None:
+        self.surveys.append((call_id, node_id, score))
 
     def call_ended(self, record: CallRecord, ended_at: datetime) -> None:
         pass

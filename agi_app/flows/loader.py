@@ -45,13 +45,53 @@ def schema() -> dict[str, Any]:
     return json.loads(resources.files("agi_app.flows").joinpath("schema.json").read_text(encoding="utf-8"))
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML that refuses duplicate keys: a second `"1":` under a menu's options would silently
+    replace the first in plain YAML — exactly the mistake an administrator must be told about."""
+
+
+def _strict_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise _DuplicateKey(f"line {key_node.start_mark.line + 1}: duplicate key {key!r} "
+                                f"(first on line {seen[key]})")
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _strict_mapping)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def parse_text(text: str, *, json_format: bool = False) -> Any:
+    """YAML (or JSON) with duplicate keys refused."""
+    if json_format:
+        return json.loads(text, object_pairs_hook=_no_duplicates)
+    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def read_document(path: Path) -> dict[str, Any]:
     """Parse YAML or JSON; raise FlowFileError with the position of a syntax error."""
     try:
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = parse_text(path.read_text(encoding="utf-8"), json_format=path.suffix == ".json")
     except (OSError, UnicodeDecodeError) as exc:
         raise FlowFileError([Issue(str(path), "file", f"cannot read: {exc}")]) from exc
+    except _DuplicateKey as exc:
+        raise FlowFileError([Issue(str(path), "file", str(exc))]) from exc
     except (yaml.YAMLError, ValueError) as exc:
         raise FlowFileError([Issue(str(path), "file", f"not valid YAML/JSON: {exc}")]) from exc
     if not isinstance(data, dict):
@@ -84,9 +124,11 @@ def build(doc: Mapping[str, Any], *, version: int | None = None) -> FlowSet:
         nodes = {}
         for node_id, raw in flow["nodes"].items():
             params = {k: v for k, v in raw.items() if k not in _NODE_FIELDS}
-            for key in ("invalid_prompt", "timeout_prompt"):
+            for key in ("invalid_prompt", "timeout_prompt", "intro", "thanks_prompt"):
                 if key in params:
                     params[key] = _prompt(params[key])
+            if "options" in params:
+                params["options"] = {k: {**o, "say": _prompt(o.get("say"))} for k, o in params["options"].items()}
             nodes[node_id] = Node(node_id, raw["type"], _prompt(raw.get("prompt")), raw.get("next"), params)
         flows[flow_name] = Flow(flow_name, flow["start"], nodes)
     lines = {
@@ -95,7 +137,9 @@ def build(doc: Mapping[str, Any], *, version: int | None = None) -> FlowSet:
         for number, raw in doc["lines"].items()
     }
     destinations = {name: Destination(name, d["context"], d["extension"]) for name, d in doc["destinations"].items()}
-    return FlowSet(lines, str(doc["default_line"]), destinations, flows, keys, default_language, version, doc)
+    return FlowSet(lines, str(doc["default_line"]), destinations, flows, keys, default_language,
+                   settings.get("max_depth", 3),
+                   settings.get("bill_due_days", 7), version, doc)
 
 
 def load_document(doc: Mapping[str, Any], *, file: str = "<menus>", version: int | None = None,

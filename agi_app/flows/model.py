@@ -66,6 +66,8 @@ class FlowSet:
     flows: Mapping[str, Flow]
     keys: UniversalKeys = UniversalKeys()
     default_language: str = "zh"
+    max_depth: int = 3
+    bill_due_days: int = 7
     version: int | None = None
     source: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 

@@ -1,8 +1,9 @@
 """Prompts are jinja2 templates that render to a sequence of media.
 
 Inside a template, `{{ sound('welcome') }}` is a recorded prompt in the caller's language,
-`{{ digits('95001') }}` says digits one by one, and plain text is generated speech (e.g. the
-caller's name). Helpers emit markers into the rendered text so the media keep the template's
+`{{ digits('95001') }}` says digits one by one, `{{ number(12) }}`, `{{ amount(balance) }}`
+(yuan) and `{{ date(due) }}` are composed from recorded words, `{{ notice(n) }}` plays a service
+notice, and plain text is generated speech (e.g. the caller's name). Helpers emit markers into the rendered text so the media keep the template's
 order; the text between markers becomes speech. Rendering is sandboxed and strict: an unknown
 variable is an error, caught by `menus validate`, and at run time the caller hears a safe
 fallback instead of silence.
@@ -10,14 +11,18 @@ fallback instead of silence.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from agi_app.flows import saying
 
 _MARK = "\x1e"
 SOUND_PREFIX = "hotline"
@@ -54,14 +59,41 @@ def _marker(kind: str, value: str) -> str:
     return f"{_MARK}{kind}:{value}{_MARK}"
 
 
+def _sounds(ids: list[str]) -> str:
+    return "".join(_marker("sound", i) for i in ids)
+
+
+def _to_decimal(value: Any) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def _to_date(value: Any) -> dt.date:
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+
+
+def _notice(item: Mapping[str, Any], language: str) -> str:
+    """A service notice: its recorded sound if it has one, else its text in this language."""
+    if item.get("sound"):
+        return _marker("sound", str(item["sound"]))
+    return " " + str(item.get("text") or "") + " "
+
+
+def helpers(language: str) -> dict[str, Any]:
+    """The template functions, bound to the caller's language."""
+    return {
+        "sound": lambda sound_id: _marker("sound", str(sound_id)),
+        "digits": lambda value, phone=False: _sounds(saying.say_digits(str(value), language, phone=phone)),
+        "number": lambda value: _sounds(saying.say_number(int(value), language)),
+        "amount": lambda value: _sounds(saying.say_amount(_to_decimal(value), language)),
+        "date": lambda value, with_year=False: _sounds(saying.say_date(_to_date(value), language,
+                                                                       with_year=with_year)),
+        "notice": lambda item: _notice(item, language),
+    }
+
+
 @lru_cache(maxsize=1)
 def _environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
-    env.globals.update(
-        sound=lambda sound_id: _marker("sound", str(sound_id)),
-        digits=lambda value: "".join(_marker("sound", f"digits/{d}") for d in str(value) if d.isdigit()),
-    )
-    return env
+    return ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
 
 
 @lru_cache(maxsize=4096)
@@ -85,7 +117,7 @@ def render(prompt: Mapping[str, str], language: str, context: Mapping[str, Any])
     """Render one prompt to media items (raises PromptError on any template problem)."""
     template = compile_template(pick(prompt, language))
     try:
-        text = template.render({**context, "lang": language})
+        text = template.render({**context, **helpers(language), "lang": language})
     except jinja2.TemplateError as exc:
         raise PromptError(f"template error: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - errors inside template expressions

@@ -1,14 +1,14 @@
 """Semantic checks of a FlowSet: what JSON Schema cannot see.
 
 Each check returns `Issue`s naming the file and `flow/node`: references to unknown nodes, nodes
-no caller can reach, transfers to destinations that are not configured, prompts that do not
-render (for a known and an unknown caller, in each language) or name recorded sounds that do
-not exist.
+no caller can reach, loops with no exit, duplicate or clashing keys, transfers to destinations
+that are not configured, process nodes naming unknown services, prompts that do not render (for
+known and unknown callers, in each language) or that name recorded sounds that do not exist.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -16,26 +16,45 @@ from typing import Any
 from agi_app.flows.loader import Issue
 from agi_app.flows.model import FlowSet, Node
 from agi_app.flows.prompts import PromptError, missing_sounds, render
-from agi_app.flows.refs import node_refs, resolve
+from agi_app.flows.refs import RETURN, node_refs, resolve
+
+INTERACTIVE = frozenset({"menu", "collect", "survey"})
+_PROMPT_FIELDS = ("prompt", "intro", "invalid_prompt", "timeout_prompt", "thanks_prompt")
+
+
+class _AnyVars(dict[str, Any]):
+    """Collected variables at validation time: any name renders (as a plausible digit string)."""
+
+    def __missing__(self, key: str) -> str:
+        return "1234"
 
 
 def sample_contexts() -> list[dict[str, Any]]:
     """Callers every prompt must render for: unknown, and a known customer with every field."""
     customer = {"customer_id": "C0", "name": "Wang", "salutation": "Mr", "segment": "vip",
-                "language": "en", "bill_due_date": date(2026, 1, 1), "flags": {}}
-    base = {"line": {"number": "95000", "name": "General"}, "time_of_day": "morning"}
+                "language": "en", "bill_due_date": date(2026, 1, 1), "flags": {"bill_due": True},
+                "phones": ("13800138000",)}
+    base: dict[str, Any] = {
+        "line": {"number": "95000", "name": "General"}, "time_of_day": "morning",
+        "calendar": {"status": "open", "holiday_name": None, "next_open": None},
+        "notices": [{"kind": "product", "text": "A notice.", "sound": None}],
+        "vars": _AnyVars(),
+    }
     return [{**base, "customer": None}, {**base, "customer": customer}]
 
 
 def _prompts(node: Node) -> Iterator[tuple[str, dict[str, str]]]:
-    if node.prompt is not None:
-        yield "prompt", dict(node.prompt)
-    for key in ("invalid_prompt", "timeout_prompt"):
-        if node.get(key) is not None:
-            yield key, dict(node.get(key))
+    for key in _PROMPT_FIELDS:
+        value = node.prompt if key == "prompt" else node.get(key)
+        if value is not None:
+            yield key, dict(value)
+    for key, option in (node.get("options") or {}).items():
+        if option.get("say") is not None:
+            yield f"option {key} say", dict(option["say"])
 
 
-def semantic_issues(fs: FlowSet, file: str, *, sounds_dir: Path | None = None) -> list[Issue]:
+def semantic_issues(fs: FlowSet, file: str, *, sounds_dir: Path | None = None,
+                    services: Collection[str] | None = None) -> list[Issue]:
     issues: list[Issue] = []
     if fs.default_line not in fs.lines:
         issues.append(Issue(file, "default_line", f"line {fs.default_line!r} is not defined under lines"))
@@ -50,52 +69,163 @@ def semantic_issues(fs: FlowSet, file: str, *, sounds_dir: Path | None = None) -
             issues.append(Issue(file, f"{flow.name}", f"start node {flow.start!r} does not exist"))
         for node in flow.nodes.values():
             where = f"{flow.name}/{node.id}"
-            for label, ref in node_refs(node):
-                if resolve(fs, flow.name, ref) is None:
-                    issues.append(Issue(file, where, f"{label} refers to unknown node {ref!r}"))
-            if node.type == "transfer" and node.get("destination") not in (None, *fs.destinations):
-                issues.append(Issue(file, where, f"transfer destination {node.get('destination')!r} is not configured"
-                                    f" (configured: {', '.join(sorted(fs.destinations))})"))
-            if node.type in ("menu", "announcement") and node.prompt is None:
-                issues.append(Issue(file, where, "missing prompt"))
+            issues.extend(Issue(file, where, message) for message in _node_problems(fs, flow.name, node, services))
             issues.extend(_prompt_issues(node, where, file, languages, sounds_dir))
     issues.extend(_reachability(fs, file))
+    issues.extend(_loops(fs, file))
     return issues
 
 
+def _node_problems(fs: FlowSet, flow: str, node: Node, services: Collection[str] | None) -> Iterator[str]:
+    for label, ref in node_refs(node):
+        if ref != RETURN and resolve(fs, flow, ref) is None:
+            yield f"{label} refers to unknown node {ref!r}"
+    if node.type == "transfer" and node.get("destination") not in (None, *fs.destinations):
+        yield (f"transfer destination {node.get('destination')!r} is not configured"
+               f" (configured: {', '.join(sorted(fs.destinations))})")
+    if node.type == "process" and services is not None and node.get("service") not in services:
+        yield f"unknown service {node.get('service')!r} (known: {', '.join(sorted(services)) or 'none'})"
+    if node.type == "sub" and node.get("flow") not in fs.flows:
+        yield f"sub-flow {node.get('flow')!r} does not exist"
+    if node.type == "collect" and node.get("min_length", 1) > node.get("max_length"):
+        yield "min_length is greater than max_length"
+    if node.type == "menu":
+        yield from _menu_problems(fs, node)
+
+
+def _menu_problems(fs: FlowSet, node: Node) -> Iterator[str]:
+    options = node.get("options") or {}
+    if node.prompt is None and node.get("intro") is None:
+        yield "missing prompt: a menu needs `prompt` or `intro`"
+    if node.prompt is None and node.get("intro") is not None:
+        for key, option in options.items():
+            if option.get("say") is None:
+                yield f"option {key} is never announced: a composed menu needs `say` on every option"
+    if node.get("universal_keys", True):
+        universal = {"agent": fs.keys.agent, "back": fs.keys.back, "repeat": fs.keys.repeat}
+        for name, key in universal.items():
+            if key is not None and key in options and not (name == "agent" and _is_agent_option(fs, options[key])):
+                yield (f"key {key} is both option {options[key].get('label') or options[key]['next']!r} and the"
+                       f" universal {name} key (set universal_keys: false on this menu, or pick another key)")
+
+
+def _is_agent_option(fs: FlowSet, option: dict[str, Any]) -> bool:
+    """An explicit option for the agent key is fine when it says what the key does anyway."""
+    return option.get("service") == "agent"
+
+
 def _prompt_issues(node: Node, where: str, file: str, languages: list[str], sounds_dir: Path | None) -> list[Issue]:
-    issues = []
+    issues: set[Issue] = set()
     for label, prompt in _prompts(node):
         for language in languages:
             for context in sample_contexts():
                 try:
                     items = render(prompt, language, context)
                 except PromptError as exc:
-                    issues.append(Issue(file, where, f"{label} ({language}): {exc}"))
+                    issues.add(Issue(file, where, f"{label} ({language}): {exc}"))
                     break
                 if sounds_dir is not None:
                     for missing in missing_sounds(items, sounds_dir):
-                        issues.append(Issue(file, where, f"{label}: recorded sound {missing!r} does not exist"))
-            else:
-                continue
-            break
-    return sorted(set(issues), key=str)
+                        issues.add(Issue(file, where, f"{label}: recorded sound {missing!r} does not exist"))
+    return sorted(issues, key=str)
+
+
+def _edges(fs: FlowSet) -> dict[tuple[str, str], set[tuple[str, str]]]:
+    graph: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for flow in fs.flows.values():
+        for node in flow.nodes.values():
+            targets = {resolve(fs, flow.name, ref) for _, ref in node_refs(node)}
+            graph[(flow.name, node.id)] = {t for t in targets if t is not None}
+    return graph
 
 
 def _reachability(fs: FlowSet, file: str) -> list[Issue]:
     """Nodes no line's entry flow can reach are dead data: probably a typo in a `next`."""
+    graph = _edges(fs)
     seen: set[tuple[str, str]] = set()
     stack = [(line.flow, fs.flows[line.flow].start) for line in fs.lines.values() if line.flow in fs.flows]
     while stack:
-        flow_name, node_id = stack.pop()
-        if (flow_name, node_id) in seen or node_id not in fs.flows[flow_name].nodes:
+        here = stack.pop()
+        if here in seen or here not in graph:
             continue
-        seen.add((flow_name, node_id))
-        for _, ref in node_refs(fs.flows[flow_name].nodes[node_id]):
-            target = resolve(fs, flow_name, ref)
-            if target is not None:
-                stack.append(target)
-    return [
-        Issue(file, f"{flow.name}/{node_id}", "unreachable: no line's flow leads here")
-        for flow in fs.flows.values() for node_id in flow.nodes if (flow.name, node_id) not in seen
-    ]
+        seen.add(here)
+        stack.extend(graph[here])
+    return [Issue(file, f"{f}/{n}", "unreachable: no line's flow leads here") for f, n in graph if (f, n) not in seen]
+
+
+def _loops(fs: FlowSet, file: str) -> list[Issue]:
+    """Cycles the caller can never leave, or that spin without ever waiting for the caller."""
+    graph = _edges(fs)
+    issues = []
+    for component in _strongly_connected(graph):
+        first = component[0]
+        if len(component) == 1 and first not in graph[first]:
+            continue
+        members = set(component)
+        names = " → ".join(f"{f}/{n}" for f, n in component)
+        nodes = [fs.flows[f].nodes[n] for f, n in component]
+        exits = any(t not in members for c in component for t in graph[c]) or any(_can_end(n) for n in nodes)
+        if not exits:
+            issues.append(Issue(file, f"{first[0]}/{first[1]}", f"loop with no exit: {names}"))
+        elif not any(n.type in INTERACTIVE for n in nodes):
+            issues.append(Issue(file, f"{first[0]}/{first[1]}", f"loop never waits for the caller: {names}"))
+    return issues
+
+
+def _can_end(node: Node) -> bool:
+    """Whether the call can leave the flow at this node (hang up, transfer, return, or stop)."""
+    if node.type in ("hangup", "transfer", "return"):
+        return True
+    if node.type == "menu":
+        return not node.get("on_invalid_exceeded") or not node.get("on_timeout_exceeded") or bool(
+            node.get("universal_keys", True))
+    if node.type == "collect":
+        return not node.get("on_failure")
+    return any(ref == RETURN for _, ref in node_refs(node))
+
+
+def _strongly_connected(graph: dict[tuple[str, str], set[tuple[str, str]]]) -> list[list[tuple[str, str]]]:
+    """Tarjan's algorithm, iterative (flows can be deep)."""
+    index: dict[tuple[str, str], int] = {}
+    low: dict[tuple[str, str], int] = {}
+    on_stack: set[tuple[str, str]] = set()
+    stack: list[tuple[str, str]] = []
+    result: list[list[tuple[str, str]]] = []
+    counter = 0
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            advanced = False
+            for child in children:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                    advanced = True
+                    break
+                if child in on_stack:
+                    low[node] = min(low[node], index[child])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                result.append(sorted(component))
+    return result

@@ -22,6 +22,7 @@ from agi_app.db.pool import create_pool
 from agi_app.db.repositories import customers
 from agi_app.directory.service import Directory
 from agi_app.engine.call import HotlineCall
+from agi_app.engine.call_state import CallStateLoader
 from agi_app.engine.dispatcher import Dispatcher
 from agi_app.flows.loader import demo_flow_path, load_file
 from agi_app.flows.model import FlowSet
@@ -73,8 +74,8 @@ class Server:
         media = MediaResolver(speech, silent=silent_sounds(REPO_SOUNDS / "prompts.yaml"))
         directory = Directory(lambda phone: customers.find_by_phone(pool, phone),
                               budget_s=settings.lookup_budget_ms / 1000)
-        server = cls(settings, pool, client, sink, Dispatcher(client, HotlineCall(directory, lambda: server.flows, media), sink),
-                     flows)
+        handler = HotlineCall(CallStateLoader(directory, pool), lambda: server.flows, media)
+        server = cls(settings, pool, client, sink, Dispatcher(client, handler, sink), flows)
         log_event(log, "serve_started", app=settings.ari_app, ari=settings.ari_url,
                   asterisk=info.get("system", {}).get("version"), menu_version=flows.version)
         return server

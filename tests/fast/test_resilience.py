@@ -67,7 +67,7 @@ async def test_slow_database_lookup_is_cut_at_its_budget(proxied_hotline: Hotlin
 
 async def test_hangup_during_the_lookup_cancels_the_call_task(proxied_hotline: Hotline, db_proxy: TcpProxy) -> None:
     hotline = proxied_hotline
-    hotline.server.dispatcher.handler.directory.budget_s = 5.0  # type: ignore[attr-defined]
+    hotline.server.dispatcher.handler.state.directory.budget_s = 5.0  # type: ignore[attr-defined]
     db_proxy.delay = 1.0
     call = await hotline.call(KNOWN_ZH)
     await hotline.ari.wait_request("POST", f"/channels/{call}/answer")

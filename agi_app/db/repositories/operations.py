@@ -1,0 +1,83 @@
+"""Emergency notices and service notices: what administrators switch on for the next caller."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import asyncpg
+
+from agi_app.flows.context import Emergency, Notice
+
+_LIVE_EMERGENCY = """
+SELECT text_zh, text_en, sound FROM emergencies
+WHERE ended_at IS NULL AND starts_at <= $2 AND (until IS NULL OR until > $2) AND (line IS NULL OR line = $1)
+ORDER BY line NULLS LAST, id DESC LIMIT 1
+"""
+_VALID_NOTICES = """
+SELECT kind, text_zh, text_en, sound FROM notices
+WHERE removed_at IS NULL AND valid_from <= $2 AND valid_to >= $2 AND (line IS NULL OR line = $1)
+ORDER BY priority DESC, id
+"""
+
+
+def _texts(row: asyncpg.Record) -> dict[str, str | None]:
+    return {"zh": row["text_zh"], "en": row["text_en"]}
+
+
+async def live_emergency(conn: asyncpg.Connection | asyncpg.Pool, line: str, at: datetime) -> Emergency | None:
+    row = await conn.fetchrow(_LIVE_EMERGENCY, line, at)
+    return Emergency(_texts(row), row["sound"]) if row else None
+
+
+async def valid_notices(conn: asyncpg.Connection | asyncpg.Pool, line: str, day: date) -> list[Notice]:
+    return [Notice(r["kind"], _texts(r), r["sound"]) for r in await conn.fetch(_VALID_NOTICES, line, day)]
+
+
+async def switch_on_emergency(conn: asyncpg.Connection, *, line: str | None, text_zh: str | None,
+                              text_en: str | None, sound: str | None, until: datetime | None, actor: str) -> int:
+    """A new emergency replaces any live one for the same line scope."""
+    await conn.execute("UPDATE emergencies SET ended_at = now() WHERE ended_at IS NULL AND line IS NOT DISTINCT FROM $1",
+                       line)
+    return int(await conn.fetchval(
+        "INSERT INTO emergencies (line, text_zh, text_en, sound, until, created_by) VALUES ($1, $2, $3, $4, $5, $6)"
+        " RETURNING id", line, text_zh, text_en, sound, until, actor))
+
+
+async def switch_off_emergency(conn: asyncpg.Connection, *, line: str | None, all_lines: bool) -> int:
+    """End live emergencies (for one line scope, or all); returns how many were ended."""
+    if all_lines:
+        result = await conn.execute("UPDATE emergencies SET ended_at = now() WHERE ended_at IS NULL")
+    else:
+        result = await conn.execute(
+            "UPDATE emergencies SET ended_at = now() WHERE ended_at IS NULL AND line IS NOT DISTINCT FROM $1", line)
+    return int(result.split()[-1])
+
+
+async def list_emergencies(conn: asyncpg.Connection, *, include_ended: bool = False) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT id, line, text_zh, text_en, sound, starts_at, until, ended_at, created_by FROM emergencies"
+        " WHERE $1 OR (ended_at IS NULL AND (until IS NULL OR until > now())) ORDER BY id DESC LIMIT 50",
+        include_ended)
+    return [dict(r) for r in rows]
+
+
+async def add_notice(conn: asyncpg.Connection, *, kind: str, line: str | None, text_zh: str | None,
+                     text_en: str | None, sound: str | None, valid_from: date, valid_to: date, priority: int,
+                     actor: str) -> int:
+    return int(await conn.fetchval(
+        "INSERT INTO notices (kind, line, text_zh, text_en, sound, valid_from, valid_to, priority, created_by)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        kind, line, text_zh, text_en, sound, valid_from, valid_to, priority, actor))
+
+
+async def remove_notice(conn: asyncpg.Connection, notice_id: int) -> bool:
+    result = await conn.execute("UPDATE notices SET removed_at = now() WHERE id = $1 AND removed_at IS NULL", notice_id)
+    return result.endswith(" 1")
+
+
+async def list_notices(conn: asyncpg.Connection, *, include_old: bool = False) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT id, kind, line, text_zh, text_en, sound, valid_from, valid_to, priority, created_by FROM notices"
+        " WHERE removed_at IS NULL AND ($1 OR valid_to >= current_date) ORDER BY valid_from, id", include_old)
+    return [dict(r) for r in rows]

@@ -1,0 +1,53 @@
+"""`process` nodes call business services by name through this registry, so the flow engine
+never imports banking (or anything else): domains register what they offer at start-up."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from agi_app.directory.models import Customer
+from agi_app.flows.prompts import MediaItem
+
+Result = Literal["ok", "refused", "failed"]
+
+
+@dataclass(frozen=True)
+class ServiceCall:
+    """What a service may know about the call: who (if identified), where, and what was collected."""
+
+    service: str
+    call_id: str
+    caller: str
+    line: str
+    language: str
+    customer: Customer | None
+    variables: Mapping[str, Any]
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServiceOutcome:
+    result: Result
+    say: list[MediaItem] = field(default_factory=list)  # played to the caller before moving on
+    variables: Mapping[str, Any] = field(default_factory=dict)  # merged into the call's variables
+
+
+Service = Callable[[ServiceCall], Awaitable[ServiceOutcome]]
+
+
+class ServiceRegistry:
+    def __init__(self) -> None:
+        self._services: dict[str, Service] = {}
+
+    def register(self, name: str, service: Service) -> None:
+        if name in self._services:
+            raise ValueError(f"service {name!r} registered twice")
+        self._services[name] = service
+
+    def get(self, name: str) -> Service | None:
+        return self._services.get(name)
+
+    def names(self) -> frozenset[str]:
+        return frozenset(self._services)
