@@ -10,6 +10,7 @@ import sys
 from collections.abc import Coroutine
 from typing import Any, NoReturn, TypeVar
 
+import asyncpg
 import click
 
 from agi_app.config import ConfigError, Settings
@@ -39,6 +40,10 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         fail(str(exc), EXIT_CONFIG)
     except DatabaseUnavailable as exc:
         fail(str(exc), EXIT_UNAVAILABLE)
+    except asyncpg.UndefinedTableError as exc:
+        fail(f"the database schema is missing or old ({exc}): run `hotline db init`", EXIT_CONFIG)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        fail(f"database error: {type(exc).__name__}: {exc}", EXIT_UNAVAILABLE)
 
 
 def dsn(ctx: click.Context) -> str:

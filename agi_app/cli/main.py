@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from agi_app.cli import calendar, calls, customers, db, serve
+from agi_app.cli import calendar, calls, customers, db, menus, operations, serve
 from agi_app.cli.common import EXIT_CONFIG, fail
 from agi_app.config import ConfigError, Settings
 
@@ -41,3 +41,6 @@ cli.add_command(customers.customers)
 cli.add_command(calls.calls)
 cli.add_command(serve.serve)
 cli.add_command(calendar.calendar)
+cli.add_command(menus.menus)
+cli.add_command(operations.emergency)
+cli.add_command(operations.notices)

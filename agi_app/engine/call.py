@@ -56,9 +56,9 @@ class HotlineCall:
         if state.emergency is not None:
             call.journey.node(EMERGENCY_NODE)
             items: list[MediaItem] = [Sound(state.emergency.sound, language)] if state.emergency.sound else []
-            text = state.emergency.text(language)
-            if not items and text:
-                items = [Speech(text, language)]
+            spoken = state.emergency.text(language)
+            if not items and spoken:
+                items = [Speech(*spoken)]
             await call.play(await self.media.uris(items or [Sound("emergency_default", language)],
                                                   call_id=call.call_id), interruptible=False)
         await FlowRunner(call, flows, ctx, self.media, self.services, listener).run()

@@ -17,9 +17,11 @@ from agi_app.directory.models import Customer
 from agi_app.flows.model import Line
 
 
-def _pick(texts: Mapping[str, str | None], language: str) -> str | None:
-    """The text in the caller's language, else in any language (better than nothing)."""
-    return texts.get(language) or next((t for t in texts.values() if t), None)
+def _pick(texts: Mapping[str, str | None], language: str) -> tuple[str, str] | None:
+    """(text, its language): the caller's language if written, else any (spoken in its own voice)."""
+    if texts.get(language):
+        return texts[language], language  # type: ignore[return-value]
+    return next(((t, lang) for lang, t in texts.items() if t), None)
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,8 @@ class Notice:
     sound: str | None
 
     def for_language(self, language: str) -> dict[str, Any]:
-        return {"kind": self.kind, "text": _pick(self.texts, language), "sound": self.sound}
+        text, text_language = _pick(self.texts, language) or (None, language)
+        return {"kind": self.kind, "text": text, "language": text_language, "sound": self.sound}
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,8 @@ class Emergency:
     texts: Mapping[str, str | None]
     sound: str | None
 
-    def text(self, language: str) -> str | None:
+    def text(self, language: str) -> tuple[str, str] | None:
+        """(text, language to speak it in)."""
         return _pick(self.texts, language)
 
 

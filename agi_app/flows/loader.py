@@ -8,7 +8,7 @@ destinations). Every problem names the file and node.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -143,7 +143,8 @@ def build(doc: Mapping[str, Any], *, version: int | None = None) -> FlowSet:
 
 
 def load_document(doc: Mapping[str, Any], *, file: str = "<menus>", version: int | None = None,
-                  sounds_dir: Path | None = None) -> tuple[FlowSet, list[Issue]]:
+                  sounds_dir: Path | None = None,
+                  services: Collection[str] | None = None) -> tuple[FlowSet, list[Issue]]:
     """Schema-check, build and semantically validate; raise FlowFileError on any error.
 
     Returns the FlowSet and the warnings (which do not block publishing).
@@ -154,15 +155,16 @@ def load_document(doc: Mapping[str, Any], *, file: str = "<menus>", version: int
     if issues:
         raise FlowFileError(issues)
     flowset = build(doc, version=version)
-    issues = semantic_issues(flowset, file, sounds_dir=sounds_dir)
+    issues = semantic_issues(flowset, file, sounds_dir=sounds_dir, services=services)
     errors = [i for i in issues if i.level == "error"]
     if errors:
         raise FlowFileError(errors)
     return flowset, [i for i in issues if i.level != "error"]
 
 
-def load_file(path: Path, *, sounds_dir: Path | None = None) -> tuple[FlowSet, list[Issue]]:
-    return load_document(read_document(path), file=str(path), sounds_dir=sounds_dir)
+def load_file(path: Path, *, sounds_dir: Path | None = None,
+              services: Collection[str] | None = None) -> tuple[FlowSet, list[Issue]]:
+    return load_document(read_document(path), file=str(path), sounds_dir=sounds_dir, services=services)
 
 
 def demo_flow_path() -> Path:

@@ -72,10 +72,11 @@ def _to_date(value: Any) -> dt.date:
 
 
 def _notice(item: Mapping[str, Any], language: str) -> str:
-    """A service notice: its recorded sound if it has one, else its text in this language."""
+    """A service notice: its recorded sound if it has one, else its text, in the text's own voice."""
     if item.get("sound"):
         return _marker("sound", str(item["sound"]))
-    return " " + str(item.get("text") or "") + " "
+    text = " ".join(str(item.get("text") or "").split())
+    return _marker("speech", f"{item.get('language') or language}|{text}") if text else ""
 
 
 def helpers(language: str) -> dict[str, Any]:
@@ -128,6 +129,9 @@ def render(prompt: Mapping[str, str], language: str, context: Mapping[str, Any])
             kind, _, value = part.partition(":")
             if kind == "sound":
                 items.append(Sound(value, language))
+            elif kind == "speech":
+                speech_language, _, text = value.partition("|")
+                items.append(Speech(text, speech_language))
         elif part.strip():
             items.append(Speech(" ".join(part.split()), language))
     return items

@@ -1,34 +1,38 @@
-"""`hotline serve`: wiring of the process — database, ARI, call engine, signals.
+"""`hotline serve`: wiring of the process — database, ARI, call engine, hot reload, signals.
 
-Start-up fails fast and clearly when PostgreSQL or Asterisk cannot be reached. SIGTERM/SIGINT
-drain: new calls go to the dialplan fallback, calls in progress get `shutdown_grace_s` to finish
-and are then handed to the dialplan too — none is cut.
+Start-up fails fast and clearly when PostgreSQL or Asterisk cannot be reached, or when no menu
+version is published. SIGTERM/SIGINT drain: new calls go to the dialplan fallback, calls in
+progress get `shutdown_grace_s` to finish and are then handed to the dialplan too — none is cut.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
 
+from agi_app.admin.menus import validate
 from agi_app.ari.client import AriClient, AriError
 from agi_app.config import Settings
 from agi_app.db.journey_writer import PgJourneySink
 from agi_app.db.pool import create_pool
-from agi_app.db.repositories import customers
+from agi_app.db.repositories import customers, menus
 from agi_app.directory.service import Directory
 from agi_app.engine.call import HotlineCall
 from agi_app.engine.call_state import CallStateLoader
 from agi_app.engine.dispatcher import Dispatcher
-from agi_app.flows.loader import demo_flow_path, load_file
+from agi_app.flows.loader import FlowFileError, load_file
 from agi_app.flows.model import FlowSet
+from agi_app.flows.services import ServiceRegistry
 from agi_app.logs import log_event
 from agi_app.media.resolver import MediaResolver, silent_sounds
 from agi_app.media.tts import SpeechSynthesizer
+from agi_app.serve.reloader import MenuReloader
 
 log = logging.getLogger("hotline.serve")
 
@@ -37,6 +41,35 @@ REPO_SOUNDS = Path(__file__).resolve().parents[2] / "sounds"
 
 class StartupError(Exception):
     """A dependency is missing at start; the message says which and what to do."""
+
+
+def build_services() -> ServiceRegistry:
+    """Every business service `process` nodes may call (domains register theirs here)."""
+    return ServiceRegistry()
+
+
+def media_resolver(settings: Settings) -> MediaResolver:
+    speech = SpeechSynthesizer(Path(settings.sounds_root)) if settings.sounds_root else None
+    return MediaResolver(speech, silent=silent_sounds(REPO_SOUNDS / "prompts.yaml"))
+
+
+def call_handler(settings: Settings, pool: asyncpg.Pool, current_flows: object, services: ServiceRegistry) -> HotlineCall:
+    directory = Directory(lambda phone: customers.find_by_phone(pool, phone), budget_s=settings.lookup_budget_ms / 1000)
+    return HotlineCall(CallStateLoader(directory, pool), current_flows, media_resolver(settings), services)  # type: ignore[arg-type]
+
+
+async def initial_flows(settings: Settings, pool: asyncpg.Pool, services: ServiceRegistry) -> FlowSet:
+    """The flow file given with --flows-file, else the active published version."""
+    try:
+        if settings.flows_file:
+            return load_file(Path(settings.flows_file), services=services.names())[0]
+        stored = await menus.get_active(pool)
+        if stored is None:
+            raise StartupError("no menu version is published: run `hotline menus publish FILE` first")
+        return validate(stored.document, file=f"version {stored.version}", services=services.names(),
+                        version=stored.version)[0]
+    except FlowFileError as exc:
+        raise StartupError(f"menus are invalid, refusing to serve them:\n{exc}") from exc
 
 
 @dataclass
@@ -49,10 +82,14 @@ class Server:
     sink: PgJourneySink
     dispatcher: Dispatcher
     flows: FlowSet
+    reloader: MenuReloader | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
-    async def start(cls, settings: Settings, *, flows: FlowSet | None = None) -> Server:
+    async def start(cls, settings: Settings, *, flows: FlowSet | None = None,
+                    services: ServiceRegistry | None = None) -> Server:
         settings.require("dsn", "ari_user", "ari_password")
+        services = services or build_services()
         try:
             pool = await create_pool(settings.dsn, budget_s=settings.db_budget_ms / 1000)
         except Exception as exc:
@@ -62,23 +99,30 @@ class Server:
         await client.open()
         try:
             info = await client.asterisk_info()
-        except AriError as exc:
+            hot_reload = flows is None and not settings.flows_file
+            flows = flows or await initial_flows(settings, pool, services)
+        except (AriError, StartupError) as exc:
             await client.close()
             await pool.close()
-            raise StartupError(f"cannot reach Asterisk ARI at {settings.ari_url}: {exc}") from exc
-        if flows is None:
-            flows = load_file(Path(settings.flows_file) if settings.flows_file else demo_flow_path())[0]
+            if isinstance(exc, AriError):
+                raise StartupError(f"cannot reach Asterisk ARI at {settings.ari_url}: {exc}") from exc
+            raise
         sink = PgJourneySink(pool, budget_s=settings.db_budget_ms / 1000)
         sink.start()
-        speech = SpeechSynthesizer(Path(settings.sounds_root)) if settings.sounds_root else None
-        media = MediaResolver(speech, silent=silent_sounds(REPO_SOUNDS / "prompts.yaml"))
-        directory = Directory(lambda phone: customers.find_by_phone(pool, phone),
-                              budget_s=settings.lookup_budget_ms / 1000)
-        handler = HotlineCall(CallStateLoader(directory, pool), lambda: server.flows, media)
+        server: Server
+        handler = call_handler(settings, pool, lambda: server.flows, services)
         server = cls(settings, pool, client, sink, Dispatcher(client, handler, sink), flows)
+        if hot_reload:
+            server.reloader = MenuReloader(settings.dsn, pool, lambda: server.flows, server.swap_flows,
+                                           services=services.names())
+            server._tasks.append(asyncio.create_task(server.reloader.run(), name="menu-reloader"))
         log_event(log, "serve_started", app=settings.ari_app, ari=settings.ari_url,
-                  asterisk=info.get("system", {}).get("version"), menu_version=flows.version)
+                  asterisk=info.get("system", {}).get("version"), menu_version=flows.version,
+                  hot_reload="on" if hot_reload else "off")
         return server
+
+    def swap_flows(self, flows: FlowSet) -> None:
+        self.flows = flows
 
     async def run(self, shutdown: asyncio.Event) -> None:
         """Serve until `shutdown` is set, then drain calls and close everything."""
@@ -94,6 +138,10 @@ class Server:
         await self.close()
 
     async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.sink.close()
         await self.client.close()
         await self.pool.close()

@@ -1,0 +1,105 @@
+"""Menu administration: validate, publish immutable versions, list, diff, roll back, reload.
+
+Publishing and rollback validate with the code that will run the menus, activate in the same
+transaction as the audit record, and notify running servers (LISTEN/NOTIFY) on commit.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import yaml
+
+from agi_app.db.repositories import audit, menus
+from agi_app.flows.loader import FlowFileError, Issue, load_document, read_document
+from agi_app.flows.model import FlowSet
+
+REPO_SOUNDS = Path(__file__).resolve().parents[2] / "sounds"
+
+
+def sounds_dir() -> Path | None:
+    """The recorded prompts to check sound references against (the repo's `sounds/`)."""
+    return REPO_SOUNDS if REPO_SOUNDS.is_dir() else None
+
+
+def checksum(document: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(document, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def validate(document: dict[str, Any], *, file: str, services: Collection[str] | None = None,
+             version: int | None = None) -> tuple[FlowSet, list[Issue]]:
+    """Raise FlowFileError listing every error; return the flows and warnings."""
+    return load_document(document, file=file, version=version, sounds_dir=sounds_dir(), services=services)
+
+
+def validate_file(path: Path, *, services: Collection[str] | None = None) -> tuple[FlowSet, list[Issue]]:
+    return validate(read_document(path), file=str(path), services=services)
+
+
+@dataclass(frozen=True)
+class Published:
+    version: int
+    unchanged: bool  # the document equals the active version: nothing new was stored
+    warnings: list[Issue]
+
+
+async def publish(conn: asyncpg.Connection, path: Path, *, actor: str, comment: str = "",
+                  services: Collection[str] | None = None) -> Published:
+    document = read_document(path)
+    _, warnings = validate(document, file=str(path), services=services)
+    digest = checksum(document)
+    async with conn.transaction():
+        active = await menus.get_active(conn)
+        if active is not None and active.checksum == digest:
+            return Published(active.version, True, warnings)
+        version = await menus.insert(conn, document, digest, source_name=path.name, comment=comment, actor=actor)
+        await menus.activate(conn, version, actor)
+        await audit.record(conn, actor, "menus.publish", {"version": version, "file": str(path),
+                                                           "checksum": digest, "comment": comment})
+        await menus.notify(conn, version)
+    return Published(version, False, warnings)
+
+
+async def rollback(conn: asyncpg.Connection, version: int, *, actor: str,
+                   services: Collection[str] | None = None) -> list[Issue]:
+    """Make an earlier version active again — if today's code still accepts it."""
+    stored = await menus.get(conn, version)
+    if stored is None:
+        raise FlowFileError([Issue(f"version {version}", "version", "no such menu version")])
+    _, warnings = validate(stored.document, file=f"version {version}", services=services, version=version)
+    async with conn.transaction():
+        previous = await menus.active_version(conn)
+        await menus.activate(conn, version, actor)
+        await audit.record(conn, actor, "menus.rollback", {"version": version, "previous": previous})
+        await menus.notify(conn, version)
+    return warnings
+
+
+async def reload(conn: asyncpg.Connection, *, actor: str) -> int | None:
+    """Ask every running server to (re)load the active version."""
+    async with conn.transaction():
+        version = await menus.active_version(conn)
+        await audit.record(conn, actor, "menus.reload", {"version": version})
+        await menus.notify(conn, version)
+    return version
+
+
+def as_yaml(document: dict[str, Any]) -> list[str]:
+    return yaml.safe_dump(document, allow_unicode=True, sort_keys=False, width=100).splitlines(keepends=True)
+
+
+async def diff(conn: asyncpg.Connection, a: int, b: int) -> str:
+    first, second = await menus.get(conn, a), await menus.get(conn, b)
+    for number, found in ((a, first), (b, second)):
+        if found is None:
+            raise FlowFileError([Issue(f"version {number}", "version", "no such menu version")])
+    assert first is not None and second is not None
+    return "".join(difflib.unified_diff(as_yaml(first.document), as_yaml(second.document),
+                                        fromfile=f"version {a}", tofile=f"version {b}"))

@@ -1,0 +1,89 @@
+"""Hot reload: LISTEN on `hotline_menus`; on a notification load the active version, validate it
+with this server's code, and swap it in for new calls. Calls in progress keep the FlowSet they
+pinned at their start; an invalid version is refused and the current one stays.
+
+The listening connection is re-established with backoff if it drops, and a reload check runs
+after every (re)connection, so a notification missed while disconnected is not lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Collection
+
+import asyncpg
+
+from agi_app.admin.menus import validate
+from agi_app.db.repositories import menus
+from agi_app.flows.loader import FlowFileError
+from agi_app.flows.model import FlowSet
+from agi_app.logs import log_event
+
+log = logging.getLogger("hotline.reload")
+
+
+class MenuReloader:
+    def __init__(self, dsn: str, pool: asyncpg.Pool, current: Callable[[], FlowSet],
+                 swap: Callable[[FlowSet], None], *, services: Collection[str], budget_s: float = 5.0) -> None:
+        self.dsn = dsn
+        self.pool = pool
+        self.current = current
+        self.swap = swap
+        self.services = services
+        self.budget_s = budget_s
+        self._wake = asyncio.Event()
+        self.refused: list[int] = []
+
+    async def run(self) -> None:
+        """Listen and reload until cancelled."""
+        attempt = 0
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = listening = await asyncio.wait_for(asyncpg.connect(self.dsn), self.budget_s)
+                lost = asyncio.Event()
+                listening.add_termination_listener(lambda _c, event=lost: event.set())  # type: ignore[misc]
+                await listening.add_listener(menus.CHANNEL, lambda *_args: self._wake.set())
+                log_event(log, "menus_listening", channel=menus.CHANNEL)
+                attempt = 0
+                self._wake.set()  # check once after (re)connecting: a notification may have been missed
+                while not lost.is_set():
+                    waiter = asyncio.ensure_future(self._wake.wait())
+                    closer = asyncio.ensure_future(lost.wait())
+                    await asyncio.wait({waiter, closer}, return_when=asyncio.FIRST_COMPLETED)
+                    waiter.cancel()
+                    closer.cancel()
+                    if self._wake.is_set():
+                        self._wake.clear()
+                        await self.reload_now()
+                log_event(log, "menus_listen_lost", level=logging.WARNING)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log_event(log, "menus_listen_failed", level=logging.WARNING, error=type(exc).__name__)
+            finally:
+                if conn is not None and not conn.is_closed():
+                    await conn.close()
+            attempt += 1
+            await asyncio.sleep(min(10.0, 0.5 * 2 ** min(attempt, 5)))
+
+    async def reload_now(self) -> bool:
+        """Load the active version if it differs from the one served; False if refused or unchanged."""
+        try:
+            stored = await asyncio.wait_for(menus.get_active(self.pool), self.budget_s)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log_event(log, "menus_reload_failed", level=logging.ERROR, error=type(exc).__name__)
+            return False
+        serving = self.current().version
+        if stored is None or stored.version == serving:
+            return False
+        try:
+            flows, _ = validate(stored.document, file=f"version {stored.version}", services=self.services,
+                                version=stored.version)
+        except FlowFileError as exc:
+            self.refused.append(stored.version)
+            log_event(log, "menus_reload_refused", level=logging.ERROR, version=stored.version, serving=serving,
+                      problems=len(exc.issues), first=str(exc.issues[0]))
+            return False
+        self.swap(flows)
+        log_event(log, "menus_reloaded", version=stored.version, previous=serving)
+        return True
