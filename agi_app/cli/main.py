@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from agi_app.cli import calendar, calls, customers, db, menus, operations, serve
+from agi_app.cli import calendar, calls, customers, db, menus, operations, serve, simulate
 from agi_app.cli.common import EXIT_CONFIG, fail
 from agi_app.config import ConfigError, Settings
 
@@ -42,5 +42,7 @@ cli.add_command(calls.calls)
 cli.add_command(serve.serve)
 cli.add_command(calendar.calendar)
 cli.add_command(menus.menus)
+menus.menus.add_command(simulate.preview)
+cli.add_command(simulate.simulate)
 cli.add_command(operations.emergency)
 cli.add_command(operations.notices)

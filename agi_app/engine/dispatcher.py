@@ -30,7 +30,13 @@ from agi_app.ari.events import (
     StreamConnected,
 )
 from agi_app.engine.channel import ChannelGone
-from agi_app.engine.journey import CallRecord, Journey, JourneySink, Outcome
+from agi_app.engine.journey import (
+    CallRecord,
+    Journey,
+    JourneySink,
+    outcome_when_caller_left,
+    outcome_when_flow_ended,
+)
 from agi_app.engine.session import CallInfo, CallSession
 from agi_app.logs import log_event
 
@@ -127,15 +133,15 @@ class Dispatcher:
         try:
             await self.handler(session)
             if not journey.ended:
-                journey.end("transferred" if journey.record.transfer_target else _finished(journey.record))
+                journey.end("transferred" if journey.record.transfer_target else outcome_when_flow_ended(journey.record))
         except asyncio.CancelledError:
             if session.hung_up:
-                journey.end(_abandoned(journey.record))
+                journey.end(outcome_when_caller_left(journey.record))
             else:  # shutdown: the call is not cut, it goes on in the dialplan
                 await asyncio.shield(self._hand_to_fallback(session, "shutdown"))
         except ChannelGone:
             session.on_hangup()
-            journey.end(_abandoned(journey.record))
+            journey.end(outcome_when_caller_left(journey.record))
         except Exception as exc:  # noqa: BLE001 - one call's bug must not take the server down
             session.log("call_error", level=logging.ERROR, error=type(exc).__name__, detail=str(exc)[:200],
                         caller_gets="fallback")
@@ -205,11 +211,3 @@ class Dispatcher:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-
-def _finished(record: CallRecord) -> Outcome:
-    return "self_service" if any(r == "ok" for _, r in record.services) else "hangup"
-
-
-def _abandoned(record: CallRecord) -> Outcome:
-    return "self_service" if any(r == "ok" for _, r in record.services) else "abandoned"

@@ -120,3 +120,13 @@ class MemorySink:
 
     def call_ended(self, record: CallRecord, ended_at: datetime) -> None:
         pass
+
+
+def outcome_when_flow_ended(record: CallRecord) -> Outcome:
+    """The flow ran to its end (hang-up node or last node) without handing the call off."""
+    return "self_service" if any(r == "ok" for _, r in record.services) else "hangup"
+
+
+def outcome_when_caller_left(record: CallRecord) -> Outcome:
+    """The caller hung up: after a successful service that is containment, else abandonment."""
+    return "self_service" if any(r == "ok" for _, r in record.services) else "abandoned"

@@ -1,0 +1,155 @@
+"""Calls without Asterisk: the real engine (HotlineCall, FlowRunner, CallSession) on a simulated
+channel, for `hotline menus preview` (what a caller hears up to the first menu) and `hotline
+simulate` (walk the flow by typing digits). Same code as live calls, so what you see is what
+callers get.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from agi_app.engine.call import HotlineCall
+from agi_app.engine.journey import (
+    CallRecord,
+    Journey,
+    MemorySink,
+    outcome_when_caller_left,
+    outcome_when_flow_ended,
+)
+from agi_app.engine.session import CallInfo, CallSession
+from agi_app.flows.model import Node
+
+_ids = itertools.count(1)
+
+
+class SimulatedChannel:
+    """A ChannelControl whose playbacks finish at once; it remembers what was played and where
+    the call went."""
+
+    def __init__(self, channel_id: str, on_play: Callable[[Sequence[str]], None] | None = None) -> None:
+        self.channel_id = channel_id
+        self.session: CallSession | None = None
+        self.played: list[str] = []
+        self.continued_to: tuple[str, str, int] | None = None
+        self.hung_up = False
+        self._on_play = on_play
+
+    async def answer(self) -> None:
+        return None
+
+    async def start_playback(self, media: Sequence[str], playback_id: str) -> None:
+        self.played.extend(media)
+        if self._on_play:
+            self._on_play(media)
+        assert self.session is not None
+        asyncio.get_running_loop().call_soon(self.session.on_playback_finished, playback_id)
+
+    async def stop_playback(self, playback_id: str) -> None:
+        return None
+
+    async def playback_active(self, playback_id: str) -> bool:
+        return False
+
+    async def exists(self) -> bool:
+        return not self.hung_up
+
+    async def continue_in_dialplan(self, context: str, extension: str, priority: int = 1) -> None:
+        self.continued_to = (context, extension, priority)
+
+    async def hangup(self) -> None:
+        self.hung_up = True
+
+
+def simulated_session(caller: str, line: str, on_play: Callable[[Sequence[str]], None] | None = None
+                      ) -> tuple[CallSession, SimulatedChannel, MemorySink]:
+    call_id = f"sim-{next(_ids)}"
+    channel = SimulatedChannel(call_id, on_play)
+    sink = MemorySink()
+    record = CallRecord(call_id=call_id, caller=caller, dnis=line, started_at=datetime.now(UTC))
+    session = CallSession(CallInfo(call_id, caller, line, "Simulated/" + caller), channel, Journey(record, sink))
+    channel.session = session
+    return session, channel, sink
+
+
+class _FirstMenu(Exception):
+    pass
+
+
+@dataclass
+class Preview:
+    """What a caller hears from answer up to and including the first menu, and its options."""
+
+    caller: str
+    line: str
+    at: datetime
+    record: CallRecord
+    media: list[str]
+    menu: str | None = None
+    options: list[dict[str, str]] = field(default_factory=list)
+    ended: str | None = None  # where the call went if it never reached a menu
+
+    def as_json(self) -> dict[str, Any]:
+        r = self.record
+        return {"caller": self.caller, "line": self.line, "at": self.at.isoformat(),
+                "customer_id": r.customer_id, "segment": r.segment, "language": r.language,
+                "menu_version": r.menu_version, "path": r.path, "media": self.media, "menu": self.menu,
+                "options": self.options, "ended": self.ended}
+
+
+async def preview(handler: HotlineCall, *, caller: str, line: str, at: datetime) -> Preview:
+    session, channel, _ = simulated_session(caller, line)
+    result = Preview(caller, line, at, session.journey.record, channel.played)
+
+    class Listener:
+        async def menu_offered(self, node: Node, media: list[str], options: list[tuple[str, str]]) -> None:
+            result.menu = node.id
+            result.media.extend(media)
+            result.options = [{"key": k, "label": label} for k, label in options]
+            raise _FirstMenu
+
+    try:
+        await handler(session, at=at, listener=Listener())
+    except _FirstMenu:
+        return result
+    if channel.continued_to:
+        result.ended = f"transferred to {channel.continued_to[0]}/{channel.continued_to[1]}"
+    else:
+        result.ended = "hung up"
+    return result
+
+
+async def simulate(handler: HotlineCall, *, caller: str, line: str, at: datetime,
+                   on_play: Callable[[Sequence[str]], None],
+                   on_menu: Callable[[Node, list[tuple[str, str]]], None],
+                   digits: asyncio.Queue[str | None]) -> tuple[CallRecord, SimulatedChannel]:
+    """Run one call; digits typed arrive on `digits` (None = the caller hangs up)."""
+    session, channel, _ = simulated_session(caller, line, on_play)
+
+    class Listener:
+        async def menu_offered(self, node: Node, media: list[str], options: list[tuple[str, str]]) -> None:
+            on_menu(node, options)
+
+    call = asyncio.create_task(handler(session, at=at, listener=Listener()))
+
+    async def feed() -> None:
+        while (typed := await digits.get()) is not None:
+            for digit in typed:
+                session.on_dtmf(digit)
+        session.on_hangup()
+        call.cancel()
+
+    feeder = asyncio.create_task(feed())
+    try:
+        await call
+        record = session.journey.record
+        session.journey.end("transferred" if channel.continued_to else outcome_when_flow_ended(record))
+    except asyncio.CancelledError:
+        session.journey.end(outcome_when_caller_left(session.journey.record))
+    finally:
+        feeder.cancel()
+    return session.journey.record, channel

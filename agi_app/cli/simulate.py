@@ -1,0 +1,163 @@
+"""`hotline menus preview` and `hotline simulate`: the live engine on a simulated channel."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import click
+
+from agi_app.admin.menus import REPO_SOUNDS
+from agi_app.admin.simulate import preview as run_preview
+from agi_app.admin.simulate import simulate as run_simulate
+from agi_app.calendar.model import DEFAULT_TIMEZONE
+from agi_app.cli.common import EXIT_CONFIG, dsn, echo_json, fail, run, settings
+from agi_app.config import Settings
+from agi_app.db.pool import create_pool
+from agi_app.engine.call import HotlineCall
+from agi_app.flows.model import Node
+from agi_app.media.voice import load_prompt_texts
+from agi_app.serve.app import StartupError, build_services, call_handler, initial_flows
+
+LOCAL = ZoneInfo(DEFAULT_TIMEZONE)
+
+
+def parse_at(text: str | None) -> datetime:
+    if not text:
+        return datetime.now(LOCAL)
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"--at {text!r} is not a time like '2026-12-25 10:00'")
+    return value if value.tzinfo else value.replace(tzinfo=LOCAL)
+
+
+@asynccontextmanager
+async def offline_handler(s: Settings, flows_file: Path | None) -> AsyncIterator[HotlineCall]:
+    """The live call handler over the real database, without Asterisk."""
+    pool = await create_pool(s.dsn, budget_s=s.db_budget_ms / 1000)
+    services = build_services()
+    with tempfile.TemporaryDirectory(prefix="hotline-tts-") as scratch:
+        s = s.with_overrides(flows_file=str(flows_file) if flows_file else None,
+                             sounds_root=s.sounds_root or scratch)
+        try:
+            flows = await initial_flows(s, pool, services)
+        except StartupError as exc:
+            await pool.close()
+            fail(str(exc), EXIT_CONFIG)
+        try:
+            yield call_handler(s, pool, lambda: flows, services)
+        finally:
+            await pool.close()
+
+
+def transcript() -> dict[str, str]:
+    """What each recorded prompt says, to show next to its media URI."""
+    texts = load_prompt_texts(REPO_SOUNDS / "prompts.yaml") if (REPO_SOUNDS / "prompts.yaml").is_file() else {}
+    return {f"sound:hotline/{lang}/{pid}": text for pid, by_lang in texts.items()
+            for lang, text in by_lang.items() if text}
+
+
+def describe(uri: str, said: dict[str, str]) -> str:
+    if uri.startswith("sound:hotline-tts/"):
+        return f"{uri}  (generated speech)"
+    return f"{uri}  {said.get(uri, '')}".rstrip()
+
+
+CALLER = click.option("--caller", required=True, help="Calling number, any format.")
+LINE = click.option("--line", default="95000", show_default=True, help="Dialled hotline number.")
+AT = click.option("--at", "at_text", help="Pretend the call happens at this local time, e.g. '2026-12-25 10:00'.")
+FLOWS = click.option("--file", "flows_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="Use this flow file instead of the active published version.")
+
+
+@click.command("preview")
+@CALLER
+@LINE
+@AT
+@FLOWS
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def preview(ctx: click.Context, caller: str, line: str, at_text: str | None, flows_file: Path | None,
+            as_json: bool) -> None:
+    """Exactly what CALLER hears on LINE up to the first menu, and that menu's options."""
+    at = parse_at(at_text)
+    dsn(ctx)
+
+    async def main() -> dict[str, object]:
+        async with offline_handler(settings(ctx), flows_file) as handler:
+            return (await run_preview(handler, caller=caller, line=line, at=at)).as_json()
+
+    result = run(main())
+    if as_json:
+        echo_json(result)
+        return
+    said = transcript()
+    click.echo(f"caller {caller} on line {line} at {at:%Y-%m-%d %H:%M %Z}: customer={result['customer_id'] or '-'} "
+               f"segment={result['segment'] or '-'} language={result['language']} menu v{result['menu_version']}")
+    click.echo(f"path: {' > '.join(result['path'])}")  # type: ignore[arg-type]
+    for uri in result["media"]:  # type: ignore[attr-defined]
+        click.echo(f"  ▶ {describe(uri, said)}")
+    if result["menu"]:
+        click.echo(f"menu {result['menu']}: " + ", ".join(f"{o['key']} {o['label']}" for o in result["options"]))  # type: ignore[attr-defined]
+    else:
+        click.echo(f"no menu: the call {result['ended']}")
+
+
+@click.command("simulate")
+@CALLER
+@LINE
+@AT
+@FLOWS
+@click.option("--digits", default="", help="Keys typed ahead at the start (then read from the terminal).")
+@click.pass_context
+def simulate(ctx: click.Context, caller: str, line: str, at_text: str | None, flows_file: Path | None,
+             digits: str) -> None:
+    """Walk the flow in the terminal: type digits, see what is played, where you end up.
+
+    Type keys and Enter (e.g. `1` or `1234#`); `h` hangs up. Timeouts run in real time."""
+    at = parse_at(at_text)
+    dsn(ctx)
+    said = transcript()
+
+    def on_play(media: Sequence[str]) -> None:
+        for uri in media:
+            click.echo(f"  ▶ {describe(uri, said)}")
+
+    def on_menu(node: Node, options: list[tuple[str, str]]) -> None:
+        click.echo(f"[menu {node.id}] " + ", ".join(f"{k}: {label}" for k, label in options))
+
+    async def main() -> None:
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        if digits:
+            queue.put_nowait(digits)
+        reader = asyncio.create_task(_read_keys(queue))
+        try:
+            async with offline_handler(settings(ctx), flows_file) as handler:
+                record, channel = await run_simulate(handler, caller=caller, line=line, at=at, on_play=on_play,
+                                                     on_menu=on_menu, digits=queue)
+        finally:
+            reader.cancel()
+        where = f" → {channel.continued_to[0]}/{channel.continued_to[1]}" if channel.continued_to else ""
+        click.echo(f"call ended: {record.outcome}{where}; path {' > '.join(record.path)}")
+
+    run(main())
+
+
+async def _read_keys(queue: asyncio.Queue[str | None]) -> None:
+    """Lines from the terminal, read in a thread so the event loop (and the call's timers) run on."""
+    if not sys.stdin.isatty():
+        return
+    loop = asyncio.get_running_loop()
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line or line.strip().lower() == "h":
+            await queue.put(None)
+            return
+        await queue.put("".join(c for c in line if c in "0123456789*#"))
