@@ -11,6 +11,7 @@ import hashlib
 import json
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,30 @@ def validate_file(path: Path, *, services: Collection[str] | None = None) -> tup
     return validate(read_document(path), file=str(path), services=services)
 
 
+async def depth_issues(flows: FlowSet, file: str) -> list[Issue]:
+    """Warnings for services deeper than `settings.max_depth` menus, for any persona on any line."""
+    from agi_app.admin.cost import PERSONAS, persona
+    from agi_app.flows.context import CallContext
+    from agi_app.flows.cost import CostWalker
+    from agi_app.media.durations import no_durations
+
+    deepest: dict[tuple[str, str], tuple[int, str, str]] = {}
+    now = datetime.now(UTC)
+    for line in flows.lines.values():
+        for name in PERSONAS:
+            customer = persona(name, line.language, now)
+            ctx = CallContext(caller=f"persona-{name}", line=line, language=line.language, now=now,
+                              customer=customer, bill_due_days=flows.bill_due_days)
+            for cost in await CostWalker(flows, ctx, no_durations).walk():
+                if cost.depth > flows.max_depth:
+                    key = (cost.node, cost.service)
+                    if key not in deepest or cost.depth > deepest[key][0]:
+                        deepest[key] = (cost.depth, name, line.number)
+    return [Issue(file, node, f"service {service!r} is {depth} menus deep for {who} callers on line {number}"
+                  f" (settings.max_depth is {flows.max_depth})", "warning")
+            for (node, service), (depth, who, number) in sorted(deepest.items())]
+
+
 @dataclass(frozen=True)
 class Published:
     version: int
@@ -53,7 +78,8 @@ class Published:
 async def publish(conn: asyncpg.Connection, path: Path, *, actor: str, comment: str = "",
                   services: Collection[str] | None = None) -> Published:
     document = read_document(path)
-    _, warnings = validate(document, file=str(path), services=services)
+    flows, warnings = validate(document, file=str(path), services=services)
+    warnings += await depth_issues(flows, str(path))
     digest = checksum(document)
     async with conn.transaction():
         active = await menus.get_active(conn)

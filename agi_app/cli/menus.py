@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import click
@@ -45,6 +46,7 @@ def validate_cmd(file: Path, as_json: bool) -> None:
         if not as_json:
             click.echo(f"{file}: {len(exc.issues)} error(s)", err=True)
         raise SystemExit(EXIT_INVALID) from exc
+    warnings += asyncio.run(admin.depth_issues(flows, str(file)))
     _report(warnings, as_json)
     if not as_json:
         nodes = sum(len(f.nodes) for f in flows.flows.values())

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from agi_app.admin.cost import GENERIC, PERSONAS, cost_for_caller, cost_for_persona
 from agi_app.admin.menus import REPO_SOUNDS
 from agi_app.admin.simulate import preview as run_preview
 from agi_app.admin.simulate import simulate as run_simulate
@@ -21,6 +22,7 @@ from agi_app.cli.common import EXIT_CONFIG, dsn, echo_json, fail, run, settings
 from agi_app.config import Settings
 from agi_app.db.pool import create_pool
 from agi_app.engine.call import HotlineCall
+from agi_app.flows.cost import ServiceCost
 from agi_app.flows.model import Node
 from agi_app.media.voice import load_prompt_texts
 from agi_app.serve.app import StartupError, build_services, call_handler, initial_flows
@@ -161,3 +163,63 @@ async def _read_keys(queue: asyncio.Queue[str | None]) -> None:
             await queue.put(None)
             return
         await queue.put("".join(c for c in line if c in "0123456789*#"))
+
+
+@click.command("cost")
+@click.option("--caller", help="One caller (any number format); default: every persona side by side.")
+@click.option("--segment", type=click.Choice(PERSONAS), help="One persona: a segment, bill_due, or generic (unknown).")
+@LINE
+@AT
+@FLOWS
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def cost(ctx: click.Context, caller: str | None, segment: str | None, line: str, at_text: str | None,
+         flows_file: Path | None, as_json: bool) -> None:
+    """Time to service: keys, seconds of prompt audio before the key is announced, and menu depth,
+    for every service a caller can reach (measured from the rendered prompts' real durations)."""
+    at = parse_at(at_text)
+    dsn(ctx)
+
+    async def main() -> dict[str, list[ServiceCost]]:
+        async with offline_handler(settings(ctx), flows_file) as handler:
+            if caller:
+                return {caller: await cost_for_caller(handler, caller=caller, line=line, at=at, sounds_dir=REPO_SOUNDS)}
+            names = [segment] if segment else list(PERSONAS)
+            return {n: await cost_for_persona(handler, name=n, line=line, at=at, sounds_dir=REPO_SOUNDS)
+                    for n in names}
+
+    results = run(main())
+    if as_json:
+        if len(results) == 1:
+            echo_json([c.as_json() for c in next(iter(results.values()))])
+        else:
+            echo_json({name: [c.as_json() for c in costs] for name, costs in results.items()})
+        return
+    click.echo(render_cost_table(results, line))
+
+
+def render_cost_table(results: dict[str, list[ServiceCost]], line: str) -> str:
+    """Services down, variants across: `seconds s [keys]`; then each variant's top service vs generic."""
+    services = sorted({c.service for costs in results.values() for c in costs})
+    by = {name: {c.service: c for c in costs} for name, costs in results.items()}
+    width = max(14, *(len(n) + 2 for n in results))
+    out = [f"time to service on line {line} (seconds of prompts before the key is announced [keys])",
+           "service".ljust(12) + "".join(name.rjust(width) for name in results)]
+    for service in services:
+        cells = []
+        for name in results:
+            c = by[name].get(service)
+            cells.append((f"{c.seconds:.1f}s [{c.keys or '-'}]" if c else "—").rjust(width))
+        out.append(service.ljust(12) + "".join(cells))
+    generic = by.get(GENERIC)
+    if generic is not None and len(results) > 1:
+        out.append("")
+        for name, costs in results.items():
+            if name == GENERIC or not costs:
+                continue
+            top = costs[0]
+            base = generic.get(top.service)
+            versus = f"generic {base.seconds:.1f}s [{base.keys or '-'}]" if base else "not offered to generic callers"
+            out.append(f"{name}: top service {top.service} in {top.seconds:.1f}s [{top.keys or '-'}], depth "
+                       f"{top.depth} — {versus}")
+    return "\n".join(out)

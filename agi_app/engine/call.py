@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from agi_app.engine.call_state import CallStateLoader
+from agi_app.engine.call_state import CallState, CallStateLoader
 from agi_app.engine.session import CallSession
 from agi_app.flows.context import CallContext
 from agi_app.flows.model import FlowSet
@@ -34,6 +34,18 @@ class HotlineCall:
         self.media = media
         self.services = services or ServiceRegistry()
 
+    async def prepare(self, *, caller: str, dnis: str, call_id: str, at: datetime | None = None,
+                      flows: FlowSet | None = None) -> tuple[FlowSet, CallContext, CallState]:
+        """Pin the menus and load what this call's flow decides on (also used by `menus cost`)."""
+        flows = flows or self.current_flows()
+        line, _ = flows.line_for(dnis)
+        state = await self.state.load(caller=caller, line=line.number, call_id=call_id, at=at)
+        customer = state.identity.customer
+        ctx = CallContext(caller=caller, line=line, language=customer.language if customer else line.language,
+                          now=state.now, customer=customer, calendar=state.calendar, notices=state.notices,
+                          emergency=state.emergency, bill_due_days=flows.bill_due_days)
+        return flows, ctx, state
+
     async def __call__(self, call: CallSession, *, at: datetime | None = None,
                        listener: FlowListener | None = None) -> None:
         flows = self.current_flows()  # pinned: a reload during this call does not affect it
@@ -41,26 +53,29 @@ class HotlineCall:
         if not known:
             call.log("unknown_line", level=logging.WARNING, dnis=call.info.dnis, using=line.number)
         await call.answer()
-        state = await self.state.load(caller=call.info.caller, line=line.number, call_id=call.call_id, at=at)
-        customer = state.identity.customer
-        language = customer.language if customer else line.language
+        flows, ctx, state = await self.prepare(caller=call.info.caller, dnis=call.info.dnis, call_id=call.call_id,
+                                               at=at, flows=flows)
+        customer, language = ctx.customer, ctx.language
         call.journey.identified(customer_id=customer.customer_id if customer else None,
                                 segment=customer.segment if customer else None,
                                 language=language, menu_version=flows.version)
-        ctx = CallContext(caller=call.info.caller, line=line, language=language, now=state.now, customer=customer,
-                          calendar=state.calendar, notices=state.notices, emergency=state.emergency,
-                          bill_due_days=flows.bill_due_days)
-        call.log("call_context", language=language, calendar=state.calendar.status,
-                 emergency="on" if state.emergency else None, notices=len(state.notices) or None,
+        call.log("call_context", language=language, calendar=ctx.calendar.status,
+                 emergency="on" if ctx.emergency else None, notices=len(ctx.notices) or None,
                  menu_version=flows.version)
-        if state.emergency is not None:
+        if ctx.emergency is not None:
             call.journey.node(EMERGENCY_NODE)
-            items: list[MediaItem] = [Sound(state.emergency.sound, language)] if state.emergency.sound else []
-            spoken = state.emergency.text(language)
-            if not items and spoken:
-                items = [Speech(*spoken)]
-            await call.play(await self.media.uris(items or [Sound("emergency_default", language)],
-                                                  call_id=call.call_id), interruptible=False)
+            await call.play(await self.media.uris(emergency_items(ctx), call_id=call.call_id), interruptible=False)
         await FlowRunner(call, flows, ctx, self.media, self.services, listener).run()
         if not call.handed_off:
             await call.hangup()
+
+
+def emergency_items(ctx: CallContext) -> list[MediaItem]:
+    """The emergency notice: its recorded sound, else its text, else the default recording."""
+    emergency = ctx.emergency
+    if emergency is None:
+        return []
+    if emergency.sound:
+        return [Sound(emergency.sound, ctx.language)]
+    spoken = emergency.text(ctx.language)
+    return [Speech(*spoken)] if spoken else [Sound("emergency_default", ctx.language)]

@@ -75,8 +75,9 @@ class CallContext:
         return due is not None and 0 <= (due - self.now.date()).days <= days
 
     def has_flag(self, flag: str) -> bool:
-        if flag == "bill_due":
-            return self.bill_due_within(self.bill_due_days)
+        """A flag set on the customer; `bill_due` also holds when the bill date is near."""
+        if flag == "bill_due" and self.bill_due_within(self.bill_due_days):
+            return True
         return bool(self.customer and self.customer.flags.get(flag))
 
     def percent_bucket(self) -> float:

@@ -15,21 +15,32 @@ def is_speech(uri: str) -> bool:
     return uri.startswith("sound:hotline-tts/")
 
 
-async def test_known_caller_is_greeted_by_name_and_hears_the_announcement(hotline: Hotline) -> None:
+MAIN_ZH = "sound:hotline/zh/opt_accounts"  # the main menu's first option is playing
+
+
+async def test_known_caller_is_greeted_by_name_and_walks_the_menus(hotline: Hotline) -> None:
     call = await hotline.call(KNOWN_ZH)
-    await hotline.ari.wait_for(lambda: "sound:hotline/zh/menu_main" in hotline.played(call))
-    await hotline.ari.press(call, "1")
-    await hotline.ari.wait_for(lambda: hotline.played(call).count("sound:hotline/zh/menu_main") == 2)
-    await hotline.ari.press(call, "2")
+    ari = hotline.ari
+    await ari.wait_for(lambda: MAIN_ZH in hotline.played(call))
+    await ari.press(call, "1")  # balance and accounts
+    await ari.wait_for(lambda: "sound:hotline/zh/opt_transfer" in hotline.played(call))
+    await ari.press(call, "3")  # deposit rates announcement, then back to the accounts menu
+    await ari.wait_for(lambda: hotline.played(call).count("sound:hotline/zh/opt_transfer") == 2)
+    await ari.press(call, "*")  # universal back key: the main menu
+    await ari.wait_for(lambda: hotline.played(call).count(MAIN_ZH) == 2)
+    await ari.press(call, "3")  # pay the card bill: the cards queue
     row = await hotline.wait_ended(call)
 
     played = hotline.played(call)
     assert is_speech(played[0]), "the name comes first in Mandarin (王伟 先生 …)"
-    assert played[1:4] == ["sound:hotline/zh/salutation_mr", played[2], "sound:hotline/zh/welcome"]
-    assert played[2].startswith("sound:hotline/zh/greeting_")
+    assert played[1] == "sound:hotline/zh/salutation_mr" and played[2].startswith("sound:hotline/zh/greeting_")
+    assert "sound:hotline/zh/welcome" not in played, "known callers get the short, personal greeting"
+    assert played[3] == MAIN_ZH, "then the main menu, interrupted by the caller's key"
     assert "sound:hotline/zh/announcement_rates" in played
     assert row["customer_id"] == "C001" and row["segment"] == "standard" and row["language"] == "zh"
-    assert row["path"] == ["greeting", "main", "accounts_info", "main", "cards"]
+    assert row["path"] == ["entry", "greeting", "segment", "main", "accounts", "rates", "accounts", "main",
+                           "agent_cards"]
+    assert [i["result"] for i in row["inputs"]] == ["option", "option", "back", "option"]
     assert row["outcome"] == "transferred" and row["transfer_target"] == "cards"
     assert hotline.ari.channel(call).continued_to == ("hotline-agents", "cards", 1)
     assert row["menu_version"] == 1 and row["duration_ms"] >= 0
@@ -37,7 +48,7 @@ async def test_known_caller_is_greeted_by_name_and_hears_the_announcement(hotlin
 
 async def test_unknown_caller_gets_the_general_menu_without_a_name(hotline: Hotline) -> None:
     call = await hotline.call(UNKNOWN)
-    await hotline.ari.wait_for(lambda: "sound:hotline/zh/menu_main" in hotline.played(call))
+    await hotline.ari.wait_for(lambda: MAIN_ZH in hotline.played(call))
     await hotline.ari.press(call, "0")
     row = await hotline.wait_ended(call)
     assert not any(is_speech(u) for u in hotline.played(call))
@@ -49,25 +60,26 @@ async def test_unknown_caller_gets_the_general_menu_without_a_name(hotline: Hotl
 
 async def test_vip_line_plays_the_vip_menu_in_the_callers_language(hotline: Hotline) -> None:
     call = await hotline.call("+86 137 0013 7000", dnis="95001")
-    await hotline.ari.wait_for(lambda: "sound:hotline/en/menu_vip" in hotline.played(call))
+    await hotline.ari.wait_for(lambda: "sound:hotline/en/digits/0" in hotline.played(call))
     await hotline.ari.press(call, "0")
     row = await hotline.wait_ended(call)
     played = hotline.played(call)
     assert played[0] == "sound:hotline/en/greeting_" + played[0].rsplit("_", 1)[1]
     assert played[1] == "sound:hotline/en/salutation_mr" and is_speech(played[2])
-    assert "sound:hotline/en/welcome_vip" in played
+    assert played[3:6] == ["sound:hotline/en/welcome_vip", "sound:hotline/en/opt_agent", "sound:hotline/en/digits/0"]
     assert row["customer_id"] == "C003" and row["dnis"] == "95001"
+    assert row["path"] == ["entry", "greeting", "priority_menu", "relationship_team"]
     assert row["transfer_target"] == "vip"
 
 
 async def test_invalid_digit_then_valid_choice(hotline: Hotline) -> None:
     call = await hotline.call(UNKNOWN)
-    await hotline.ari.wait_for(lambda: "sound:hotline/zh/menu_main" in hotline.played(call))
+    await hotline.ari.wait_for(lambda: MAIN_ZH in hotline.played(call))
     await hotline.ari.press(call, "7")
     await hotline.ari.wait_for(lambda: "sound:hotline/zh/invalid" in hotline.played(call))
     await hotline.ari.press(call, "3")
     row = await hotline.wait_ended(call)
-    assert row["path"] == ["greeting", "main", "cards"]
+    assert row["path"] == ["entry", "greeting", "segment", "main", "agent_cards"]
     assert [i["result"] for i in row["inputs"]] == ["invalid", "option"]
     assert row["transfer_target"] == "cards"
 
@@ -78,14 +90,14 @@ async def test_timeouts_lead_to_the_final_destination(hotline: Hotline) -> None:
     played = hotline.played(call)
     assert played.count("sound:hotline/zh/timeout") == 2, "3 timeouts: the prompt is retried twice"
     assert played[-1] == "sound:hotline/zh/goodbye"
-    assert row["path"] == ["greeting", "main", "goodbye"]
+    assert row["path"] == ["entry", "greeting", "segment", "main", "goodbye"]
     assert row["outcome"] == "hangup"
     assert hotline.ari.channel(call).hungup
 
 
 async def test_invalid_keys_are_counted_apart_from_timeouts(hotline: Hotline) -> None:
     call = await hotline.call(UNKNOWN)
-    await hotline.ari.wait_for(lambda: "sound:hotline/zh/menu_main" in hotline.played(call))
+    await hotline.ari.wait_for(lambda: MAIN_ZH in hotline.played(call))
     await hotline.ari.press(call, "7")
     await hotline.ari.wait_for(lambda: "sound:hotline/zh/invalid" in hotline.played(call))
     await hotline.ari.wait_for(lambda: "sound:hotline/zh/timeout" in hotline.played(call))  # one timeout
@@ -93,7 +105,7 @@ async def test_invalid_keys_are_counted_apart_from_timeouts(hotline: Hotline) ->
     await hotline.ari.wait_for(lambda: hotline.played(call).count("sound:hotline/zh/invalid") == 2)
     await hotline.ari.press(call, "8")
     row = await hotline.wait_ended(call)
-    assert row["path"] == ["greeting", "main", "too_many"], "3rd invalid key ends in the invalid destination"
+    assert row["path"][-2:] == ["main", "too_many"], "3rd invalid key ends in the invalid destination"
     assert row["transfer_target"] == "general"
 
 
@@ -101,11 +113,11 @@ async def test_type_ahead_during_a_prompt_stops_it_and_counts(hotline: Hotline) 
     hotline.ari.media_duration = lambda uri: 5.0
     call = await hotline.call(UNKNOWN)
     await hotline.ari.wait_for(lambda: hotline.played(call) == ["sound:hotline/zh/welcome"])
-    await hotline.ari.press(call, "2")
+    await hotline.ari.press(call, "3")
     row = await hotline.wait_ended(call)
     assert hotline.ari.channel(call).stopped, "the greeting was stopped by the digit"
-    assert "sound:hotline/zh/menu_main" not in hotline.played(call), "the menu prompt is skipped"
-    assert row["path"] == ["greeting", "main", "cards"]
+    assert MAIN_ZH not in hotline.played(call), "the menu prompt is skipped"
+    assert row["path"] == ["entry", "greeting", "segment", "main", "agent_cards"]
 
 
 async def test_caller_hangs_up_during_a_prompt(hotline: Hotline) -> None:
@@ -114,35 +126,34 @@ async def test_caller_hangs_up_during_a_prompt(hotline: Hotline) -> None:
     await hotline.ari.wait_for(lambda: "sound:hotline/zh/welcome" in hotline.played(call))
     await hotline.ari.hangup(call)
     row = await hotline.wait_ended(call)
-    assert row["outcome"] == "abandoned" and row["path"] == ["greeting"]
+    assert row["outcome"] == "abandoned" and row["path"] == ["entry", "greeting"]
     after = [r for r in hotline.ari.requests if call in r.path and r.method == "POST" and "/play" in r.path]
     assert len(after) == 1, "nothing more is played to a caller who hung up"
 
 
 async def test_dtmf_flood_and_garbage_never_break_the_call(hotline: Hotline) -> None:
     call = await hotline.call(UNKNOWN)
-    await hotline.ari.wait_for(lambda: "sound:hotline/zh/menu_main" in hotline.played(call))
+    await hotline.ari.wait_for(lambda: MAIN_ZH in hotline.played(call))
     await hotline.ari.press(call, "7" * 200, gap=0)
     row = await hotline.wait_ended(call)
-    assert row["path"] == ["greeting", "main", "too_many"]
+    assert row["path"][-2:] == ["main", "too_many"]
     assert row["outcome"] == "transferred"
 
 
 async def test_unknown_dialled_number_gets_the_general_flow(hotline: Hotline, caplog) -> None:  # type: ignore[no-untyped-def]
     call = await hotline.call(UNKNOWN, dnis="99999")
-    await hotline.ari.wait_for(lambda: "sound:hotline/zh/menu_main" in hotline.played(call))
+    await hotline.ari.wait_for(lambda: MAIN_ZH in hotline.played(call))
     await hotline.ari.hangup(call)
     row = await hotline.wait_ended(call)
-    assert row["dnis"] == "99999" and row["path"][:2] == ["greeting", "main"]
+    assert row["dnis"] == "99999" and row["path"][:4] == ["entry", "greeting", "segment", "main"]
     assert any("event=unknown_line" in r.message and call in r.message for r in caplog.records)
 
 
 async def test_calls_run_concurrently_each_in_its_own_task(hotline: Hotline) -> None:
     calls = [await hotline.call(f"1310000{i:04d}") for i in range(20)]
-    await asyncio.gather(*(hotline.ari.wait_for(lambda c=c: "sound:hotline/zh/menu_main" in hotline.played(c))
-                           for c in calls))
+    await asyncio.gather(*(hotline.ari.wait_for(lambda c=c: MAIN_ZH in hotline.played(c)) for c in calls))
     for i, call in enumerate(calls):
-        await hotline.ari.press(call, "2" if i % 2 else "0")
+        await hotline.ari.press(call, "3" if i % 2 else "0")
     rows = [await hotline.wait_ended(c) for c in calls]
     assert [r["transfer_target"] for r in rows] == ["general" if i % 2 == 0 else "cards" for i in range(20)]
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest_asyncio
 
+from agi_app.flows.loader import demo_flow_path
 from tests.fake_ari.server import FakeAri
 from tests.fast.conftest import Hotline, import_demo_customers, settings_for, start_hotline
-from tests.fast.test_calls import KNOWN_ZH, UNKNOWN
+from tests.fast.test_calls import KNOWN_ZH, MAIN_ZH, UNKNOWN
 from tests.support import pg
 from tests.support.proxy import TcpProxy
 
@@ -44,7 +45,7 @@ async def test_database_down_caller_still_gets_the_menu_and_an_agent(proxied_hot
     db_proxy.refuse = True
     db_proxy.cut()
     call = await hotline.call(KNOWN_ZH)
-    await hotline.ari.wait_for(lambda: "sound:hotline/zh/menu_main" in hotline.played(call))
+    await hotline.ari.wait_for(lambda: MAIN_ZH in hotline.played(call))
     assert hotline.played(call)[0] == "sound:hotline/zh/welcome", "treated as unknown: no name"
     await hotline.ari.press(call, "0")
     await hotline.ari.wait_for(lambda: hotline.ari.channel(call).continued_to is not None)
@@ -83,14 +84,14 @@ async def test_hangup_during_the_lookup_cancels_the_call_task(proxied_hotline: H
 async def test_websocket_drop_mid_call_reconnects_and_the_call_goes_on(hotline: Hotline) -> None:
     hotline.ari.media_duration = lambda uri: 0.3
     call = await hotline.call(UNKNOWN)
-    await hotline.ari.wait_for(lambda: "sound:hotline/zh/menu_main" in hotline.played(call))
+    await hotline.ari.wait_for(lambda: MAIN_ZH in hotline.played(call))
     await hotline.ari.drop_websocket()  # the menu prompt finishes while we are disconnected
     await asyncio.sleep(0.5)
     await hotline.ari.wait_connected(timeout=10)
     await hotline.ari.wait_request("GET", "/applications/hotline")
-    await hotline.ari.press(call, "2")
+    await hotline.ari.press(call, "3")
     row = await hotline.wait_ended(call)
-    assert row["path"] == ["greeting", "main", "cards"] and row["outcome"] == "transferred"
+    assert row["path"][-2:] == ["main", "agent_cards"] and row["outcome"] == "transferred"
 
 
 async def test_caller_hanging_up_while_disconnected_is_noticed_after_reconnect(hotline: Hotline) -> None:
@@ -108,7 +109,8 @@ async def test_calls_left_by_a_crashed_server_go_to_the_fallback(fake_ari: FakeA
     fake_ari.media_duration = lambda uri: 3.0
     env = {**os.environ, "HOTLINE_DSN": dsn, "HOTLINE_ARI_URL": fake_ari.url, "HOTLINE_ARI_USER": "hotline",
            "HOTLINE_ARI_PASSWORD": "hotline-dev", "HOTLINE_SOUNDS_ROOT": str(tmp_path / "sounds")}
-    crashing = subprocess.Popen([str(Path(sys.executable).with_name("hotline")), "serve"], env=env,
+    crashing = subprocess.Popen([str(Path(sys.executable).with_name("hotline")), "serve",
+                                 "--flows-file", str(demo_flow_path())], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         await fake_ari.wait_connected(timeout=20)
