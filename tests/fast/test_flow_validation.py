@@ -1,0 +1,143 @@
+"""`menus validate`: one test per class of error, each naming the file, node and problem."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from agi_app.flows.loader import FlowFileError, demo_flow_path, load_document
+from tests.fast.flowkit import doc
+
+SOUNDS = Path(__file__).resolve().parents[2] / "sounds"
+HOTLINE = str(Path(sys.executable).with_name("hotline"))
+
+
+def problems(document: dict[str, Any], **kw: Any) -> list[str]:
+    with pytest.raises(FlowFileError) as caught:
+        load_document(document, file="menus.yaml", **kw)
+    return [str(issue) for issue in caught.value.issues]
+
+
+def test_the_demo_menus_are_valid() -> None:
+    flows, warnings = load_document(yaml.safe_load(demo_flow_path().read_text()), sounds_dir=SOUNDS, services=())
+    assert warnings == [] and set(flows.lines) == {"95000", "95001"}
+
+
+def test_shape_errors_come_from_the_schema() -> None:
+    assert any("menus.yaml: flows/main/nodes/bye" in p and "teleport" in p
+               for p in problems(doc({"menu": {"type": "menu", "prompt": "x", "options": {"1": {"next": "bye"}}},
+                                      "bye": {"type": "teleport"}})))
+
+
+def test_unknown_node_id() -> None:
+    found = problems(doc({"menu": {"type": "menu", "prompt": "x", "options": {"1": {"next": "nowhere"}}}}))
+    assert "menus.yaml: main/menu: error: option 1 refers to unknown node 'nowhere'" in found
+
+
+def test_unreachable_node() -> None:
+    found = problems(doc({"menu": {"type": "menu", "prompt": "x", "options": {"1": {"next": "bye"}}},
+                          "bye": {"type": "hangup"}, "orphan": {"type": "hangup"}}))
+    assert "menus.yaml: main/orphan: error: unreachable: no line's flow leads here" in found
+
+
+def test_loop_with_no_exit() -> None:
+    found = problems(doc({
+        "menu": {"type": "menu", "prompt": "x", "universal_keys": False, "options": {"1": {"next": "a"}},
+                 "on_invalid_exceeded": "menu", "on_timeout_exceeded": "menu"},
+        "a": {"type": "announcement", "prompt": "y", "next": "menu"},
+    }))
+    assert any("loop with no exit: main/a → main/menu" in p for p in found)
+
+
+def test_loop_that_never_waits_for_the_caller() -> None:
+    found = problems(doc({
+        "a": {"type": "announcement", "prompt": "x", "next": "b"},
+        "b": {"type": "condition", "branches": [{"if": {"known": True}, "next": "bye"}], "else": "a"},
+        "bye": {"type": "hangup"},
+    }, start="a"))
+    assert any("loop never waits for the caller: main/a → main/b" in p for p in found)
+
+
+def test_missing_prompt() -> None:
+    found = problems(doc({"menu": {"type": "menu", "options": {"1": {"next": "bye"}}}, "bye": {"type": "hangup"}}))
+    assert "menus.yaml: main/menu: error: missing prompt: a menu needs `prompt` or `intro`" in found
+
+
+def test_option_never_announced_in_a_composed_menu() -> None:
+    found = problems(doc({"menu": {"type": "menu", "intro": "x", "options": {"1": {"next": "bye"}}},
+                          "bye": {"type": "hangup"}}))
+    assert any("option 1 is never announced" in p for p in found)
+
+
+def test_missing_recorded_sound() -> None:
+    found = problems(doc({"menu": {"type": "menu", "prompt": "{{ sound('no_such_prompt') }}",
+                                   "options": {"1": {"next": "bye"}}}, "bye": {"type": "hangup"}}), sounds_dir=SOUNDS)
+    assert "menus.yaml: main/menu: error: prompt: recorded sound 'en/no_such_prompt' does not exist" in found
+
+
+def test_duplicate_keys_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "menus.yaml"
+    path.write_text(
+        "lines: {'95000': {flow: main}}\ndefault_line: '95000'\n"
+        "destinations: {general: {context: a, extension: b}}\n"
+        "flows:\n  main:\n    start: menu\n    nodes:\n"
+        "      menu:\n        type: menu\n        prompt: x\n        options:\n"
+        "          '1': {next: bye}\n"
+        "          '1': {next: menu}\n"
+        "      bye: {type: hangup}\n")
+    result = subprocess.run([HOTLINE, "menus", "validate", str(path)], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert f"{path}: file: error: line 13: duplicate key '1' (first on line 12)" in result.stderr
+
+
+def test_option_clashing_with_a_universal_key() -> None:
+    found = problems(doc({"menu": {"type": "menu", "prompt": "x", "options": {"9": {"next": "bye"}}},
+                          "bye": {"type": "hangup"}}))
+    assert any("key 9 is both option 'bye' and the universal repeat key" in p for p in found)
+
+
+def test_transfer_to_a_destination_that_is_not_configured() -> None:
+    found = problems(doc({"menu": {"type": "menu", "prompt": "x", "options": {"1": {"next": "t"}}},
+                          "t": {"type": "transfer", "destination": "+8613900000000"}}))
+    assert any("main/t: error: transfer destination '+8613900000000' is not configured" in p for p in found)
+
+
+def test_process_with_an_unknown_service() -> None:
+    found = problems(doc({"menu": {"type": "menu", "prompt": "x", "options": {"1": {"next": "p"}}},
+                          "p": {"type": "process", "service": "balance", "next": "menu"}}), services=["complaint"])
+    assert any("main/p: error: unknown service 'balance' (known: complaint)" in p for p in found)
+
+
+@pytest.mark.parametrize(("template", "message"), [
+    ("{{ sound('welcome') ", "template syntax error"),
+    ("{{ customer.nmae }}", "template error"),
+    ("{{ no_such_variable }}", "'no_such_variable' is undefined"),
+])
+def test_template_errors_are_caught_at_validation(template: str, message: str) -> None:
+    found = problems(doc({"menu": {"type": "menu", "prompt": template, "options": {"1": {"next": "bye"}}},
+                          "bye": {"type": "hangup"}}))
+    assert any("main/menu: error: prompt (" in p and message in p for p in found), found
+
+
+def test_sub_flow_that_does_not_exist_and_collect_lengths() -> None:
+    found = problems(doc({"menu": {"type": "menu", "prompt": "x", "options": {"1": {"next": "s"}}},
+                          "s": {"type": "sub", "flow": "ghost", "next": "c"},
+                          "c": {"type": "collect", "prompt": "x", "variable": "v", "min_length": 6,
+                                "max_length": 4, "next": "menu"}}))
+    assert any("main/s: error: sub-flow 'ghost' does not exist" in p for p in found)
+    assert any("main/c: error: min_length is greater than max_length" in p for p in found)
+
+
+def test_cli_validate_reports_and_exits(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(doc({"menu": {"type": "menu", "prompt": "x", "options": {"1": {"next": "gone"}}}})))
+    result = subprocess.run([HOTLINE, "menus", "validate", str(path), "--json"], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert '"where": "main/menu"' in result.stdout and "unknown node 'gone'" in result.stdout
+    ok = subprocess.run([HOTLINE, "menus", "validate", str(demo_flow_path())], capture_output=True, text=True)
+    assert ok.returncode == 0 and "ok (2 lines, 3 flows" in ok.stdout
