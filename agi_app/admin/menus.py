@@ -31,7 +31,7 @@ def sounds_dir() -> Path | None:
 
 
 def checksum(document: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(document, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(document, ensure_ascii=False).encode()).hexdigest()  # order matters
 
 
 def validate(document: dict[str, Any], *, file: str, services: Collection[str] | None = None,

@@ -68,7 +68,7 @@ def e2e_flows_file(tmp: Path) -> Path:
             if node["type"] == "menu":
                 node["timeout"] = 2
     path = tmp / "e2e-flows.yaml"
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
 
 

@@ -78,8 +78,11 @@ def settings_for(ari: FakeAri, dsn: str, tmp_path: Path, **overrides: Any) -> Se
                     sounds_root=str(tmp_path / "sounds"), shutdown_grace_s=2.0, **overrides)
 
 
-async def start_hotline(ari: FakeAri, dsn: str, settings: Settings, flows: FlowSet | None = None) -> Hotline:
-    server = await Server.start(settings, flows=flows or demo_flows())
+async def start_hotline(ari: FakeAri, dsn: str, settings: Settings, flows: FlowSet | None = None, *,
+                        published: bool = False) -> Hotline:
+    """A running server: with the demo menus, or given `flows`, or (published=True) the active
+    published version with hot reload."""
+    server = await Server.start(settings, flows=None if published else flows or demo_flows())
     shutdown = asyncio.Event()
     task = asyncio.create_task(server.run(shutdown))
     await ari.wait_connected()

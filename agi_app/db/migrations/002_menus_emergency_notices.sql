@@ -2,7 +2,7 @@
 -- and survey answers.
 CREATE TABLE menu_versions (
     version      serial PRIMARY KEY,
-    document     jsonb NOT NULL,
+    document     json NOT NULL,          -- json, not jsonb: key order is meaning (options are announced in order)
     checksum     text NOT NULL,
     source_name  text NOT NULL DEFAULT '',
     comment      text NOT NULL DEFAULT '',

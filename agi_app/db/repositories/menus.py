@@ -54,7 +54,7 @@ async def insert(conn: asyncpg.Connection, document: dict[str, Any], checksum: s
                  comment: str, actor: str) -> int:
     return int(await conn.fetchval(
         "INSERT INTO menu_versions (document, checksum, source_name, comment, published_by)"
-        " VALUES ($1::jsonb, $2, $3, $4, $5) RETURNING version",
+        " VALUES ($1::json, $2, $3, $4, $5) RETURNING version",
         json.dumps(document, ensure_ascii=False), checksum, source_name, comment, actor))
 
 
