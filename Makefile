@@ -40,6 +40,7 @@ db: venv
 
 demo: db
 	$(HOTLINE) customers import config/demo/customers.csv
+	$(HOTLINE) menus publish agi_app/flows/demo/bank.yaml -m "demo bank menus"
 
 run: venv deps
 	scripts/run

@@ -60,14 +60,16 @@ def sandbox_env() -> Iterator[dict[str, str]]:
         _sandbox("pg-stop", check=False)
 
 
-def e2e_flows_file(tmp: Path) -> Path:
-    """The demo menus with 2 s menu timeouts, so timeout paths take seconds, not half a minute."""
+def e2e_flows_file(tmp: Path, name: str = "e2e-flows.yaml", *, main_intro: str = "") -> Path:
+    """The demo menus with 2 s menu timeouts (timeout paths take seconds, not half a minute);
+    `main_intro` replaces the general main menu's intro (to tell versions apart by ear)."""
     doc: dict[str, Any] = copy.deepcopy(read_document(demo_flow_path()))
     for flow in doc["flows"].values():
         for node in flow["nodes"].values():
             if node["type"] == "menu":
                 node["timeout"] = 2
-    path = tmp / "e2e-flows.yaml"
+    doc["flows"]["general"]["nodes"]["main"]["intro"] = main_intro
+    path = tmp / name
     path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
 
@@ -88,13 +90,10 @@ class Observer:
             channel = event["channel"]
             self.channel_names.append(channel["name"])
             self.channel_by_caller[channel["caller"]["number"]].append(channel["id"])
-        elif kind == "PlaybackStarted":
+        elif kind == "PlaybackStarted":  # once per item of a media list (Continuing repeats the last one)
             target = event["playback"]["target_uri"]
             if target.startswith("channel:"):
                 self.played[target.removeprefix("channel:")].append(event["playback"]["media_uri"])
-        elif kind == "PlaybackContinuing":
-            target = event["playback"]["target_uri"].removeprefix("channel:")
-            self.played[target].append(event["playback"]["media_uri"])
 
     def heard(self, caller: str) -> list[str]:
         """Media started on the newest channel from `caller` (each item of a list counts)."""
@@ -106,6 +105,7 @@ class Hotline:
     env: dict[str, str]
     observer: Observer
     log_path: Path
+    tmp: Path
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([HOTLINE, *args], env=self.env, capture_output=True, text=True, timeout=60)
@@ -114,6 +114,9 @@ class Hotline:
         result = await place_call(call)
         await asyncio.sleep(1.0)  # StasisEnd → journey writer → database
         return result
+
+    def log_has(self, text: str) -> bool:
+        return text in self.log_path.read_text(encoding="utf-8")
 
     def last_call(self, caller: str) -> dict[str, Any]:
         listed = self.cli("calls", "list", "--json", "--caller", caller, "--limit", "1")
@@ -148,15 +151,16 @@ async def hotline(sandbox_env: dict[str, str], tmp_path_factory: pytest.TempPath
     dsn = await pg.create_database()
     env = {**sandbox_env, "HOTLINE_DSN": dsn}
     tmp = tmp_path_factory.mktemp("e2e")
-    hotline = Hotline(env, Observer(), RUN / "e2e-serve.log")
+    hotline = Hotline(env, Observer(), RUN / "e2e-serve.log", tmp)
     imported = hotline.cli("customers", "import", str(REPO / "config" / "demo" / "customers.csv"))
     assert imported.returncode == 0, imported.stderr
     ready = asyncio.Event()
     observer = asyncio.create_task(_observe(env, hotline.observer, ready))
     await asyncio.wait_for(ready.wait(), 10)
+    published = hotline.cli("menus", "publish", str(e2e_flows_file(tmp)), "-m", "e2e")
+    assert published.returncode == 0, published.stderr
     with hotline.log_path.open("w") as log:
-        server = subprocess.Popen([HOTLINE, "serve", "--flows-file", str(e2e_flows_file(tmp))], env=env,
-                                  stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen([HOTLINE, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         for _ in range(100):
             if await _app_connected(env, env["HOTLINE_ARI_APP"]):

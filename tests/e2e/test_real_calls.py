@@ -1,74 +1,157 @@
-"""Real SIP calls into a real Asterisk, answered by `hotline serve`."""
+"""Real SIP calls into a real Asterisk, answered by `hotline serve` serving the published menus.
+
+The independent calls run concurrently (one SIPp process each) to keep the suite short; each test
+then checks its own call in `hotline calls list --json` and in what the observer saw played.
+"""
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from agi_app.sandbox.sipp import SipCall
-from tests.e2e.conftest import Hotline
+import pytest
+import pytest_asyncio
+
+from agi_app.sandbox.sipp import SipCall, SipResult
+from tests.e2e.conftest import Hotline, e2e_flows_file
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
-KNOWN_ZH = "13800138000"  # C001 王伟 (standard, zh)
-VIP_EN = "13700137000"  # C003 John Smith (vip, en)
+KNOWN_ZH, VIP_EN, ELDERLY, BILL_DUE = "13800138000", "13700137000", "13600136000", "13500135000"
+TTS = "sound:hotline-tts/"
 
 
-async def test_known_customer_chooses_an_option(hotline: Hotline) -> None:
-    # "1" during the greeting (type-ahead) → announcement; "2" during it → card services queue.
-    result = await hotline.call(SipCall(KNOWN_ZH, "95000", steps=[(3.0, "1"), (2.0, "2")], max_duration=60))
-    assert result.ok, result.stderr
-    row = hotline.last_call(KNOWN_ZH)
-    assert row["customer_id"] == "C001" and row["segment"] == "standard"
-    assert row["path"] == ["greeting", "main", "accounts_info", "main", "cards"]
-    assert row["outcome"] == "transferred" and row["transfer_target"] == "cards"
-    heard = hotline.observer.heard(KNOWN_ZH)
-    assert heard[0].startswith("sound:hotline-tts/"), "greeted by name (generated speech)"
-    assert "sound:hotline/zh/announcement_rates" in heard
+@dataclass
+class Placed:
+    result: SipResult
+    row: dict[str, Any]
+    heard: list[str]
 
 
-async def test_unknown_caller_reaches_an_agent(hotline: Hotline) -> None:
-    caller = "13122220001"
-    result = await hotline.call(SipCall(caller, "95000", steps=[(2.0, "0")], max_duration=60))
-    assert result.ok and result.hangup_by == "remote", result.stderr
-    row = hotline.last_call(caller)
-    assert row["customer_id"] is None and row["outcome"] == "transferred"
-    assert row["transfer_target"] == "general"
-    assert not any(m.startswith("sound:hotline-tts/") for m in hotline.observer.heard(caller))
+BATCH = {
+    # "1" during the greeting (type-ahead skips the main menu) → accounts; "1" → balance → agent queue
+    "known": SipCall(KNOWN_ZH, "95000", steps=[(3.0, "1"), (2.0, "1")], max_duration=60),
+    "unknown": SipCall("13122220001", "95000", steps=[(2.0, "0")], max_duration=60),
+    "invalid": SipCall("13122220002", "95000", steps=[(2.0, "7"), (1.5, "3")], max_duration=60),
+    "early_hangup": SipCall("13122220003", "95000", hangup_after=1.5, max_duration=30),
+    "timeouts": SipCall("13122220004", "95000", max_duration=150),
+    "vip": SipCall(VIP_EN, "95001", steps=[(9.0, "0")], max_duration=60),
+    "elderly": SipCall(ELDERLY, "95000", steps=[(9.0, "0")], max_duration=60),
+    "bill_due": SipCall(BILL_DUE, "95000", steps=[(9.0, "1")], max_duration=60),
+}
 
 
-async def test_invalid_input_then_a_valid_choice(hotline: Hotline) -> None:
-    caller = "13122220002"
-    result = await hotline.call(SipCall(caller, "95000", steps=[(2.0, "7"), (1.5, "3")], max_duration=60))
-    assert result.ok, result.stderr
-    row = hotline.last_call(caller)
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def batch(hotline: Hotline) -> dict[str, Placed]:
+    results = await asyncio.gather(*(hotline.call(call) for call in BATCH.values()))
+    return {name: Placed(result, hotline.last_call(call.caller), hotline.observer.heard(call.caller))
+            for (name, call), result in zip(BATCH.items(), results, strict=True)}
+
+
+async def test_known_customer_chooses_options(batch: dict[str, Placed]) -> None:
+    placed = batch["known"]
+    assert placed.result.ok, placed.result.stderr
+    row = placed.row
+    assert row["customer_id"] == "C001" and row["segment"] == "standard" and row["menu_version"] == 1
+    assert row["path"] == ["entry", "greeting", "segment", "main", "accounts", "agent_general"]
+    assert row["outcome"] == "transferred" and row["transfer_target"] == "general"
+    assert placed.heard[0].startswith(TTS), "greeted by name (generated speech)"
+
+
+async def test_unknown_caller_reaches_an_agent(batch: dict[str, Placed]) -> None:
+    placed = batch["unknown"]
+    assert placed.result.ok and placed.result.hangup_by == "remote", placed.result.stderr
+    assert placed.row["customer_id"] is None and placed.row["transfer_target"] == "general"
+    assert placed.heard[0] == "sound:hotline/zh/welcome" and not any(m.startswith(TTS) for m in placed.heard)
+
+
+async def test_invalid_input_then_a_valid_choice(batch: dict[str, Placed]) -> None:
+    row = batch["invalid"].row
     assert [i["result"] for i in row["inputs"]] == ["invalid", "option"]
-    assert row["path"] == ["greeting", "main", "cards"]
-    assert "sound:hotline/zh/invalid" in hotline.observer.heard(caller)
+    assert row["path"] == ["entry", "greeting", "segment", "main", "agent_cards"]
+    assert "sound:hotline/zh/invalid" in batch["invalid"].heard
 
 
-async def test_caller_hangs_up_early(hotline: Hotline) -> None:
-    caller = "13122220003"
-    result = await hotline.call(SipCall(caller, "95000", hangup_after=1.5, max_duration=30))
-    assert result.hangup_by == "local", result.stderr
-    row = hotline.last_call(caller)
-    assert row["outcome"] == "abandoned" and row["path"] == ["greeting"]
+async def test_caller_hangs_up_early(batch: dict[str, Placed]) -> None:
+    placed = batch["early_hangup"]
+    assert placed.result.hangup_by == "local", placed.result.stderr
+    assert placed.row["outcome"] == "abandoned" and placed.row["path"] == ["entry", "greeting"]
 
 
-async def test_vip_transfer_to_agent_reaches_the_queue(hotline: Hotline) -> None:
-    result = await hotline.call(SipCall(VIP_EN, "95001", steps=[(3.0, "0")], max_duration=60))
-    assert result.ok and result.hangup_by == "remote", result.stderr
-    row = hotline.last_call(VIP_EN)
-    assert row["dnis"] == "95001" and row["segment"] == "vip" and row["language"] == "en"
-    assert row["outcome"] == "transferred" and row["transfer_target"] == "vip"
-    assert "sound:hotline/en/transfer_agent" in hotline.observer.heard(VIP_EN)
+async def test_timeouts_end_the_call_with_goodbye(batch: dict[str, Placed]) -> None:
+    placed = batch["timeouts"]
+    assert placed.result.ok and placed.result.hangup_by == "remote", placed.result.stderr
+    assert placed.row["path"][-2:] == ["main", "goodbye"] and placed.row["outcome"] == "hangup"
+    assert placed.heard.count("sound:hotline/zh/timeout") == 2 and placed.heard[-1] == "sound:hotline/zh/goodbye"
+
+
+async def test_vip_on_the_vip_line_hears_the_relationship_team_first(batch: dict[str, Placed], hotline: Hotline) -> None:
+    placed = batch["vip"]
+    assert placed.result.ok and placed.result.hangup_by == "remote", placed.result.stderr
+    assert placed.row["dnis"] == "95001" and placed.row["segment"] == "vip" and placed.row["language"] == "en"
+    assert placed.row["path"] == ["entry", "greeting", "priority_menu", "relationship_team"]
+    assert placed.heard[3:5] == ["sound:hotline/en/welcome_vip", "sound:hotline/en/opt_agent"]
     assert any(name.startswith("Local/vip@hotline-fake-agent") for name in hotline.observer.channel_names), \
         "the VIP queue rang its (stand-in) agent"
 
 
-async def test_timeouts_end_the_call_with_goodbye(hotline: Hotline) -> None:
-    caller = "13122220004"
-    result = await hotline.call(SipCall(caller, "95000", max_duration=120))
-    assert result.ok and result.hangup_by == "remote", result.stderr
+async def test_elderly_customer_hears_the_agent_key_first(batch: dict[str, Placed]) -> None:
+    placed = batch["elderly"]
+    assert placed.row["segment"] == "elderly"
+    assert placed.heard[3:5] == ["sound:hotline/zh/opt_agent", "sound:hotline/zh/digits/0"]
+    assert placed.row["path"][-2:] == ["elderly_menu", "agent_elderly"] and placed.row["transfer_target"] == "elderly"
+
+
+async def test_bill_due_customer_is_offered_bill_payment_first(batch: dict[str, Placed]) -> None:
+    placed = batch["bill_due"]
+    assert placed.heard[3:5] == ["sound:hotline/zh/bill_due_notice", "sound:hotline/zh/opt_bill_payment"]
+    assert placed.row["path"][-2:] == ["bill_menu", "agent_cards"]
+
+
+async def test_closed_hours_menu(batch: dict[str, Placed], hotline: Hotline) -> None:
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    assert hotline.cli("calendar", "exception", "add", today, "--closed", "--name", "e2e").returncode == 0
+    try:
+        caller = "13122220005"
+        result = await hotline.call(SipCall(caller, "95000", steps=[(9.0, "2")], max_duration=60))
+    finally:
+        assert hotline.cli("calendar", "exception", "remove", today).returncode == 0
+    assert result.ok, result.stderr
     row = hotline.last_call(caller)
-    assert row["path"] == ["greeting", "main", "goodbye"] and row["outcome"] == "hangup"
-    assert hotline.observer.heard(caller)[-1] == "sound:hotline/zh/goodbye"
+    assert row["path"] == ["entry", "closed_greeting", "closed_menu", "report_card_loss"]
+    assert row["transfer_target"] == "risk"
+    assert "sound:hotline/zh/closed_hours" in hotline.observer.heard(caller)
+
+
+async def test_emergency_on_and_off_reach_the_next_caller(batch: dict[str, Placed], hotline: Hotline) -> None:
+    assert hotline.cli("emergency", "on", "--sound", "emergency_default").returncode == 0
+    try:
+        during = await hotline.call(SipCall("13122220006", "95000", hangup_after=4.0, max_duration=30))
+    finally:
+        assert hotline.cli("emergency", "off").returncode == 0
+    after = await hotline.call(SipCall("13122220007", "95000", hangup_after=2.0, max_duration=30))
+    assert during.hangup_by == "local" and after.hangup_by == "local"
+    assert hotline.observer.heard("13122220006")[0] == "sound:hotline/zh/emergency_default"
+    assert hotline.last_call("13122220006")["path"][0] == "@emergency"
+    assert hotline.observer.heard("13122220007")[0] == "sound:hotline/zh/welcome"
+
+
+async def test_reload_during_a_call_keeps_its_version(batch: dict[str, Placed], hotline: Hotline) -> None:
+    first = asyncio.create_task(hotline.call(SipCall("13122220008", "95000", steps=[(12.0, "0")], max_duration=60)))
+    await asyncio.sleep(3.0)  # the first call is in its menus now
+    new = e2e_flows_file(hotline.tmp, "v2.yaml", main_intro="{{ sound('announcement_hours') }}")
+    published = hotline.cli("menus", "publish", str(new), "-m", "e2e v2")
+    assert "published version 2" in published.stdout, published.stderr
+    for _ in range(50):
+        if hotline.log_has("event=menus_reloaded version=2"):
+            break
+        await asyncio.sleep(0.1)
+    second = await hotline.call(SipCall("13122220009", "95000", steps=[(5.0, "0")], max_duration=60))
+    assert (await first).ok and second.ok
+    old, new_row = hotline.last_call("13122220008"), hotline.last_call("13122220009")
+    assert (old["menu_version"], new_row["menu_version"]) == (1, 2)
+    assert "sound:hotline/zh/announcement_hours" not in hotline.observer.heard("13122220008")
+    assert "sound:hotline/zh/announcement_hours" in hotline.observer.heard("13122220009")
