@@ -20,16 +20,23 @@ class ConfigError(Exception):
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """Parse KEY=VALUE lines (blank lines and `#` comments ignored)."""
+    """Parse a `KEY=VALUE` file (`#` comments, blank lines, optional matching quotes).
+
+    Deliberately not a shell parser: the same file is read by the sandbox script, by Python and
+    by humans, so it stays plain assignments with no expansion.
+    """
     values: dict[str, str] = {}
     for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         key, sep, value = line.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{path}:{number}: expected KEY=VALUE")
-        values[key.strip()] = value.strip().strip('"').strip("'")
+        key, value = key.strip(), value.strip()
+        if not sep or not key.isidentifier():
+            raise ConfigError(f"{path}:{number}: expected KEY=VALUE, got {raw!r}")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key] = value
     return values
 
 

@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 import jinja2
 import yaml
 
+from agi_app import config
+
 #: Repository root (agi_app/sandbox/render.py -> repo).
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,25 +40,11 @@ class RenderError(Exception):
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """Parse a ``KEY=VALUE`` file (``#`` comments, blank lines, optional quotes).
-
-    Deliberately not a shell parser: the same file is read by the shell script, by
-    Python and by humans, so it stays plain assignments with no expansion.
-    """
-    result: dict[str, str] = {}
-    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not key.isidentifier():
-            raise RenderError(f"{path}:{lineno}: expected KEY=VALUE, got {raw!r}")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        result[key] = value
-    return result
+    """The sandbox env file, through the one parser the application uses too."""
+    try:
+        return config.read_env_file(path)
+    except config.ConfigError as exc:
+        raise RenderError(str(exc)) from exc
 
 
 def read_values_file(path: Path) -> dict[str, Any]:
