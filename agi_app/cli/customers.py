@@ -7,8 +7,9 @@ from pathlib import Path
 
 import click
 
-from agi_app.cli.common import EXIT_INVALID, dsn, echo_json, fail, run
+from agi_app.cli.common import EXIT_INVALID, actor, dsn, echo_json, fail, run
 from agi_app.db.pool import connection
+from agi_app.db.repositories import audit
 from agi_app.db.repositories import customers as repo
 from agi_app.directory.csv_import import parse_customers
 from agi_app.directory.models import Customer
@@ -45,8 +46,11 @@ def import_(ctx: click.Context, file: Path, as_json: bool) -> None:
     async def main() -> int:
         async with connection(dsn(ctx)) as conn:
             show = len(parsed.customers) > 1000 and not as_json
-            with click.progressbar(length=len(parsed.customers), label="importing", hidden=not show) as bar:
-                await repo.import_customers(conn, parsed.customers, progress=bar.update)
+            async with conn.transaction():
+                with click.progressbar(length=len(parsed.customers), label="importing", hidden=not show) as bar:
+                    await repo.import_customers(conn, parsed.customers, progress=bar.update)
+                await audit.record(conn, actor(), "customers.import", {"file": str(file),
+                                                                       "customers": len(parsed.customers)})
             return await repo.count(conn)
 
     total = run(main())

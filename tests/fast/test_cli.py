@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from agi_app.flows.loader import demo_flow_path
 from tests.fast.conftest import DEMO_CUSTOMERS, fetch
 
 HOTLINE = str(Path(sys.executable).with_name("hotline"))
@@ -78,3 +79,26 @@ def test_missing_configuration_exits_2(tmp_path: Path) -> None:
 def test_help_reads_well(args: list[str]) -> None:
     result = subprocess.run([HOTLINE, *args], capture_output=True, text=True)
     assert result.returncode == 0 and "Usage: hotline" in result.stdout
+
+
+async def test_customer_import_is_audited(dsn: str) -> None:
+    assert hotline(dsn, "customers", "import", str(DEMO_CUSTOMERS)).returncode == 0
+    rows = await fetch(dsn, "SELECT action, detail FROM audit_log")
+    assert [r["action"] for r in rows] == ["customers.import"] and '"customers": 7' in rows[0]["detail"]
+
+
+async def test_preview_cost_and_simulate_from_the_command_line(dsn: str) -> None:
+    assert hotline(dsn, "customers", "import", str(DEMO_CUSTOMERS)).returncode == 0
+    assert hotline(dsn, "menus", "preview", "--caller", "13600136000").returncode == 2, "nothing published yet"
+    assert hotline(dsn, "menus", "publish", str(demo_flow_path())).returncode == 0
+    at = ["--at", "2026-11-24 10:00"]
+    shown = json.loads(hotline(dsn, "menus", "preview", "--caller", "13600136000", *at, "--json").stdout)
+    assert shown["menu"] == "elderly_menu" and shown["segment"] == "elderly" and shown["options"][0]["key"] == "0"
+    costs = json.loads(hotline(dsn, "menus", "cost", "--caller", "13500135000", "--line", "95000", *at, "--json").stdout)
+    assert {"service", "keys", "seconds", "depth"} <= set(costs[0]) and costs[0]["service"] == "bill_payment"
+    table = hotline(dsn, "menus", "cost", "--line", "95000", *at).stdout
+    assert "generic" in table and "elderly: top service agent" in table
+    walked = hotline(dsn, "simulate", "--caller", "13111111111", "--digits", "3", *at)
+    assert walked.returncode == 0, walked.stderr
+    assert "call ended: transferred → hotline-agents/cards" in walked.stdout
+    assert "path entry > greeting > segment > main > agent_cards" in walked.stdout

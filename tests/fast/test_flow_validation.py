@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from agi_app.admin.menus import depth_issues
 from agi_app.flows.loader import FlowFileError, demo_flow_path, load_document
 from tests.fast.flowkit import doc
 
@@ -141,3 +142,16 @@ def test_cli_validate_reports_and_exits(tmp_path: Path) -> None:
     assert '"where": "main/menu"' in result.stdout and "unknown node 'gone'" in result.stdout
     ok = subprocess.run([HOTLINE, "menus", "validate", str(demo_flow_path())], capture_output=True, text=True)
     assert ok.returncode == 0 and "ok (2 lines, 3 flows" in ok.stdout
+
+
+async def test_services_deeper_than_the_limit_are_warned_about() -> None:
+    document = doc({
+        "menu": {"type": "menu", "prompt": "x", "options": {"1": {"next": "deeper"}}},
+        "deeper": {"type": "menu", "prompt": "y", "options": {"1": {"next": "bye", "service": "balance"}}},
+        "bye": {"type": "hangup"},
+    }, settings={"max_depth": 1})
+    flows, _ = load_document(document, file="menus.yaml")
+    warnings = await depth_issues(flows, "menus.yaml")
+    assert [str(w) for w in warnings] == [
+        "menus.yaml: main/deeper: warning: service 'balance' is 2 menus deep for generic callers on line 95000"
+        " (settings.max_depth is 1)"]
