@@ -10,13 +10,12 @@ LINE ?= 95000
 DIGITS ?= 1
 PAUSE ?= 4
 
-.PHONY: help venv deps sandbox sandbox-down db demo run test lint fast e2e call bench sounds clean
+.PHONY: help venv deps sandbox sandbox-down db demo run test lint fast e2e call sounds clean
 
 help:
 	@echo "make run    - sandbox (Asterisk + PostgreSQL), demo data, hotline serve in the foreground (Ctrl-C stops all)"
 	@echo "make test   - lint, fast suite (fake ARI server) and end-to-end suite (real Asterisk, SIPp calls)"
 	@echo "make call CALLER=13800138000 LINE=95000 DIGITS=1  - one real SIP call into the running sandbox"
-	@echo "make bench  - benchmarks, printing ratios measured in one run"
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)

@@ -26,4 +26,4 @@ def serve(ctx: click.Context, flows_file: str | None, grace: float | None) -> No
     except ConfigError as exc:
         fail(str(exc), EXIT_CONFIG)
     except StartupError as exc:
-        fail(str(exc), EXIT_UNAVAILABLE)
+        fail(str(exc), EXIT_UNAVAILABLE if exc.unreachable else EXIT_CONFIG)

@@ -92,7 +92,7 @@ class Dispatcher:
             if session is None:
                 return
             if isinstance(event, ChannelDtmfReceived):
-                session.log("dtmf", digit="*" if session.secure_input else event.digit)
+                session.log("dtmf")  # never the digit: it may be a PIN typed ahead of its prompt
                 session.on_dtmf(event.digit)
             elif isinstance(event, PlaybackFinished):
                 session.on_playback_finished(event.playback.id)

@@ -53,7 +53,6 @@ class CallSession:
         self.dtmf = DtmfBuffer(dtmf_capacity)
         self.hung_up = False
         self.handed_off = False  # left Stasis on purpose (transfer, fallback)
-        self.secure_input = False  # while True, digits are masked in every log line
         self._playbacks: dict[str, asyncio.Future[None]] = {}
         # The playback Asterisk may still be playing: set until it finished or we stopped it, so
         # a transfer after a cancelled play() can stop it first (Asterisk runs a channel's

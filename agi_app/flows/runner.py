@@ -202,7 +202,6 @@ async def _collect(run: FlowRunner, flow: str, node: Node) -> str | None:
     min_len, max_len = node.get("min_length", 1), node.get("max_length")
     terminator = node.get("terminator", "#")
     media = prompt
-    call.secure_input = secure
     try:
         for _ in range(node.get("max_attempts", 3)):
             entry = await call.get_digits(prompt=media, max_digits=max_len, terminator=terminator,
@@ -222,7 +221,6 @@ async def _collect(run: FlowRunner, flow: str, node: Node) -> str | None:
             run.ctx.variables[node.get("variable")] = SecretDigits(digits) if secure else digits
             return node.next
     finally:
-        call.secure_input = False
         if secure:
             call.dtmf.clear()  # nothing typed during a secure entry may leak into the next prompt
     return node.get("on_failure")

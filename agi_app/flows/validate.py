@@ -8,6 +8,7 @@ known and unknown callers, in each language) or that name recorded sounds that d
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterator
 from datetime import date
 from pathlib import Path
@@ -19,6 +20,7 @@ from agi_app.flows.prompts import PromptError, missing_sounds, render
 from agi_app.flows.refs import RETURN, node_refs, resolve
 
 INTERACTIVE = frozenset({"menu", "collect", "survey"})
+SECRET_NAMES = re.compile(r"pin|otp|password|passcode|cvv|card|code")
 _PROMPT_FIELDS = ("prompt", "intro", "invalid_prompt", "timeout_prompt", "thanks_prompt")
 
 
@@ -89,6 +91,8 @@ def _node_problems(fs: FlowSet, flow: str, node: Node, services: Collection[str]
         yield f"sub-flow {node.get('flow')!r} does not exist"
     if node.type == "collect" and node.get("min_length", 1) > node.get("max_length"):
         yield "min_length is greater than max_length"
+    if node.type == "collect" and not node.get("secure") and SECRET_NAMES.search(node.get("variable")):
+        yield f"variable {node.get('variable')!r} looks like secret input: set `secure: true`"
     if node.type == "menu":
         yield from _menu_problems(fs, node)
 

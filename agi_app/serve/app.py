@@ -40,7 +40,14 @@ REPO_SOUNDS = Path(__file__).resolve().parents[2] / "sounds"
 
 
 class StartupError(Exception):
-    """A dependency is missing at start; the message says which and what to do."""
+    """The server cannot start; the message says what is missing and what to do.
+
+    `unreachable` tells a dependency that is down (PostgreSQL, Asterisk) from a setup problem
+    (no published menus, invalid menus), for the exit code."""
+
+    def __init__(self, message: str, *, unreachable: bool = True) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 def build_services() -> ServiceRegistry:
@@ -65,11 +72,12 @@ async def initial_flows(settings: Settings, pool: asyncpg.Pool, services: Servic
             return load_file(Path(settings.flows_file), services=services.names())[0]
         stored = await menus.get_active(pool)
         if stored is None:
-            raise StartupError("no menu version is published: run `hotline menus publish FILE` first")
+            raise StartupError("no menu version is published: run `hotline menus publish FILE` first",
+                               unreachable=False)
         return validate(stored.document, file=f"version {stored.version}", services=services.names(),
                         version=stored.version)[0]
     except FlowFileError as exc:
-        raise StartupError(f"menus are invalid, refusing to serve them:\n{exc}") from exc
+        raise StartupError(f"menus are invalid, refusing to serve them:\n{exc}", unreachable=False) from exc
 
 
 @dataclass

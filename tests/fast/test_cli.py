@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from agi_app.flows.loader import demo_flow_path
+from tests.fake_ari.server import FakeAri
 from tests.fast.conftest import DEMO_CUSTOMERS, fetch
 
 HOTLINE = str(Path(sys.executable).with_name("hotline"))
@@ -102,3 +104,24 @@ async def test_preview_cost_and_simulate_from_the_command_line(dsn: str) -> None
     assert walked.returncode == 0, walked.stderr
     assert "call ended: transferred → hotline-agents/cards" in walked.stdout
     assert "path entry > greeting > segment > main > agent_cards" in walked.stdout
+
+
+async def test_serve_refuses_to_start_without_its_dependencies(dsn: str, fake_ari: FakeAri) -> None:
+    base = {**os.environ, "HOTLINE_ARI_USER": "hotline", "HOTLINE_ARI_PASSWORD": "hotline-dev"}
+
+    async def serve(**env: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(HOTLINE, "serve", env={**base, **env},
+                                                    stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+        return proc.returncode or 0, err.decode()
+
+    code, err = await serve(HOTLINE_DSN="postgresql://hotline@127.0.0.1:1/x", HOTLINE_ARI_URL=fake_ari.url)
+    assert code == 3 and "cannot connect to PostgreSQL" in err
+    code, err = await serve(HOTLINE_DSN=dsn, HOTLINE_ARI_URL="http://127.0.0.1:1")
+    assert code == 3 and "cannot reach Asterisk ARI at http://127.0.0.1:1" in err
+    code, err = await serve(HOTLINE_DSN=dsn, HOTLINE_ARI_URL=fake_ari.url)
+    assert code == 2 and "no menu version is published" in err
+    code, err = await serve(HOTLINE_DSN=dsn, HOTLINE_ARI_URL=fake_ari.url, HOTLINE_ARI_PASSWORD="wrong")
+    assert code == 3 and "401" in err
+    assert fake_ari.violations == ["GET /ari/asterisk/info: missing or wrong Basic Authorization header"]
+    fake_ari.violations.clear()  # provoked on purpose: the wrong password above

@@ -155,3 +155,9 @@ async def test_services_deeper_than_the_limit_are_warned_about() -> None:
     assert [str(w) for w in warnings] == [
         "menus.yaml: main/deeper: warning: service 'balance' is 2 menus deep for generic callers on line 95000"
         " (settings.max_depth is 1)"]
+
+
+def test_secret_looking_input_must_be_secure() -> None:
+    found = problems(doc({"pin": {"type": "collect", "prompt": "x", "variable": "new_pin", "max_length": 6,
+                                  "next": "bye"}, "bye": {"type": "hangup"}}, start="pin"))
+    assert "menus.yaml: main/pin: error: variable 'new_pin' looks like secret input: set `secure: true`" in found
