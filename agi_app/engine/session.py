@@ -46,7 +46,7 @@ class CallSession:
     """State and primitives of one call; owned by exactly one task."""
 
     def __init__(self, info: CallInfo, channel: ChannelControl, journey: Journey, *,
-                 dtmf_capacity: int = 32) -> None:
+                 dtmf_capacity: int = 32, playback_check_s: float = 60.0) -> None:
         self.info = info
         self.channel = channel
         self.journey = journey
@@ -59,6 +59,7 @@ class CallSession:
         # commands in order: a `continue` waits until the current playback ends).
         self.active_playback: str | None = None
         self._ids = itertools.count(1)
+        self.playback_check_s = playback_check_s
 
     @property
     def call_id(self) -> str:
@@ -104,12 +105,12 @@ class CallSession:
         try:
             await self.channel.start_playback(media, playback_id)
             if not interruptible:
-                await finished
+                await self._until_finished(playback_id, finished)
                 self.active_playback = None
                 return False
             digit = asyncio.ensure_future(self.dtmf.wait_any())
             try:
-                await asyncio.wait({finished, digit}, return_when=asyncio.FIRST_COMPLETED)
+                await self._until_finished(playback_id, finished, digit)
             finally:
                 digit.cancel()
             if finished.done():
@@ -120,6 +121,20 @@ class CallSession:
             return True
         finally:
             self._playbacks.pop(playback_id, None)
+
+    async def _until_finished(self, playback_id: str, finished: asyncio.Future[None],
+                              digit: asyncio.Future[None] | None = None) -> None:
+        """Wait for the playback's end (or a digit). Every `playback_check_s` without news, ask
+        Asterisk whether it is still playing: a lost event must not leave a caller in silence."""
+        waiting = {finished} if digit is None else {finished, digit}
+        while True:
+            done, _ = await asyncio.wait(waiting, timeout=self.playback_check_s, return_when=asyncio.FIRST_COMPLETED)
+            if done:
+                return
+            if not await self.channel.playback_active(playback_id):
+                self.log("playback_end_unseen", level=logging.WARNING, playback=playback_id)
+                finished.set_result(None)
+                return
 
     async def get_digits(self, *, prompt: Sequence[str] = (), max_digits: int = 1,
                          first_timeout: float = 5.0, inter_timeout: float = 3.0,

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest_asyncio
 
+from agi_app.admin.simulate import simulated_session
 from agi_app.ari.client import AriClient
 from agi_app.engine.dispatcher import Dispatcher
 from agi_app.engine.journey import MemorySink
@@ -117,3 +118,16 @@ async def test_an_exception_in_a_flow_sends_the_caller_to_the_fallback(harness: 
     assert harness.ari.channel(call).continued_to == ("hotline-fallback", "s", 1)
     await harness.ari.wait_for(lambda: harness.sink.calls[call].outcome is not None)
     assert harness.sink.calls[call].outcome == "error"
+
+
+async def test_a_lost_playback_finished_event_does_not_leave_the_caller_in_silence() -> None:
+    session, channel, _ = simulated_session("13800138000", "95000")
+    session.playback_check_s = 0.05
+
+    async def never_finishes(media: object, playback_id: str) -> None:
+        channel.played.extend(media)  # type: ignore[arg-type]
+
+    channel.start_playback = never_finishes  # type: ignore[method-assign]  # Asterisk "forgets" the event
+    assert await asyncio.wait_for(session.play(["sound:long"]), 2) is False
+    assert await asyncio.wait_for(session.play(["sound:legal"], interruptible=False), 2) is False
+    assert session.active_playback is None
