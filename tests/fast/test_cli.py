@@ -125,3 +125,9 @@ async def test_serve_refuses_to_start_without_its_dependencies(dsn: str, fake_ar
     assert code == 3 and "401" in err
     assert fake_ari.violations == ["GET /ari/asterisk/info: missing or wrong Basic Authorization header"]
     fake_ari.violations.clear()  # provoked on purpose: the wrong password above
+
+
+async def test_audit_log_is_readable_from_the_cli(dsn: str) -> None:
+    assert hotline(dsn, "customers", "import", str(DEMO_CUSTOMERS)).returncode == 0
+    rows = json.loads(hotline(dsn, "db", "audit", "--json").stdout)
+    assert [r["action"] for r in rows] == ["customers.import"] and rows[0]["actor"]
