@@ -76,9 +76,9 @@ class MenuReloader:
         serving = self.current().version
         if stored is None or stored.version == serving:
             return False
-        try:
-            flows, _ = validate(stored.document, file=f"version {stored.version}", services=self.services,
-                                version=stored.version)
+        try:  # in a thread: rendering every prompt takes ~0.1 s that calls in progress must not wait for
+            flows, _ = await asyncio.to_thread(validate, stored.document, file=f"version {stored.version}",
+                                               services=self.services, version=stored.version)
         except FlowFileError as exc:
             self.refused.append(stored.version)
             log_event(log, "menus_reload_refused", level=logging.ERROR, version=stored.version, serving=serving,
