@@ -138,10 +138,6 @@ class AriClient:
     async def hangup(self, channel_id: str, reason: str = "normal") -> None:
         await self.request("DELETE", f"/channels/{quote(channel_id)}", params={"reason": reason})
 
-    async def set_variable(self, channel_id: str, name: str, value: str) -> None:
-        await self.request("POST", f"/channels/{quote(channel_id)}/variable",
-                           params={"variable": name, "value": value})
-
     # --- events --------------------------------------------------------------------------
     def events(self, *, max_backoff: float = 10.0, queue_size: int = 10_000) -> EventStream:
         """Start reading events (reconnecting with backoff); `StreamConnected` marks each (re)connection."""

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Literal
+from typing import Any
 
-Segment = Literal["standard", "vip", "private", "elderly"]
 SEGMENTS: tuple[str, ...] = ("standard", "vip", "private", "elderly")
 LANGUAGES: tuple[str, ...] = ("zh", "en")
 

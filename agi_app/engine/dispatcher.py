@@ -66,10 +66,6 @@ class Dispatcher:
         self._draining = False
         self._background: set[asyncio.Task[None]] = set()
 
-    @property
-    def active_calls(self) -> int:
-        return len(self._tasks)
-
     async def run(self, stop: asyncio.Event) -> None:
         """Consume events until `stop` is set."""
         stream = self.client.events()
