@@ -36,13 +36,13 @@ async def _walk(handler: HotlineCall, ctx: CallContext, flows: object, sounds_di
 
 async def cost_for_caller(handler: HotlineCall, *, caller: str, line: str, at: datetime,
                           sounds_dir: Path) -> list[ServiceCost]:
-    flows, ctx, _ = await handler.prepare(caller=caller, dnis=line, call_id="cost", at=at)
+    flows, ctx = await handler.prepare(caller=caller, dnis=line, call_id="cost", at=at)
     return await _walk(handler, ctx, flows, sounds_dir)
 
 
 async def cost_for_persona(handler: HotlineCall, *, name: str, line: str, at: datetime,
                            sounds_dir: Path) -> list[ServiceCost]:
-    flows, ctx, _ = await handler.prepare(caller="", dnis=line, call_id="cost", at=at)
+    flows, ctx = await handler.prepare(caller="", dnis=line, call_id="cost", at=at)
     customer = persona(name, ctx.line.language, ctx.now)
     ctx = dataclasses.replace(ctx, customer=customer, caller=f"persona-{name}",
                               language=customer.language if customer else ctx.language)

@@ -146,8 +146,7 @@ async def simulate(handler: HotlineCall, *, caller: str, line: str, at: datetime
     feeder = asyncio.create_task(feed())
     try:
         await call
-        record = session.journey.record
-        session.journey.end("transferred" if channel.continued_to else outcome_when_flow_ended(record))
+        session.journey.end(outcome_when_flow_ended(session.journey.record))
     except asyncio.CancelledError:
         session.journey.end(outcome_when_caller_left(session.journey.record))
     finally:

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from agi_app.engine.call_state import CallState, CallStateLoader
+from agi_app.engine.call_state import CallStateLoader
 from agi_app.engine.session import CallSession
 from agi_app.flows.context import CallContext
 from agi_app.flows.model import FlowSet
@@ -35,7 +35,7 @@ class HotlineCall:
         self.services = services or ServiceRegistry()
 
     async def prepare(self, *, caller: str, dnis: str, call_id: str, at: datetime | None = None,
-                      flows: FlowSet | None = None) -> tuple[FlowSet, CallContext, CallState]:
+                      flows: FlowSet | None = None) -> tuple[FlowSet, CallContext]:
         """Pin the menus and load what this call's flow decides on (also used by `menus cost`)."""
         flows = flows or self.current_flows()
         line, _ = flows.line_for(dnis)
@@ -44,7 +44,7 @@ class HotlineCall:
         ctx = CallContext(caller=caller, line=line, language=customer.language if customer else line.language,
                           now=state.now, customer=customer, calendar=state.calendar, notices=state.notices,
                           emergency=state.emergency, bill_due_days=flows.bill_due_days)
-        return flows, ctx, state
+        return flows, ctx
 
     async def __call__(self, call: CallSession, *, at: datetime | None = None,
                        listener: FlowListener | None = None) -> None:
@@ -53,7 +53,7 @@ class HotlineCall:
         if not known:
             call.log("unknown_line", level=logging.WARNING, dnis=call.info.dnis, using=line.number)
         await call.answer()
-        flows, ctx, state = await self.prepare(caller=call.info.caller, dnis=call.info.dnis, call_id=call.call_id,
+        flows, ctx = await self.prepare(caller=call.info.caller, dnis=call.info.dnis, call_id=call.call_id,
                                                at=at, flows=flows)
         customer, language = ctx.customer, ctx.language
         call.journey.identified(customer_id=customer.customer_id if customer else None,

@@ -129,7 +129,7 @@ class Dispatcher:
         try:
             await self.handler(session)
             if not journey.ended:
-                journey.end("transferred" if journey.record.transfer_target else outcome_when_flow_ended(journey.record))
+                journey.end(outcome_when_flow_ended(journey.record))
         except asyncio.CancelledError:
             if session.hung_up:
                 journey.end(outcome_when_caller_left(journey.record))

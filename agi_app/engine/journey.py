@@ -123,7 +123,9 @@ class MemorySink:
 
 
 def outcome_when_flow_ended(record: CallRecord) -> Outcome:
-    """The flow ran to its end (hang-up node or last node) without handing the call off."""
+    """The flow ran to its end: handed to a destination, or finished (hang-up node or last node)."""
+    if record.transfer_target:
+        return "transferred"
     return "self_service" if any(r == "ok" for _, r in record.services) else "hangup"
 
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from agi_app.flows.context import CallContext, matches
 from agi_app.flows.model import FlowSet, Node
-from agi_app.flows.prompts import MediaItem, PromptError, Sound, render
+from agi_app.flows.prompts import MediaItem, PromptError, render
 from agi_app.flows.refs import RETURN, resolve
-from agi_app.flows.runner import key_sound
+from agi_app.flows.runner import announce_option
 
 Durations = Callable[[Sequence[MediaItem]], Awaitable[float]]
 
@@ -77,13 +77,16 @@ class CostWalker:
                     heapq.heappush(queue, (found.seconds, next(counter), found))
         return sorted(best.values(), key=lambda c: (c.seconds, c.service))
 
-    async def _seconds(self, node: Node, prompt: object) -> float:
+    def _items(self, prompt: object) -> list[MediaItem]:
         if prompt is None:
-            return 0.0
+            return []
         try:
-            return await self.durations(render(prompt, self.ctx.language, self.ctx.template_context()))  # type: ignore[arg-type]
+            return render(prompt, self.ctx.language, self.ctx.template_context())  # type: ignore[arg-type]
         except PromptError:
-            return 0.0
+            return []
+
+    async def _seconds(self, prompt: object) -> float:
+        return await self.durations(self._items(prompt))
 
     def _next(self, state: _State, ref: str | None, *, seconds: float = 0.0, keys: str = "",
               menu: bool = False) -> list[_State]:
@@ -111,7 +114,7 @@ class CostWalker:
 
         out: list[_State | ServiceCost] = []
         if node.type in ("announcement", "collect", "survey"):
-            spent = await self._seconds(node, node.prompt)
+            spent = await self._seconds(node.prompt)
             if node.get("service"):
                 out.append(reached(node.get("service"), spent))
             out.extend(self._next(state, node.next, seconds=spent))
@@ -119,7 +122,7 @@ class CostWalker:
             out.append(reached(node.get("service"), 0.0))
             out.extend(self._next(state, node.next))
         elif node.type == "transfer" and node.get("service"):
-            out.append(reached(node.get("service"), await self._seconds(node, node.prompt)))
+            out.append(reached(node.get("service"), await self._seconds(node.prompt)))
         elif node.type == "condition":
             branch = next((b["next"] for b in node.get("branches") if matches(b["if"], self.ctx)), node.get("else"))
             out.extend(self._next(state, branch))
@@ -139,15 +142,14 @@ class CostWalker:
         out: list[_State | ServiceCost] = []
         options: dict[str, dict[str, object]] = node.get("options")
         composed = node.prompt is None
-        elapsed = await self._seconds(node, node.get("intro") if composed else node.prompt)
-        full = elapsed
+        elapsed = await self._seconds(node.get("intro") if composed else node.prompt)
         announced: dict[str, float] = {}
-        for key, option in options.items():
-            if composed:
-                elapsed += await self._seconds(node, option.get("say"))
-                elapsed += await self.durations([Sound(key_sound(key), self.ctx.language)])
+        if composed:
+            for key, option in options.items():
+                said = self._items(option.get("say"))
+                elapsed += await self.durations(announce_option(key, said, self.ctx.language))
                 announced[key] = elapsed
-        full = elapsed if composed else full
+        full = elapsed
         for key, option in options.items():
             at = announced.get(key, full)
             if option.get("service"):

@@ -38,6 +38,11 @@ def key_sound(key: str) -> str:
     return KEY_SOUNDS.get(key, f"digits/{key}")
 
 
+def announce_option(key: str, said: list[MediaItem], language: str) -> list[MediaItem]:
+    """How a composed menu announces one option: its `say` prompt, then its key (nothing if silent)."""
+    return [*said, Sound(key_sound(key), language)] if said else []
+
+
 class FlowRunner:
     def __init__(self, call: CallSession, flows: FlowSet, ctx: CallContext, media: MediaResolver,
                  services: ServiceRegistry | None = None, listener: FlowListener | None = None) -> None:
@@ -131,7 +136,7 @@ def menu_items(run: FlowRunner, node: Node) -> list[MediaItem] | None:
         said = run.items(node, option.get("say"), f"option {key} say")
         if said is None:
             return None
-        items += [*said, Sound(key_sound(key), run.language)] if said else []
+        items += announce_option(key, said, run.language)
     return items
 
 
