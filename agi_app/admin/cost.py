@@ -11,6 +11,7 @@ from agi_app.directory.models import Customer
 from agi_app.engine.call import HotlineCall, emergency_items
 from agi_app.flows.context import CallContext
 from agi_app.flows.cost import CostWalker, ServiceCost
+from agi_app.flows.model import FlowSet
 from agi_app.media.durations import MediaDurations
 
 GENERIC = "generic"
@@ -28,10 +29,10 @@ def persona(name: str, language: str, now: datetime) -> Customer | None:
 PERSONAS = (GENERIC, "standard", "bill_due", "vip", "private", "elderly")
 
 
-async def _walk(handler: HotlineCall, ctx: CallContext, flows: object, sounds_dir: Path) -> list[ServiceCost]:
+async def _walk(handler: HotlineCall, ctx: CallContext, flows: FlowSet, sounds_dir: Path) -> list[ServiceCost]:
     durations = MediaDurations(sounds_dir, handler.media.speech)
     lead_in = await durations(emergency_items(ctx))
-    return await CostWalker(flows, ctx, durations, lead_in=lead_in).walk()  # type: ignore[arg-type]
+    return await CostWalker(flows, ctx, durations, lead_in=lead_in).walk()
 
 
 async def cost_for_caller(handler: HotlineCall, *, caller: str, line: str, at: datetime,

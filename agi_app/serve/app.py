@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,9 +61,10 @@ def media_resolver(settings: Settings) -> MediaResolver:
     return MediaResolver(speech, silent=silent_sounds(REPO_SOUNDS / "prompts.yaml"))
 
 
-def call_handler(settings: Settings, pool: asyncpg.Pool, current_flows: object, services: ServiceRegistry) -> HotlineCall:
+def call_handler(settings: Settings, pool: asyncpg.Pool, current_flows: Callable[[], FlowSet],
+                 services: ServiceRegistry) -> HotlineCall:
     directory = Directory(lambda phone: customers.find_by_phone(pool, phone), budget_s=settings.lookup_budget_ms / 1000)
-    return HotlineCall(CallStateLoader(directory, pool), current_flows, media_resolver(settings), services)  # type: ignore[arg-type]
+    return HotlineCall(CallStateLoader(directory, pool), current_flows, media_resolver(settings), services)
 
 
 async def initial_flows(settings: Settings, pool: asyncpg.Pool, services: ServiceRegistry) -> FlowSet:
