@@ -21,8 +21,9 @@ import yaml
 from agi_app.db.repositories import audit, menus
 from agi_app.flows.loader import FlowFileError, Issue, load_document, read_document
 from agi_app.flows.model import FlowSet
+from agi_app.flows.saying import PROMPTS_FILE
 
-REPO_SOUNDS = Path(__file__).resolve().parents[2] / "sounds"
+REPO_SOUNDS = PROMPTS_FILE.parent  # the recorded prompts of this checkout
 
 
 def sounds_dir() -> Path | None:

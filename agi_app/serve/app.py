@@ -17,7 +17,7 @@ from pathlib import Path
 
 import asyncpg
 
-from agi_app.admin.menus import validate
+from agi_app.admin.menus import REPO_SOUNDS, validate
 from agi_app.ari.client import AriClient, AriError
 from agi_app.config import Settings
 from agi_app.db.journey_writer import PgJourneySink
@@ -36,9 +36,6 @@ from agi_app.media.tts import SpeechSynthesizer
 from agi_app.serve.reloader import MenuReloader
 
 log = logging.getLogger("hotline.serve")
-
-REPO_SOUNDS = Path(__file__).resolve().parents[2] / "sounds"
-
 
 class StartupError(Exception):
     """The server cannot start; the message says what is missing and what to do.
