@@ -10,7 +10,7 @@ LINE ?= 95000
 DIGITS ?= 1
 PAUSE ?= 4
 
-.PHONY: help venv deps sandbox sandbox-down db demo run test lint fast e2e call sounds clean
+.PHONY: help venv deps chroot sandbox sandbox-down db demo run test lint fast e2e call sounds clean
 
 help:
 	@echo "make run    - sandbox (Asterisk + PostgreSQL), demo data, hotline serve in the foreground (Ctrl-C stops all)"
@@ -27,6 +27,11 @@ venv: $(STAMP)
 
 deps:
 	scripts/sandbox deps
+
+# The fast suite's fake ARI server checks every request against the chroot's Asterisk REST
+# declarations, so it needs the chroot as much as the end-to-end suite does.
+chroot: deps
+	scripts/sandbox chroot
 
 sandbox: venv deps
 	scripts/sandbox up
@@ -48,10 +53,11 @@ lint: venv
 	$(VENV)/bin/ruff check agi_app tests scripts/record-ari-fixtures
 	$(VENV)/bin/mypy agi_app
 
-fast: venv deps
+fast: venv chroot
+	scripts/sandbox check-declarations
 	$(VENV)/bin/pytest tests/fast -q
 
-e2e: venv deps
+e2e: venv chroot
 	$(VENV)/bin/pytest tests/e2e -q
 
 test: lint fast e2e

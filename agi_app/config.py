@@ -64,6 +64,9 @@ class Settings:
     ami_password: str = field(default="", repr=False)
     agi_listen: str = "127.0.0.1:4573"
     sounds_root: str = ""
+    # What must survive a restart or an outage on this host: journeys not yet written to
+    # PostgreSQL, the last valid menu version. Relative paths are resolved from the working directory.
+    state_dir: str = ".run/state"
     flows_file: str = ""
     lookup_budget_ms: int = 300
     db_budget_ms: int = 1000

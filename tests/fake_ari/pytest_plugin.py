@@ -12,6 +12,19 @@ import pytest
 import pytest_asyncio
 
 from .server import FakeAri
+from .swagger import load_swagger
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Stop the run once, plainly, when the declarations that police the fake are missing
+    (instead of one identical error per test that uses it)."""
+    uses_fake = any("fake_ari" in getattr(item, "fixturenames", ()) for item in session.items)
+    if not uses_fake:
+        return
+    try:
+        load_swagger()
+    except FileNotFoundError as exc:
+        pytest.exit(f"{exc} — run `make chroot` first", returncode=4)
 
 
 @pytest_asyncio.fixture
