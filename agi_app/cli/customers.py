@@ -23,15 +23,20 @@ def customers() -> None:
 
 @customers.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--reassign", is_flag=True,
+              help="Move phone numbers that belong to customers not in the file (each move is audited).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
-def import_(ctx: click.Context, file: Path, as_json: bool) -> None:
+def import_(ctx: click.Context, file: Path, reassign: bool, as_json: bool) -> None:
     """Import customers from a CSV file, all or nothing.
 
     Columns: customer_id, phone (several separated by ';'), name, salutation, segment
-    (standard|vip|private|elderly), language (zh|en); optional bill_due_date, flags.
-    Unknown columns are ignored. Any bad row: nothing is imported, every problem is listed
-    with its line number, exit code 1.
+    (standard|vip|private|elderly), language (zh|en); optional bill_due_date (YYYY-MM-DD) and
+    flags ('vip;risk_hold=no': a flag alone is set; after '=' yes/no, true/false, on/off or 1/0).
+    Unknown columns are ignored; control characters are refused in every column.
+
+    A phone number that belongs to a customer not in the file is an error, unless --reassign.
+    Any problem: nothing is imported, every problem is listed with its line number, exit code 1.
     """
     try:
         text = file.read_text(encoding="utf-8-sig")
@@ -43,22 +48,37 @@ def import_(ctx: click.Context, file: Path, as_json: bool) -> None:
             click.echo(f"{file}: {error}", err=True)
         fail(f"{len(parsed.errors)} problem(s); nothing imported", EXIT_INVALID)
 
-    async def main() -> int:
+    async def main() -> tuple[list[repo.PhoneMove], int | None]:
         async with connection(dsn(ctx)) as conn:
             show = len(parsed.customers) > 1000 and not as_json
-            async with conn.transaction():
-                with click.progressbar(length=len(parsed.customers), label="importing", hidden=not show) as bar:
-                    await repo.import_customers(conn, parsed.customers, progress=bar.update)
-                await audit.record(conn, actor(), "customers.import", {"file": str(file),
-                                                                       "customers": len(parsed.customers)})
-            return await repo.count(conn)
+            try:
+                async with conn.transaction():
+                    with click.progressbar(length=len(parsed.customers), label="importing", hidden=not show) as bar:
+                        moves = await repo.import_customers(conn, parsed.customers, reassign=reassign,
+                                                           progress=bar.update)
+                    await audit.record(conn, actor(), "customers.import", {
+                        "file": str(file), "customers": len(parsed.customers),
+                        "phones_moved": [{"phone": m.phone, "from": m.from_customer, "to": m.to_customer}
+                                         for m in moves]})
+            except repo.PhonesOwnedElsewhere as exc:
+                return exc.moves, None  # refused: nothing was written
+            return moves, await repo.count(conn)
 
-    total = run(main())
+    moves, total = run(main())
+    if total is None:
+        for move in sorted(moves, key=lambda m: (parsed.lines[m.to_customer], m.phone)):
+            click.echo(f"{file}: line {parsed.lines[move.to_customer]}: phone {move.phone} belongs to customer"
+                       f" {move.from_customer}, who is not in this file (--reassign moves it)", err=True)
+        fail(f"{len(moves)} problem(s); nothing imported", EXIT_INVALID)
     phones = sum(len(c.phones) for c in parsed.customers)
     if as_json:
-        echo_json({"imported": len(parsed.customers), "phones": phones, "total_customers": total})
+        echo_json({"imported": len(parsed.customers), "phones": phones, "phones_moved": len(moves),
+                   "total_customers": total})
     else:
         click.echo(f"imported {len(parsed.customers)} customers ({phones} phone numbers); {total} in directory")
+        if moves:
+            click.echo(f"{len(moves)} phone number{'s' * (len(moves) != 1)} moved from customers not in the file"
+                       " (see `hotline db audit`)")
 
 
 @customers.command("show")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -37,10 +38,48 @@ async def get(conn: asyncpg.Connection, customer_id: str) -> Customer | None:
     return _customer(row, [p["phone"] for p in phones])
 
 
-async def import_customers(conn: asyncpg.Connection, customers: Sequence[Customer], *,
-                           batch: int = 500, progress: Callable[[int], None] | None = None) -> None:
-    """Upsert customers and replace their phone lists, all in one transaction."""
+@dataclass(frozen=True)
+class PhoneMove:
+    """A number changing owner: it belonged to a customer the import does not mention."""
+
+    phone: str
+    from_customer: str
+    to_customer: str
+
+
+class PhonesOwnedElsewhere(Exception):
+    """The import would take numbers from customers it does not mention; nothing was written."""
+
+    def __init__(self, moves: list[PhoneMove]) -> None:
+        super().__init__(f"{len(moves)} phone number(s) belong to customers not in the import")
+        self.moves = moves
+
+
+async def phone_moves(conn: asyncpg.Connection, customers: Sequence[Customer]) -> list[PhoneMove]:
+    """Numbers in `customers` now owned by a customer outside them. Moves between customers of the
+    import are not listed: the import states both customers' numbers."""
+    new_owner = {phone: c.customer_id for c in customers for phone in c.phones}
+    rows = await conn.fetch(
+        "SELECT phone, customer_id FROM customer_phones"
+        " WHERE phone = ANY($1::text[]) AND customer_id <> ALL($2::text[]) ORDER BY phone",
+        list(new_owner), [c.customer_id for c in customers])
+    return [PhoneMove(r["phone"], r["customer_id"], new_owner[r["phone"]]) for r in rows]
+
+
+async def import_customers(conn: asyncpg.Connection, customers: Sequence[Customer], *, reassign: bool = False,
+                           batch: int = 500, progress: Callable[[int], None] | None = None) -> list[PhoneMove]:
+    """Upsert customers and replace their phone lists, all in one transaction; return the numbers
+    taken from customers not in `customers` (for the audit log).
+
+    Such a number moves only with `reassign`; without it PhonesOwnedElsewhere is raised and
+    nothing is written (a typo in one row must not silently take a stranger's number).
+    """
     async with conn.transaction():
+        # Owners must not change between the check and the writes; plain lookups are not blocked.
+        await conn.execute("LOCK TABLE customer_phones IN SHARE ROW EXCLUSIVE MODE")
+        moves = await phone_moves(conn, customers)
+        if moves and not reassign:
+            raise PhonesOwnedElsewhere(moves)
         for start in range(0, len(customers), batch):
             chunk = customers[start:start + batch]
             await conn.executemany(
@@ -61,6 +100,7 @@ async def import_customers(conn: asyncpg.Connection, customers: Sequence[Custome
             )
             if progress:
                 progress(len(chunk))
+    return moves
 
 
 async def count(conn: asyncpg.Connection) -> int:
