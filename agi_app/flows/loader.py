@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,81 @@ def schema_issues(doc: Mapping[str, Any], file: str) -> list[Issue]:
     issues = []
     for err in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
         where = "/".join(str(p) for p in err.absolute_path) or "file"
-        issues.append(Issue(file, where, err.message))
+        issues.append(Issue(file, where, err.message + _quote_hint(err)))
+    return issues
+
+
+_PROMPT_FIELDS = frozenset({"prompt", "intro", "invalid_prompt", "timeout_prompt", "thanks_prompt"})
+
+
+def _yaml_reading(value: Any) -> str:
+    """What to write instead of a scalar YAML did not read as text."""
+    if isinstance(value, bool):
+        return "YAML reads an unquoted yes/no/on/off/true/false as a boolean"
+    if value is None:
+        return "YAML reads ~, null or nothing as null"
+    return f'"{value}"'
+
+
+def _as_yaml(value: Any) -> str:
+    """A scalar as YAML spells it (true, null), for messages."""
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _wants_text(err: jsonschema.ValidationError) -> bool:
+    if err.validator == "type":
+        return "string" in (err.validator_value if isinstance(err.validator_value, list) else [err.validator_value])
+    if err.validator == "enum":
+        return all(isinstance(v, str) for v in err.validator_value)
+    return any(_wants_text(e) for e in err.context or ())
+
+
+def _quote_hint(err: jsonschema.ValidationError) -> str:
+    """`extension: 1001` or `agent: 0` is a number to YAML, not the text the schema wants: say so."""
+    scalar = err.instance is None or isinstance(err.instance, (bool, int, float, date))
+    return f"; quote it ({_yaml_reading(err.instance)})" if scalar and _wants_text(err) else ""
+
+
+def _key_place(path: tuple[Any, ...]) -> tuple[str, str]:
+    """(where, what kind of key) for a mapping at `path` in the document."""
+    named = {("lines",): "line", ("destinations",): "destination", ("flows",): "flow"}
+    if path in named:
+        return path[0], named[path]
+    if len(path) == 3 and path[0] == "flows" and path[2] == "nodes":
+        return str(path[1]), "node"
+    if len(path) >= 4 and path[0] == "flows" and path[2] == "nodes":
+        where, rest = f"{path[1]}/{path[3]}", path[4:]
+        if rest == ("options",):
+            return where, "option"
+        if len(rest) == 1 and rest[0] in _PROMPT_FIELDS:
+            return where, f"{rest[0]} language"
+        if len(rest) == 3 and rest[0] == "options" and rest[2] == "say":
+            return where, f"option {rest[1]} say language"
+        return where, "/".join(map(str, rest))
+    return "/".join(map(str, path)) or "file", ""
+
+
+def key_issues(doc: Mapping[str, Any], file: str) -> list[Issue]:
+    """Every mapping key that is not a string, named where it is.
+
+    YAML reads `1:` as a number and `on:` as a boolean. Such a key slips past the schema (name
+    patterns only test strings) and then never equals the digit or name looked up at run time.
+    """
+    issues: list[Issue] = []
+
+    def walk(value: Any, path: tuple[Any, ...]) -> None:
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    where, what = _key_place(path)
+                    issues.append(Issue(file, where, f"{what} key {_as_yaml(key)} must be a quoted string "
+                                                     f"({_yaml_reading(key)})".lstrip()))
+                walk(item, (*path, key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, (*path, index))
+
+    walk(doc, ())
     return issues
 
 
@@ -133,7 +208,7 @@ def build(doc: Mapping[str, Any], *, version: int | None = None) -> FlowSet:
         flows[flow_name] = Flow(flow_name, flow["start"], nodes)
     lines = {
         number: Line(number, raw["flow"], raw.get("name", ""), raw.get("language", default_language),
-                     raw.get("agent", "general"))
+                     raw.get("agent", "general"), raw.get("greet_by_name", "after_auth"))
         for number, raw in doc["lines"].items()
     }
     destinations = {name: Destination(name, d["context"], d["extension"]) for name, d in doc["destinations"].items()}
@@ -151,7 +226,7 @@ def load_document(doc: Mapping[str, Any], *, file: str = "<menus>", version: int
     """
     from agi_app.flows.validate import semantic_issues
 
-    issues = schema_issues(doc, file)
+    issues = key_issues(doc, file) or schema_issues(doc, file)
     if issues:
         raise FlowFileError(issues)
     flowset = build(doc, version=version)

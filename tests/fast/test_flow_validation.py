@@ -161,3 +161,57 @@ def test_secret_looking_input_must_be_secure() -> None:
     found = problems(doc({"pin": {"type": "collect", "prompt": "x", "variable": "new_pin", "max_length": 6,
                                   "next": "bye"}, "bye": {"type": "hangup"}}, start="pin"))
     assert "menus.yaml: main/pin: error: variable 'new_pin' looks like secret input: set `secure: true`" in found
+
+
+def test_option_keys_written_as_numbers_are_refused_with_file_and_node(tmp_path: Path) -> None:
+    path = tmp_path / "bank.yaml"
+    path.write_text(
+        "lines: {'95000': {flow: main}}\ndefault_line: '95000'\n"
+        "destinations: {general: {context: a, extension: b}}\n"
+        "flows:\n  main:\n    start: main_menu\n    nodes:\n"
+        "      main_menu:\n        type: menu\n        prompt: x\n        options:\n"
+        "          1: {next: bye}\n"
+        "      bye: {type: hangup}\n")
+    result = subprocess.run([HOTLINE, "menus", "validate", str(path)], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert f'{path}: main/main_menu: error: option key 1 must be a quoted string ("1")' in result.stderr
+
+
+def _with(path: list[Any], key: Any, value: Any) -> dict[str, Any]:
+    document = doc({"menu": {"type": "menu", "prompt": {"en": "x"}, "options": {"1": {"next": "bye"}}},
+                    "bye": {"type": "hangup"}})
+    target = document
+    for step in path:
+        target = target[step]
+    target[key] = value
+    return document
+
+
+@pytest.mark.parametrize(("document", "expected"), [
+    (_with(["lines"], 95001, {"flow": "main"}), 'lines: error: line key 95001 must be a quoted string ("95001")'),
+    (_with(["destinations"], 7, {"context": "a", "extension": "b"}),
+     'destinations: error: destination key 7 must be a quoted string ("7")'),
+    (_with(["flows"], 2, {"start": "a", "nodes": {"a": {"type": "hangup"}}}),
+     'flows: error: flow key 2 must be a quoted string ("2")'),
+    (_with(["flows", "main", "nodes"], True, {"type": "hangup"}),
+     "main: error: node key true must be a quoted string"
+     " (YAML reads an unquoted yes/no/on/off/true/false as a boolean)"),
+    (_with(["flows", "main", "nodes", "menu", "prompt"], False, "x"),
+     "main/menu: error: prompt language key false must be a quoted string"
+     " (YAML reads an unquoted yes/no/on/off/true/false as a boolean)"),
+    (_with(["flows", "main", "nodes", "menu", "options", "1"], "say", {None: "x"}),
+     "main/menu: error: option 1 say language key null must be a quoted string"
+     " (YAML reads ~, null or nothing as null)"),
+    (_with(["settings"], 1, "x"), 'settings: error: key 1 must be a quoted string ("1")'),
+])
+def test_keys_that_are_not_strings_are_refused_where_they_are(document: dict[str, Any], expected: str) -> None:
+    assert f"menus.yaml: {expected}" in problems(document)
+
+
+def test_a_value_yaml_read_as_a_number_says_to_quote_it(tmp_path: Path) -> None:
+    found = problems(doc(settings={"universal_keys": {"agent": 0}},
+                         destinations={"general": {"context": "hotline-agents", "extension": 1001}}))
+    assert any(p.startswith("menus.yaml: settings/universal_keys/agent: error:") and p.endswith('quote it ("0")')
+               for p in found), found
+    assert any(p.startswith("menus.yaml: destinations/general/extension: error:") and p.endswith('quote it ("1001")')
+               for p in found), found
