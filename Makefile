@@ -50,8 +50,8 @@ run: venv deps
 	scripts/run
 
 lint: venv
-	$(VENV)/bin/ruff check agi_app tests scripts/record-ari-fixtures
-	$(VENV)/bin/mypy agi_app
+	$(VENV)/bin/ruff check agi_app tests scripts/record-ari-fixtures scripts/render-asterisk-config scripts/make-sounds
+	$(VENV)/bin/mypy agi_app tests/support/sipp.py tests/support/dtmf_pcap.py scripts/render-asterisk-config
 
 fast: venv chroot
 	scripts/sandbox check-declarations

@@ -28,7 +28,7 @@ import yaml
 
 from agi_app.config import read_env_file
 from agi_app.flows.loader import demo_flow_path, read_document
-from agi_app.sandbox.sipp import SipCall, SipResult, place_call
+from tests.support.sipp import SipCall, SipResult, place_call
 from tests.support import pg
 
 REPO = Path(__file__).resolve().parents[2]

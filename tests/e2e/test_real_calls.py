@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import pytest_asyncio
 
-from agi_app.sandbox.sipp import SipCall, SipResult
+from tests.support.sipp import SipCall, SipResult
 from tests.e2e.conftest import Hotline, e2e_flows_file
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]

@@ -6,7 +6,7 @@ key twice (a PIN like ``1111``) would then send two identical events, which Aste
 rightly treats as one retransmitted event. So we generate our own pcaps, one per key
 *press*: the n-th press of a call gets sequence numbers and a timestamp after those of
 press n-1. Everything else mirrors the shipped captures (checked with
-``python -m agi_app.sandbox.dtmf_pcap --compare``): Ethernet/IPv4/UDP framing,
+``python -m tests.support.dtmf_pcap --compare``): Ethernet/IPv4/UDP framing,
 payload type 101, SSRC, seven 20 ms update packets with the marker bit on the first
 and durations 0..1920, then three identical end packets (E bit, duration 2240, the
 next sequence number), volume 10.
@@ -68,14 +68,8 @@ SRC_PORT = 49176
 DST_PORT = 10000
 BASE_TIME = 1_134_424_480  # capture time of the shipped files; only differences matter
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-# In a source checkout the cache lives in the ignored .run/ folder; an installed copy of
-# the package has no repository around it, so it falls back to the temp folder.
-DEFAULT_CACHE_DIR = (
-    REPO_ROOT / ".run" / "pcaps"
-    if (REPO_ROOT / "setup.cfg").is_file()
-    else Path(tempfile.gettempdir()) / "hotline-pcaps"
-)
+#: The checkout's ignored .run/ folder (this module is test support, never installed).
+DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[2] / ".run" / "pcaps"
 
 
 def _checksum(data: bytes) -> int:
@@ -198,9 +192,9 @@ def _compare_with_shipped(shipped_dir: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m agi_app.sandbox.dtmf_pcap KEYS [--out DIR]`` or ``--compare``."""
+    """``python -m tests.support.dtmf_pcap KEYS [--out DIR]`` or ``--compare``."""
     parser = argparse.ArgumentParser(
-        prog="python -m agi_app.sandbox.dtmf_pcap", description=__doc__.split("\n")[0]
+        prog="python -m tests.support.dtmf_pcap", description=__doc__.split("\n")[0]
     )
     parser.add_argument(
         "keys", nargs="?", default="", help="keys to write pcaps for, one press each, e.g. 1*#"

@@ -10,7 +10,7 @@ Scenario design (the reasons are in /work/shared/ASTERISK-NOTES.md and SIPp's do
 
 * INVITE with SDP offering PCMU and ``telephone-event/8000`` as payload 101, ACK the 200.
 * DTMF is RFC 4733 RTP played from pcaps generated per key press
-  (:mod:`agi_app.sandbox.dtmf_pcap`), so repeated keys are distinct events.
+  (:mod:`tests.support.dtmf_pcap`), so repeated keys are distinct events.
 * Every wait is a ``<recv request="BYE" timeout=... ontimeout=...>`` rather than a
   ``<pause>``: if Asterisk hangs up while the caller is still waiting, SIPp answers the
   BYE with 200 and the call ends cleanly instead of "Aborting call on an unexpected BYE".
@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from agi_app.sandbox.dtmf_pcap import EVENT_CODES, dtmf_pcap_path
+from tests.support.dtmf_pcap import EVENT_CODES, dtmf_pcap_path
 
 #: Seconds between two keys of the same step. A DTMF pcap lasts 140 ms; SIPp cancels a
 #: pcap still playing when the next one starts, so keys must not overlap.
@@ -396,9 +396,9 @@ def place_call_sync(call: SipCall, **kw: object) -> SipResult:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m agi_app.sandbox.sipp --caller N --line L [--digits D] [--pause S] [--hangup-after S]``."""
+    """``python -m tests.support.sipp --caller N --line L [--digits D] [--pause S] [--hangup-after S]``."""
     parser = argparse.ArgumentParser(
-        prog="python -m agi_app.sandbox.sipp", description="Place one SIP call with SIPp."
+        prog="python -m tests.support.sipp", description="Place one SIP call with SIPp."
     )
     parser.add_argument("--caller", required=True, help="calling number (From user part)")
     parser.add_argument("--line", required=True, help="dialled number, e.g. 95000")
