@@ -62,7 +62,6 @@ class Settings:
     ami_url: str = "tcp://127.0.0.1:5038"
     ami_user: str = ""
     ami_password: str = field(default="", repr=False)
-    agi_listen: str = "127.0.0.1:4573"
     sounds_root: str = ""
     # What must survive a restart or an outage on this host: journeys not yet written to
     # PostgreSQL, the last valid menu version. Relative paths are resolved from the working directory.
