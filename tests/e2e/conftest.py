@@ -28,8 +28,8 @@ import yaml
 
 from agi_app.config import read_env_file
 from agi_app.flows.loader import demo_flow_path, read_document
-from tests.support.sipp import SipCall, SipResult, place_call
 from tests.support import pg
+from tests.support.sipp import SipCall, SipResult, place_call
 
 REPO = Path(__file__).resolve().parents[2]
 SANDBOX = str(REPO / "scripts" / "sandbox")

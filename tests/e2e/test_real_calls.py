@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import pytest_asyncio
 
-from tests.support.sipp import SipCall, SipResult
 from tests.e2e.conftest import Hotline, e2e_flows_file
+from tests.support.sipp import SipCall, SipResult
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
