@@ -40,6 +40,10 @@ class Line:
     name: str = ""
     language: str = "zh"
     agent: str = "general"  # transfer destination for the agent key and destination-less transfers
+    #: "after_auth" (default): the caller's name is spoken only after PIN authentication; a number
+    #: can be spoofed. "before_auth": the bank accepts that risk for this line (menu validation then
+    #: allows name and salutation, never account data, in the nodes only such lines reach).
+    greet_by_name: str = "after_auth"
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Each check returns `Issue`s naming the file and `flow/node`: references to unknown nodes, nodes
 no caller can reach, loops with no exit, duplicate or clashing keys, transfers to destinations
 that are not configured, process nodes naming unknown services, prompts that do not render (for
-known and unknown callers, in each language) or that name recorded sounds that do not exist.
+known and unknown callers, in each language) or that name recorded sounds that do not exist, and
+prompts that would speak personal or account data before the caller has authenticated.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from agi_app.flows.disclosure import ACCOUNT, load_catalogue, prompt_disclosures
 from agi_app.flows.loader import Issue
 from agi_app.flows.model import FlowSet, Node
 from agi_app.flows.prompts import PromptError, missing_sounds, render
@@ -75,6 +77,7 @@ def semantic_issues(fs: FlowSet, file: str, *, sounds_dir: Path | None = None,
             issues.extend(_prompt_issues(node, where, file, languages, sounds_dir))
     issues.extend(_reachability(fs, file))
     issues.extend(_loops(fs, file))
+    issues.extend(_disclosure_issues(fs, file, languages, sounds_dir))
     return issues
 
 
@@ -131,6 +134,69 @@ def _prompt_issues(node: Node, where: str, file: str, languages: list[str], soun
                 if sounds_dir is not None:
                     for missing in missing_sounds(items, sounds_dir):
                         issues.add(Issue(file, where, f"{label}: recorded sound {missing!r} does not exist"))
+    return sorted(issues, key=str)
+
+
+def reachable_before_auth(fs: FlowSet) -> frozenset[tuple[str, str]]:
+    """(flow, node) a caller may reach before passing PIN authentication in this call.
+
+    Today every node: there is no authentication yet. The seam for banking: once the PIN check sets
+    an `authenticated` fact, this becomes a walk from each line's entry that stops where
+    authentication has succeeded, and the nodes only reachable after it may speak the caller's
+    name and account data.
+    """
+    return frozenset((flow.name, node_id) for flow in fs.flows.values() for node_id in flow.nodes)
+
+
+def _lines_reaching(fs: FlowSet) -> dict[tuple[str, str], set[str]]:
+    """The lines (dialled numbers) from whose entry flow each node can be reached."""
+    graph = _edges(fs)
+    reaching: dict[tuple[str, str], set[str]] = {}
+    for number, line in fs.lines.items():
+        if line.flow not in fs.flows:
+            continue
+        stack, seen = [(line.flow, fs.flows[line.flow].start)], set()
+        while stack:
+            here = stack.pop()
+            if here in seen or here not in graph:
+                continue
+            seen.add(here)
+            reaching.setdefault(here, set()).add(number)
+            stack.extend(graph[here])
+    return reaching
+
+
+def _disclosure_issues(fs: FlowSet, file: str, languages: list[str], sounds_dir: Path | None) -> list[Issue]:
+    """Prompts that would speak personal or account data to a caller who has not authenticated.
+
+    The name and salutation are allowed in a node only if every line reaching it opts in
+    (`greet_by_name: before_auth`); account data never. Recorded sounds are judged by the marks in
+    the prompts folder's prompts.yaml, so only when a folder is given (as for sound existence).
+    """
+    catalogue = load_catalogue(sounds_dir / "prompts.yaml") if sounds_dir is not None else {}
+    reaching = _lines_reaching(fs)
+    issues: set[Issue] = set()
+    for flow_name, node_id in reachable_before_auth(fs):
+        node = fs.flows[flow_name].nodes[node_id]
+        lines = reaching.get((flow_name, node_id), set())
+        without = sorted(n for n in lines if fs.lines[n].greet_by_name != "before_auth")
+        name_allowed = bool(lines) and not without
+        opt_in = (f"set greet_by_name: before_auth on line{'s' * (len(without) > 1)} {', '.join(without)}"
+                  " to allow the name" if without
+                  else "set greet_by_name: before_auth on its line to allow the name")
+        for label, prompt in _prompts(node):
+            for found in sorted(prompt_disclosures(prompt, catalogue, sample_contexts(), languages)):
+                if found.kind != ACCOUNT and name_allowed:
+                    continue
+                if found.sound:
+                    message = (f"{label} plays recorded sound {found.what!r} before authentication:"
+                               f" its words disclose {found.kind} data")
+                    message += f" ({opt_in})" if found.kind != ACCOUNT else ""
+                else:
+                    hint = (opt_in if found.kind != ACCOUNT else "personal and account data are spoken only after"
+                            " PIN authentication; an `if` may still test them")
+                    message = f"{label} speaks {found.what} before authentication ({hint})"
+                issues.add(Issue(file, f"{flow_name}/{node_id}", message))
     return sorted(issues, key=str)
 
 

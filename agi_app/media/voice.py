@@ -222,6 +222,17 @@ def load_prompt_styles(path: Path) -> dict[str, str | None]:
     return {pid: entry.get("style") for pid, entry in _load_entries(path).items()}
 
 
+#: What a recorded prompt's words may tell about the caller (`discloses:` in prompts.yaml):
+#: `personal` (a salutation: allowed before authentication where a line opts in to the name),
+#: `account` (a bill, a relationship team: only ever after PIN authentication).
+DISCLOSURES = ("personal", "account")
+
+
+def load_prompt_disclosures(path: Path) -> dict[str, str]:
+    """`{id: kind}` for the prompts marked `discloses:` in prompts.yaml (menu validation reads it)."""
+    return {pid: entry["discloses"] for pid, entry in _load_entries(path).items() if "discloses" in entry}
+
+
 def _load_entries(path: Path) -> dict[str, dict[str, Any]]:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     prompts = data.get("prompts") if isinstance(data, dict) else None
@@ -233,7 +244,7 @@ def _load_entries(path: Path) -> dict[str, dict[str, Any]]:
             raise PromptFileError(f"{path}: bad prompt id {pid!r} (lowercase, digits, '_', '/')")
         if not isinstance(entry, dict):
             raise PromptFileError(f"{path}: {pid}: expected a mapping of language to text")
-        unknown = set(entry) - set(LANGUAGES) - {"style"}
+        unknown = set(entry) - set(LANGUAGES) - {"style", "discloses"}
         if unknown:
             raise PromptFileError(f"{path}: {pid}: unknown keys {sorted(unknown)}")
         for lang in LANGUAGES:
@@ -250,5 +261,7 @@ def _load_entries(path: Path) -> dict[str, dict[str, Any]]:
                 VOICES[LANGUAGES[0]].styled(style)
             except ValueError as exc:
                 raise PromptFileError(f"{path}: {pid}: {exc}") from None
+        if "discloses" in entry and entry["discloses"] not in DISCLOSURES:
+            raise PromptFileError(f"{path}: {pid}: discloses must be one of {', '.join(DISCLOSURES)}")
         entries[pid] = entry
     return entries

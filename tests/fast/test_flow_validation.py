@@ -29,6 +29,57 @@ def test_the_demo_menus_are_valid() -> None:
     assert warnings == [] and set(flows.lines) == {"95000", "95001"}
 
 
+NAME_GREETING = "{% if customer %}{{ sound('greeting_' ~ time_of_day) }} {{ customer.name }}{% endif %}"
+
+
+def _greeting(prompt: str, **top: Any) -> dict[str, Any]:
+    return doc({"menu": {"type": "menu", "prompt": prompt + "{{ sound('menu_main') }}",
+                         "options": {"1": {"next": "bye"}}}, "bye": {"type": "hangup"}}, **top)
+
+
+def test_a_prompt_that_speaks_the_customers_name_before_authentication_is_refused() -> None:
+    found = problems(_greeting(NAME_GREETING))
+    assert ("menus.yaml: main/menu: error: prompt speaks customer.name before authentication"
+            " (set greet_by_name: before_auth on line 95000 to allow the name)") in found
+
+
+def test_account_data_may_steer_a_condition_but_is_never_spoken_before_authentication() -> None:
+    prompt = ("{% if customer and customer.flags.bill_due %}{{ sound('opt_bill_payment') }}{% endif %}"
+              "{% if customer %}{{ date(customer.bill_due_date) }}{% endif %}")
+    found = problems(_greeting(prompt))
+    assert ("menus.yaml: main/menu: error: prompt speaks customer.bill_due_date before authentication (personal and"
+            " account data are spoken only after PIN authentication; an `if` may still test them)") in found
+    assert not any("customer.flags" in p for p in found), found
+
+
+def test_a_recorded_sound_that_discloses_the_account_is_refused_before_authentication() -> None:
+    found = problems(doc({"menu": {"type": "menu", "intro": "{{ sound('bill_due_notice') }}",
+                                   "options": {"1": {"next": "bye", "say": "{{ sound('opt_bill_payment') }}"}}},
+                          "bye": {"type": "hangup"}}), sounds_dir=SOUNDS)
+    assert ("menus.yaml: main/menu: error: intro plays recorded sound 'bill_due_notice' before authentication:"
+            " its words disclose account data") in found
+
+
+def test_a_line_that_opts_in_may_greet_by_name_but_never_speak_account_data() -> None:
+    opted_in = {"95000": {"flow": "main", "language": "en", "agent": "general", "greet_by_name": "before_auth"}}
+    salutation = "{% if customer %}{{ sound('salutation_' ~ (customer.salutation | lower)) }}{% endif %}"
+    flows, _ = load_document(_greeting(NAME_GREETING + salutation, lines=opted_in), file="menus.yaml",
+                             sounds_dir=SOUNDS)
+    assert flows.lines["95000"].greet_by_name == "before_auth"
+    found = problems(_greeting(NAME_GREETING + "{{ sound('bill_due_notice') }}", lines=opted_in), sounds_dir=SOUNDS)
+    assert found == ["menus.yaml: main/menu: error: prompt plays recorded sound 'bill_due_notice' before"
+                     " authentication: its words disclose account data"]
+    assert any(p.startswith("menus.yaml: lines/95000/greet_by_name: error:")
+               for p in problems(_greeting("", lines={"95000": {"flow": "main", "greet_by_name": "always"}})))
+
+
+def test_the_name_is_refused_in_a_node_a_line_without_the_opt_in_also_reaches() -> None:
+    lines = {"95000": {"flow": "main", "greet_by_name": "before_auth"}, "95001": {"flow": "main"}}
+    found = problems(_greeting(NAME_GREETING, lines=lines))
+    assert ("menus.yaml: main/menu: error: prompt speaks customer.name before authentication"
+            " (set greet_by_name: before_auth on line 95001 to allow the name)") in found
+
+
 def test_shape_errors_come_from_the_schema() -> None:
     assert any("menus.yaml: flows/main/nodes/bye" in p and "teleport" in p
                for p in problems(doc({"menu": {"type": "menu", "prompt": "x", "options": {"1": {"next": "bye"}}},

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import date, datetime, time
+from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -23,12 +24,14 @@ from agi_app.db.repositories import operations
 from agi_app.directory.models import Customer
 from agi_app.engine.call import HotlineCall
 from agi_app.serve.app import build_services, call_handler
-from tests.fast.conftest import demo_flows, import_demo_customers
+from tests.fast.conftest import Hotline, demo_flows, import_demo_customers
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 TUESDAY_NOON = datetime(2026, 11, 24, 12, 0, tzinfo=SHANGHAI)
 TUESDAY_NIGHT = datetime(2026, 11, 24, 22, 30, tzinfo=SHANGHAI)
 UNKNOWN, STANDARD, VIP_EN, ELDERLY, BILL_DUE = "13111111111", "13800138000", "13700137000", "13600136000", "13500135000"
+#: Recorded prompts whose words say something about the caller (SPEC, call handling 1).
+DISCLOSING = {"bill_due_notice", "menu_vip", "salutation_mr", "salutation_ms", "salutation_dr"}
 
 
 @pytest_asyncio.fixture
@@ -57,10 +60,13 @@ async def test_each_variant_hears_a_different_first_menu(handler: HotlineCall) -
     assert menus == {"unknown": "main", "vip": "priority_menu", "elderly": "elderly_menu", "bill": "bill_menu",
                      "closed": "closed_menu"}
     assert unknown.media[:2] == ["sound:hotline/zh/welcome", "sound:hotline/zh/opt_accounts"]
-    assert vip.media[3:6] == ["sound:hotline/en/welcome_vip", "sound:hotline/en/opt_agent", "sound:hotline/en/digits/0"]
-    assert elderly.media[3:5] == ["sound:hotline/zh/opt_agent", "sound:hotline/zh/digits/0"], "agent key first"
-    assert bill.media[3:6] == ["sound:hotline/zh/bill_due_notice", "sound:hotline/zh/opt_bill_payment",
-                               "sound:hotline/zh/digits/1"], "bill payment first"
+    # Known callers: a time-of-day greeting, no name; each variant differs only silently.
+    assert vip.media[0].startswith("sound:hotline/en/greeting_")
+    assert vip.media[1:4] == ["sound:hotline/en/welcome_vip", "sound:hotline/en/opt_agent",
+                              "sound:hotline/en/digits/0"], "the VIP line's welcome, then the agent key first"
+    assert elderly.media[1:3] == ["sound:hotline/zh/opt_agent", "sound:hotline/zh/digits/0"], "agent key first"
+    assert bill.media[1:3] == ["sound:hotline/zh/opt_bill_payment", "sound:hotline/zh/digits/1"], "bill payment first"
+    assert not any(m.endswith("/bill_due_notice") for m in bill.media), "without saying why"
     assert closed.media[:2] == ["sound:hotline/zh/welcome", "sound:hotline/zh/closed_hours"]
     assert [o["key"] for o in closed.options] == ["1", "2", "3"]
 
@@ -125,3 +131,23 @@ async def test_cost_for_one_caller_has_the_interface_fields(handler: HotlineCall
     assert services["bill_payment"]["keys"] == "1" and services["bill_payment"]["depth"] == 1
     assert services["card_loss"]["keys"] == "31"
     assert all(isinstance(c["seconds"], float) and c["seconds"] > 0 for c in costs)
+
+
+async def test_a_spoofed_customer_number_hears_no_name_and_nothing_about_the_account(hotline: Hotline) -> None:
+    """Numbers can be spoofed: before PIN authentication the directory shapes the call silently
+    (variant, option order, language) and nothing spoken tells who the number belongs to."""
+    for caller, menu in ((STANDARD, "main"), (BILL_DUE, "bill_menu"), (VIP_EN, "priority_menu"),
+                         (ELDERLY, "elderly_menu")):
+        call = await hotline.call(caller, "95000")
+        await hotline.ari.wait_for(partial(_announced, hotline, call, "0"))
+        await hotline.ari.press(call, "0")
+        row = await hotline.wait_ended(call)
+        played = hotline.played(call)
+        assert row["customer_id"] is not None and menu in row["path"], (caller, row["path"])
+        assert not [u for u in played if u.startswith("sound:hotline-tts/")], (caller, "no generated speech")
+        assert not [u for u in played if u.rsplit("/", 1)[1] in DISCLOSING | {"welcome_vip"}], (caller, played)
+        assert played[0].rsplit("/", 1)[1].startswith("greeting_"), (caller, "a time-of-day greeting only")
+
+
+def _announced(hotline: Hotline, call: str, key: str) -> bool:
+    return any(u.endswith(f"/digits/{key}") for u in hotline.played(call))
