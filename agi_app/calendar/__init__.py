@@ -1,6 +1,7 @@
 """The business calendar: when the agent service is open (weekly hours, holidays, exceptions).
 
-Pure domain in `model`; storage in `agi_app.db.repositories.calendar`; admin in `hotline calendar`.
+Pure domain in `model`; the one reader of typed local times in `localtime`; storage in
+`agi_app.db.repositories.calendar`; the admin verbs in `agi_app.admin.calendar` (`hotline calendar`).
 """
 
 from agi_app.calendar.model import (
@@ -10,7 +11,9 @@ from agi_app.calendar.model import (
     CalendarState,
     DayHours,
     DayRule,
+    WeekdayHours,
     WeeklyHours,
+    parse_dates,
     parse_time,
     parse_weekdays,
 )
@@ -22,7 +25,9 @@ __all__ = [
     "CalendarState",
     "DayHours",
     "DayRule",
+    "WeekdayHours",
     "WeeklyHours",
+    "parse_dates",
     "parse_time",
     "parse_weekdays",
 ]

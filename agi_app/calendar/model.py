@@ -35,6 +35,7 @@ DAY_KINDS: tuple[str, ...] = ("holiday", "closed", "open")
 # How far `next_open` looks ahead: long enough for any run of holidays, bounded for a calendar
 # that never opens again.
 LOOKAHEAD_DAYS = 400
+MAX_RANGE_DAYS = 366  # a date range longer than a year is a typo, not a holiday
 MIDNIGHT = time.max  # "24:00": until the end of the day
 
 Status = Literal["open", "closed", "holiday"]
@@ -102,6 +103,21 @@ def parse_weekdays(text: str) -> tuple[int, ...]:
     return tuple(sorted(days))
 
 
+def parse_dates(text: str) -> list[date]:
+    """DATE or FIRST..LAST (inclusive), ISO dates: 2026-10-01 or 2026-10-01..2026-10-07."""
+    first_text, sep, last_text = text.partition("..")
+    try:
+        first = date.fromisoformat(first_text.strip())
+        last = date.fromisoformat(last_text.strip()) if sep else first
+    except ValueError:
+        raise ValueError(f"bad date {text!r} (expected YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD)") from None
+    if last < first:
+        raise ValueError(f"bad date range {text!r}: ends before it starts")
+    if (last - first).days >= MAX_RANGE_DAYS:
+        raise ValueError(f"bad date range {text!r}: longer than {MAX_RANGE_DAYS} days")
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
 def _weekday(name: str, whole: str) -> int:
     key = name.strip()[:3]
     full = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -166,6 +182,19 @@ class DayRule:
         if self.opens is not None and self.closes is not None:
             return ((self.opens, self.closes),)
         return ()
+
+
+@dataclass(frozen=True)
+class WeekdayHours:
+    """A weekday's usual hours, before dated rules: what `show` lists and what `hours_on` falls
+    back to. Source: "weekly" (a rule of `scope`), "unset" (no rule, closed because other days
+    have hours) or "always" (no hours configured at all: 24x7)."""
+
+    weekday: int
+    kind: Literal["open", "closed"]
+    intervals: tuple[Interval, ...]
+    source: Literal["weekly", "unset", "always"]
+    scope: str | None
 
 
 @dataclass(frozen=True)
@@ -268,19 +297,33 @@ class Calendar:
         """The weekly rule in effect for a weekday (the line's, else '*'), or None when unset."""
         return self._weekly_by_day.get(weekday)
 
+    def usual_hours(self, weekday: int) -> WeekdayHours:
+        """A weekday's hours from the weekly rules alone (rule 2 and 3 of the module docstring)."""
+        weekly = self._weekly_by_day.get(weekday)
+        if weekly is not None:
+            return WeekdayHours(weekday, "open" if weekly.intervals else "closed", weekly.intervals,
+                                "weekly", weekly.scope)
+        if self.always_open:
+            return WeekdayHours(weekday, "open", ((time.min, MIDNIGHT),), "always", None)
+        return WeekdayHours(weekday, "closed", (), "unset", None)
+
+    def dated_rules(self) -> tuple[DayRule, ...]:
+        """The dated rules this calendar sees ('*' and its line's), by date, '*' first on a date."""
+        mine = (r for r in self.days if self._rank(r.scope) is not None)
+        return tuple(sorted(mine, key=lambda r: (r.day, r.scope != ALL_LINES)))
+
+    def in_effect(self, rule: DayRule) -> bool:
+        """Whether `rule` decides its date here (a line's own rule hides the '*' one)."""
+        return self._days_by_date.get(rule.day) == rule
+
     def hours_on(self, day: date) -> DayHours:
         """The opening hours of one local date, all rules applied."""
         rule = self._days_by_date.get(day)
         if rule is not None:
             source: Literal["holiday", "exception"] = "holiday" if rule.kind == "holiday" else "exception"
             return DayHours(day, rule.kind, rule.intervals, rule.name, source, rule.scope)
-        weekly = self._weekly_by_day.get(day.weekday())
-        if weekly is not None:
-            return DayHours(day, "open" if weekly.intervals else "closed", weekly.intervals, "",
-                            "weekly", weekly.scope)
-        if self.always_open:
-            return DayHours(day, "open", ((time.min, MIDNIGHT),), "", "always", None)
-        return DayHours(day, "closed", (), "", "unset", None)
+        usual = self.usual_hours(day.weekday())
+        return DayHours(day, usual.kind, usual.intervals, "", usual.source, usual.scope)
 
     # -- evaluation ------------------------------------------------------------------------------
 

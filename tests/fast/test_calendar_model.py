@@ -12,6 +12,7 @@ from agi_app.calendar.model import (
     Calendar,
     DayRule,
     WeeklyHours,
+    parse_dates,
     parse_time,
     parse_weekdays,
 )
@@ -164,6 +165,33 @@ def test_an_all_lines_holiday_applies_to_a_line_with_its_own_weekly_hours() -> N
     assert cal.state(at("2026-10-01 10:00")).status == "holiday"
 
 
+def test_usual_hours_of_a_weekday_say_where_they_come_from_and_ignore_dated_rules() -> None:
+    cal = office(extra=(WeeklyHours(5, ((time(9), time(12)),), "95001"),), line="95001",
+                 days=(DayRule(date(2026, 9, 28), "holiday", "a Monday off"),))
+    monday = cal.usual_hours(0)
+    assert (monday.kind, monday.intervals, monday.source, monday.scope) == ("open", EIGHT_TO_EIGHT, "weekly", "*")
+    saturday = cal.usual_hours(5)
+    assert (saturday.kind, saturday.source, saturday.scope) == ("open", "weekly", "95001")
+    sunday = cal.usual_hours(6)
+    assert (sunday.kind, sunday.intervals, sunday.source, sunday.scope) == ("closed", (), "unset", None)
+    fresh = Calendar().usual_hours(6)
+    assert (fresh.kind, fresh.intervals, fresh.source) == ("open", ((time(0), MIDNIGHT),), "always")
+    # hours_on applies the same weekly rule when no dated rule exists, and the dated rule when one does.
+    assert cal.hours_on(date(2026, 10, 5)).intervals == monday.intervals
+    assert cal.hours_on(date(2026, 9, 28)).kind == "holiday"
+
+
+def test_dated_rules_are_this_calendars_own_and_say_which_is_in_effect() -> None:
+    star = DayRule(date(2026, 10, 1), "holiday", "National Day")
+    own = DayRule(date(2026, 10, 1), "open", "VIP desk", time(9), time(17), "95001")
+    other = DayRule(date(2026, 10, 2), "closed", "", scope="95000")
+    later = DayRule(date(2026, 10, 3), "closed")
+    vip = office(days=(later, own, other, star), line="95001")
+    assert vip.dated_rules() == (star, own, later)  # by date, '*' first; other lines' rules left out
+    assert [vip.in_effect(r) for r in vip.dated_rules()] == [False, True, True]
+    assert office(days=(own, star)).dated_rules() == (star,)
+
+
 # -- time zones ------------------------------------------------------------------------------------
 
 def test_a_dst_zone_keeps_wall_clock_hours_on_both_sides_of_the_change() -> None:
@@ -244,3 +272,19 @@ def test_times() -> None:
     for bad in ("25:00", "8", "08:60", "noon"):
         with pytest.raises(ValueError, match="bad time"):
             parse_time(bad)
+
+
+def test_a_date_or_an_inclusive_range_of_dates() -> None:
+    assert parse_dates("2026-10-01") == [date(2026, 10, 1)]
+    assert parse_dates(" 2026-12-30..2027-01-02 ") == [date(2026, 12, 30), date(2026, 12, 31), date(2027, 1, 1),
+                                                       date(2027, 1, 2)]
+    assert len(parse_dates("2026-01-01..2026-12-31")) == 365
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("2026-02-30", "bad date '2026-02-30'"), ("October", "bad date 'October'"),
+    ("2026-10-07..2026-10-01", "ends before it starts"), ("2026-01-01..2027-01-02", "longer than 366 days"),
+])
+def test_bad_dates_are_refused(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_dates(text)
