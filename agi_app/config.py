@@ -4,15 +4,19 @@ One place decides where every setting comes from, so the CLI, the server and the
 Precedence: command-line option > process environment > env file > built-in default.
 The env file is `$HOTLINE_ENV_FILE`, else `.run/hotline.env` in the current directory (written
 by `scripts/sandbox up`), which is how `.venv/bin/hotline` reaches the sandbox with no setup.
-Credentials have no defaults in code: they come from the environment or that file.
+Credentials have no defaults in code: they come from the environment or that file. The DSN's
+password is never shown (`redact_dsn`: reprs, errors, logs) and never taken from the command line:
+it comes with HOTLINE_DSN, from HOTLINE_DB_PASSWORD_FILE, or from PGPASSWORD.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 
 class ConfigError(Exception):
@@ -55,6 +59,8 @@ class Settings:
     """Every runtime setting of the hotline, named after its environment variable."""
 
     dsn: str = ""
+    # A file holding the DSN's password (e.g. a mounted secret), added to the DSN when loading.
+    db_password_file: str = ""
     ari_url: str = "http://127.0.0.1:8088"
     ari_user: str = ""
     ari_password: str = field(default="", repr=False)
@@ -70,6 +76,9 @@ class Settings:
     lookup_budget_ms: int = 300
     db_budget_ms: int = 1000
     ari_budget_ms: int = 3000
+    # After secure input (a PIN), digits are discarded until the caller pauses this long, so what
+    # was typed beyond the PIN never reaches the next prompt.
+    secure_quiet_gap_ms: int = 700
     shutdown_grace_s: float = 20.0
     log_level: str = "INFO"
 
@@ -85,10 +94,18 @@ class Settings:
                 continue
             values[f.name] = _coerce(f.name, raw, type(getattr(cls, f.name)))
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if values.get("db_password_file") and values.get("dsn"):
+            values["dsn"] = _with_password_file(str(values["dsn"]), str(values["db_password_file"]))
         return cls(**values)  # type: ignore[arg-type]
 
     def with_overrides(self, **overrides: object) -> Settings:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        """The dataclass repr, with the DSN's password left out (the other passwords are never shown)."""
+        shown = ", ".join(f"{f.name}={redact_dsn(self.dsn) if f.name == 'dsn' else getattr(self, f.name)!r}"
+                          for f in fields(self) if f.repr)
+        return f"Settings({shown})"
 
     def require(self, *names: str) -> None:
         """Fail with a message naming the variables to set."""
@@ -109,3 +126,70 @@ def _coerce(name: str, raw: str, kind: type) -> object:
     except ValueError as exc:
         raise ConfigError(f"HOTLINE_{name.upper()}={raw!r} is not a number") from exc
     return raw
+
+
+# --- the DSN's password: the one place that finds, removes or adds it -----------------------------
+# Forms: a URL (postgresql://user:pw@host/db?password=pw&sslpassword=pw) and libpq key/value
+# (host=h password='pw' dbname=d). Parsing errs on the side of hiding: everything before the last
+# `@` of a URL is credentials, whatever characters the password holds.
+_SECRET_KEYS = frozenset({"password", "sslpassword"})
+_KEY_VALUE = re.compile(r"\s*([A-Za-z_]+)\s*=\s*('(?:[^'\\]|\\.)*'|[^\s']*)\s*")
+
+
+def _split_password(dsn: str) -> tuple[str, bool]:
+    """(the DSN without its passwords, whether it had one)."""
+    if "://" in dsn:
+        scheme, _, rest = dsn.partition("://")
+        query_at = rest.find("?") if "?" in rest else len(rest)
+        at = rest.rfind("@", 0, query_at)
+        if at < 0:
+            at = rest.rfind("@")  # an unencoded '?' in the password: hide up to the host all the same
+        had = False
+        if at >= 0:
+            user, _, password = rest[:at].partition(":")
+            had = bool(password)
+            rest = f"{user}@{rest[at + 1:]}" if user else rest[at + 1:]
+        base, question, query = rest.partition("?")
+        kept = [p for p in query.split("&") if unquote(p.partition("=")[0]).lower() not in _SECRET_KEYS]
+        had = had or len(kept) < len(query.split("&"))
+        return f"{scheme}://{base}" + (question + "&".join(kept) if any(kept) else ""), had
+    kept, had, end = [], False, 0
+    for match in _KEY_VALUE.finditer(dsn):
+        if match.start() != end:
+            break
+        end = match.end()
+        if match.group(1).lower() in _SECRET_KEYS:
+            had = True
+        else:
+            kept.append(f"{match.group(1)}={match.group(2)}")
+    if end != len(dsn):  # not key/value as libpq writes it: show nothing that could be a secret
+        return "(DSN not shown: not a postgresql:// URL or key=value list)", "password" in dsn.lower()
+    return " ".join(kept), had
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN without its password, for messages, reprs and logs."""
+    return _split_password(dsn)[0]
+
+
+def dsn_has_password(dsn: str) -> bool:
+    return _split_password(dsn)[1]
+
+
+def _with_password_file(dsn: str, path: str) -> str:
+    """The DSN with the password read from `path` (one trailing newline ignored)."""
+    if dsn_has_password(dsn):
+        raise ConfigError("the DSN carries a password and HOTLINE_DB_PASSWORD_FILE is set: give the password"
+                          " in one place only")
+    try:
+        password = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"HOTLINE_DB_PASSWORD_FILE={path}: cannot read it ({type(exc).__name__})") from exc
+    if not password:
+        raise ConfigError(f"HOTLINE_DB_PASSWORD_FILE={path} is empty")
+    if "://" in dsn:
+        base, _, fragment = dsn.partition("#")
+        joiner = "&" if "?" in base else "?"
+        return f"{base}{joiner}password={quote(password, safe='')}" + (f"#{fragment}" if fragment else "")
+    escaped = password.replace("\\", "\\\\").replace("'", "\\'")
+    return f"{dsn} password='{escaped}'"

@@ -6,11 +6,11 @@ import click
 
 from agi_app.cli import calendar, calls, customers, db, menus, operations, serve, simulate
 from agi_app.cli.common import EXIT_CONFIG, fail
-from agi_app.config import ConfigError, Settings
+from agi_app.config import ConfigError, Settings, dsn_has_password, redact_dsn
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--dsn", envvar=None, help="PostgreSQL DSN [env HOTLINE_DSN].")
+@click.option("--dsn", envvar=None, help="PostgreSQL DSN, without a password [env HOTLINE_DSN].")
 @click.option("--ari-url", help="ARI base URL [env HOTLINE_ARI_URL, default http://127.0.0.1:8088].")
 @click.option("--ari-user", help="ARI user [env HOTLINE_ARI_USER].")
 @click.option("--ari-app", help="Stasis application name [env HOTLINE_ARI_APP, default hotline].")
@@ -22,12 +22,17 @@ def cli(ctx: click.Context, dsn: str | None, ari_url: str | None, ari_user: str 
     """Demo Bank hotline IVR: menus, customers, calls and the ARI call server.
 
     Settings come from HOTLINE_* environment variables (see README), from .run/hotline.env when
-    the local sandbox is up, and from the options above. The ARI password is read from
-    HOTLINE_ARI_PASSWORD only, never from the command line.
+    the local sandbox is up, and from the options above. Passwords never come from the command line
+    (process lists show it): the ARI password from HOTLINE_ARI_PASSWORD, the database password from
+    HOTLINE_DSN, the file HOTLINE_DB_PASSWORD_FILE names, or PGPASSWORD.
 
     \b
     Exit codes: 0 ok · 1 invalid input · 2 configuration missing · 3 PostgreSQL/Asterisk unreachable
     """
+    if dsn and dsn_has_password(dsn):
+        fail(f"--dsn carries a password, which any user can read in the process list: give the DSN without"
+             f" it ({redact_dsn(dsn)}) and put the password in HOTLINE_DSN, in a file named by"
+             f" HOTLINE_DB_PASSWORD_FILE, or in PGPASSWORD", EXIT_CONFIG)
     try:
         settings = Settings.load(dsn=dsn, ari_url=ari_url, ari_user=ari_user, ari_app=ari_app,
                                  log_level=log_level)

@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
+from agi_app.config import redact_dsn
+
 
 class DatabaseUnavailable(Exception):
     """PostgreSQL could not be reached (or answered too slowly) within the budget."""
@@ -41,9 +43,4 @@ async def connection(dsn: str) -> AsyncIterator[asyncpg.Connection]:
 
 def _safe_dsn(dsn: str) -> str:
     """The DSN without its password, for messages."""
-    if "@" not in dsn or "://" not in dsn:
-        return dsn
-    scheme, rest = dsn.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}@{host}"
+    return redact_dsn(dsn)
