@@ -32,7 +32,7 @@ class Placed:
 
 
 BATCH = {
-    # "1" during the greeting (type-ahead skips the main menu) → accounts; "1" → balance → agent queue
+    # "1" early in the main menu (type-ahead stops it) → accounts; "1" → balance → agent queue
     "known": SipCall(KNOWN_ZH, "95000", steps=[(3.0, "1"), (2.0, "1")], max_duration=60),
     "unknown": SipCall("13122220001", "95000", steps=[(2.0, "0")], max_duration=60),
     "invalid": SipCall("13122220002", "95000", steps=[(2.0, "7"), (1.5, "3")], max_duration=60),
@@ -58,7 +58,8 @@ async def test_known_customer_chooses_options(batch: dict[str, Placed]) -> None:
     assert row["customer_id"] == "C001" and row["segment"] == "standard" and row["menu_version"] == 1
     assert row["path"] == ["entry", "greeting", "segment", "main", "accounts", "agent_general"]
     assert row["outcome"] == "transferred" and row["transfer_target"] == "general"
-    assert placed.heard[0].startswith(TTS), "greeted by name (generated speech)"
+    assert placed.heard[0].startswith("sound:hotline/zh/greeting_"), "a time-of-day greeting"
+    assert not any(m.startswith(TTS) for m in placed.heard), "no name before PIN authentication"
 
 
 async def test_unknown_caller_reaches_an_agent(batch: dict[str, Placed]) -> None:
@@ -88,12 +89,14 @@ async def test_timeouts_end_the_call_with_goodbye(batch: dict[str, Placed]) -> N
     assert placed.heard.count("sound:hotline/zh/timeout") == 2 and placed.heard[-1] == "sound:hotline/zh/goodbye"
 
 
-async def test_vip_on_the_vip_line_hears_the_relationship_team_first(batch: dict[str, Placed], hotline: Hotline) -> None:
+async def test_vip_on_the_vip_line_hears_its_welcome_and_the_agent_key_first(batch: dict[str, Placed],
+                                                                             hotline: Hotline) -> None:
     placed = batch["vip"]
     assert placed.result.ok and placed.result.hangup_by == "remote", placed.result.stderr
     assert placed.row["dnis"] == "95001" and placed.row["segment"] == "vip" and placed.row["language"] == "en"
     assert placed.row["path"] == ["entry", "greeting", "priority_menu", "relationship_team"]
-    assert placed.heard[3:5] == ["sound:hotline/en/welcome_vip", "sound:hotline/en/opt_agent"]
+    assert placed.heard[1:3] == ["sound:hotline/en/welcome_vip", "sound:hotline/en/opt_agent"]
+    assert not any(m.startswith(TTS) for m in placed.heard), "no name before PIN authentication"
     assert any(name.startswith("Local/vip@hotline-fake-agent") for name in hotline.observer.channel_names), \
         "the VIP queue rang its (stand-in) agent"
 
@@ -101,13 +104,14 @@ async def test_vip_on_the_vip_line_hears_the_relationship_team_first(batch: dict
 async def test_elderly_customer_hears_the_agent_key_first(batch: dict[str, Placed]) -> None:
     placed = batch["elderly"]
     assert placed.row["segment"] == "elderly"
-    assert placed.heard[3:5] == ["sound:hotline/zh/opt_agent", "sound:hotline/zh/digits/0"]
+    assert placed.heard[1:3] == ["sound:hotline/zh/opt_agent", "sound:hotline/zh/digits/0"]
     assert placed.row["path"][-2:] == ["elderly_menu", "agent_elderly"] and placed.row["transfer_target"] == "elderly"
 
 
-async def test_bill_due_customer_is_offered_bill_payment_first(batch: dict[str, Placed]) -> None:
+async def test_bill_due_customer_is_offered_bill_payment_first_without_being_told_why(batch: dict[str, Placed]) -> None:
     placed = batch["bill_due"]
-    assert placed.heard[3:5] == ["sound:hotline/zh/bill_due_notice", "sound:hotline/zh/opt_bill_payment"]
+    assert placed.heard[1:3] == ["sound:hotline/zh/opt_bill_payment", "sound:hotline/zh/digits/1"]
+    assert "sound:hotline/zh/bill_due_notice" not in placed.heard
     assert placed.row["path"][-2:] == ["bill_menu", "agent_cards"]
 
 
