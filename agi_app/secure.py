@@ -3,6 +3,10 @@
 A `SecretDigits` value prints as a mask everywhere (str, repr, f-strings, logging, JSON via
 `masked`), so forgetting to mask is not possible by accident; code that truly needs the digits
 (a PIN hash check) calls `reveal()`, which is easy to grep for.
+
+This module is also the one place that decides what may be shown of any input
+(`shown_input`, used for journeys and logs alike) and what prompt templates see of a secure value
+(`for_templates`: a `MaskedValue`, which holds no digits at all).
 """
 
 from __future__ import annotations
@@ -10,6 +14,11 @@ from __future__ import annotations
 from typing import NoReturn
 
 MASK_CHAR = "*"
+
+#: Input results whose value may be recorded: what a prompt accepted (a menu choice, a universal
+#: key, a survey score, a collect's entry). Any other result (invalid, timeout, no_answer, or one
+#: added later) records no value: a key the prompt did not expect may be a PIN typed in the wrong place.
+ACCEPTED_RESULTS = frozenset({"option", "agent", "repeat", "back", "score", "ok"})
 
 
 class SecretDigits:
@@ -48,3 +57,39 @@ class SecretDigits:
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("secret digits cannot be serialised")
+
+
+class MaskedValue:
+    """What a prompt template sees of a secure value: its mask, and nothing that leads to the digits
+    (it never held them)."""
+
+    __slots__ = ("masked",)
+
+    def __init__(self, length: int) -> None:
+        self.masked = MASK_CHAR * length
+
+    def __len__(self) -> int:
+        return len(self.masked)
+
+    def __str__(self) -> str:
+        return self.masked
+
+    def __repr__(self) -> str:
+        return f"MaskedValue({self.masked})"
+
+
+def is_secure(value: object) -> bool:
+    return isinstance(value, SecretDigits | MaskedValue)
+
+
+def for_templates(value: object) -> object:
+    """A value as prompt templates may see it: secure input only as a `MaskedValue`."""
+    return MaskedValue(len(value)) if isinstance(value, SecretDigits) else value
+
+
+def shown_input(value: str | SecretDigits, result: str) -> str:
+    """The only text a journey or a log line may hold for an input: secure input as its mask, other
+    input only when the prompt accepted it (`ACCEPTED_RESULTS`), else nothing."""
+    if isinstance(value, SecretDigits):
+        return value.masked
+    return value if result in ACCEPTED_RESULTS else ""

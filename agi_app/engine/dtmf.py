@@ -1,7 +1,9 @@
 """The per-call DTMF buffer: digits pressed at any time, kept across prompts (type-ahead).
 
 Bounded, so a flood of digits cannot grow memory; overflow drops the newest digits and is
-counted, because the oldest ones are what the caller meant first.
+counted, because the oldest ones are what the caller meant first. After secure input, what the
+caller typed beyond it is discarded until they pause (`discard_until_quiet`): digits typed past a
+PIN are more PIN, not the next menu's choice.
 """
 
 from __future__ import annotations
@@ -56,3 +58,15 @@ class DtmfBuffer:
         except TimeoutError:
             return None
         return self.pop_nowait()
+
+    async def discard_until_quiet(self, gap: float) -> int:
+        """Drop buffered digits and any arriving until none has arrived for `gap` seconds; returns
+        how many were dropped (never which)."""
+        discarded = 0
+        while True:
+            discarded += len(self._digits)
+            self.clear()
+            try:
+                await asyncio.wait_for(self.wait_any(), gap)
+            except TimeoutError:
+                return discarded

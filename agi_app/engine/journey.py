@@ -1,5 +1,6 @@
-"""A call's journey — nodes visited, inputs (secure ones masked), services, outcome — recorded
-as it happens through a `JourneySink`, so a crash or hangup mid-call still leaves a trace.
+"""A call's journey — nodes visited, inputs (secure ones masked, rejected keys without their
+value), services, outcome — recorded as it happens through a `JourneySink`, so a crash or hangup
+mid-call still leaves a trace.
 
 The engine only talks to the sink protocol; the PostgreSQL writer and the in-memory sink used by
 `simulate` and tests implement it.
@@ -11,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, Protocol
+
+from agi_app.secure import SecretDigits, shown_input
 
 Outcome = Literal["self_service", "transferred", "abandoned", "hangup", "error"]
 ServiceResult = Literal["ok", "refused", "failed", "abandoned"]
@@ -64,10 +67,13 @@ class Journey:
         self.record.path.append(node_id)
         self._sink.node_entered(self.record.call_id, len(self.record.path), node_id, datetime.now(UTC))
 
-    def input(self, masked_input: str, result: str) -> None:
-        """Record input at the current node; callers pass already-masked text for secure input."""
+    def input(self, value: str | SecretDigits, result: str) -> str:
+        """Record input at the current node; returns the text recorded, the same a log line may show
+        (`shown_input`: secure input masked, a rejected key without its value)."""
+        shown = shown_input(value, result)
         self._inputs += 1
-        self._sink.node_input(self.record.call_id, self._inputs, len(self.record.path), masked_input, result)
+        self._sink.node_input(self.record.call_id, self._inputs, len(self.record.path), shown, result)
+        return shown
 
     def service(self, service: str, result: ServiceResult) -> None:
         self.record.services.append((service, result))

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from agi_app.config import Settings
 from agi_app.engine.channel import ChannelControl, ChannelGone
 from agi_app.engine.dtmf import DtmfBuffer
 from agi_app.engine.journey import Journey
@@ -46,7 +47,8 @@ class CallSession:
     """State and primitives of one call; owned by exactly one task."""
 
     def __init__(self, info: CallInfo, channel: ChannelControl, journey: Journey, *,
-                 dtmf_capacity: int = 32, playback_check_s: float = 60.0) -> None:
+                 dtmf_capacity: int = 32, playback_check_s: float = 60.0,
+                 secure_quiet_gap_s: float = Settings.secure_quiet_gap_ms / 1000) -> None:
         self.info = info
         self.channel = channel
         self.journey = journey
@@ -60,6 +62,7 @@ class CallSession:
         self.active_playback: str | None = None
         self._ids = itertools.count(1)
         self.playback_check_s = playback_check_s
+        self.secure_quiet_gap_s = secure_quiet_gap_s
 
     @property
     def call_id(self) -> str:
@@ -152,6 +155,13 @@ class CallSession:
             digits += digit
             timeout = inter_timeout
         return DigitInput(digits, "max")
+
+    async def discard_after_secure_input(self) -> None:
+        """Drop what the caller typed beyond secure input, until they pause for `secure_quiet_gap_s`:
+        digits typed past a PIN are more PIN, never the next prompt's answer. Counted, not shown."""
+        discarded = await self.dtmf.discard_until_quiet(self.secure_quiet_gap_s)
+        if discarded:
+            self.log("dtmf_discarded", discarded=discarded, after="secure_input")
 
     async def stop_playback(self) -> None:
         """Stop what may still be playing (no error if it already ended)."""

@@ -15,6 +15,7 @@ from typing import Any
 
 from agi_app.directory.models import Customer
 from agi_app.flows.model import Line
+from agi_app.secure import for_templates
 
 
 def _pick(texts: Mapping[str, str | None], language: str) -> tuple[str, str] | None:
@@ -86,13 +87,14 @@ class CallContext:
         return int.from_bytes(digest[:4], "big") / 2**32 * 100
 
     def template_context(self) -> dict[str, Any]:
+        """What prompt templates see; collected secure input only as a mask (`for_templates`)."""
         return {
             "customer": asdict(self.customer) if self.customer else None,
             "line": {"number": self.line.number, "name": self.line.name},
             "time_of_day": self.time_of_day,
             "calendar": asdict(self.calendar),
             "notices": [n.for_language(self.language) for n in self.notices],
-            "vars": self.variables,
+            "vars": {name: for_templates(value) for name, value in self.variables.items()},
         }
 
 

@@ -192,42 +192,45 @@ async def _menu(run: FlowRunner, flow: str, node: Node) -> str | None:
         media = invalid_prompt + prompt
 
 
-def _input(run: FlowRunner, node: Node, shown: str, result: str) -> None:
-    run.call.journey.input(shown, result)
+def _input(run: FlowRunner, node: Node, value: str | SecretDigits, result: str) -> None:
+    """Record and log an input: both show what the journey decides may be shown (`shown_input`)."""
+    shown = run.call.journey.input(value, result)
     run.call.log("input", node=node.id, input=shown or None, result=result)
 
 
 async def _collect(run: FlowRunner, flow: str, node: Node) -> str | None:
-    """Multi-digit input; with `secure`, digits are masked in logs and journeys and kept as SecretDigits."""
-    call = run.call
+    """Multi-digit input; with `secure`, kept as SecretDigits (masked in logs and journeys), and what
+    the caller types beyond it is discarded until they pause, however the entry ended."""
     secure = bool(node.get("secure", False))
+    next_ref = await _collect_entry(run, node, secure=secure)
+    if secure:  # entry complete, too short, or given up: the call goes on (a hangup ends it above)
+        await run.call.discard_after_secure_input()
+    return next_ref
+
+
+async def _collect_entry(run: FlowRunner, node: Node, *, secure: bool) -> str | None:
     prompt = await run.media_for(node, node.prompt) or []
     invalid_prompt = await run.media_for(node, node.get("invalid_prompt"), "invalid_prompt") or []
     timeout_prompt = await run.media_for(node, node.get("timeout_prompt"), "timeout_prompt") or []
     min_len, max_len = node.get("min_length", 1), node.get("max_length")
     terminator = node.get("terminator", "#")
     media = prompt
-    try:
-        for _ in range(node.get("max_attempts", 3)):
-            entry = await call.get_digits(prompt=media, max_digits=max_len, terminator=terminator,
+    for _ in range(node.get("max_attempts", 3)):
+        entry = await run.call.get_digits(prompt=media, max_digits=max_len, terminator=terminator,
                                           first_timeout=node.get("timeout", 6.0),
                                           inter_timeout=node.get("inter_digit_timeout", 4.0))
-            digits = entry.digits
-            shown = "*" * len(digits) if secure else digits
-            if entry.timed_out:
-                _input(run, node, "", "timeout")
-                media = timeout_prompt + prompt
-                continue
-            if len(digits) < min_len:
-                _input(run, node, shown, "invalid")
-                media = invalid_prompt + prompt
-                continue
-            _input(run, node, shown, "ok")
-            run.ctx.variables[node.get("variable")] = SecretDigits(digits) if secure else digits
-            return node.next
-    finally:
-        if secure:
-            call.dtmf.clear()  # nothing typed during a secure entry may leak into the next prompt
+        value = SecretDigits(entry.digits) if secure else entry.digits
+        if entry.timed_out:
+            _input(run, node, "", "timeout")
+            media = timeout_prompt + prompt
+            continue
+        if len(entry.digits) < min_len:
+            _input(run, node, value, "invalid")
+            media = invalid_prompt + prompt
+            continue
+        _input(run, node, value, "ok")
+        run.ctx.variables[node.get("variable")] = value
+        return node.next
     return node.get("on_failure")
 
 

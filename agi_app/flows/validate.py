@@ -20,6 +20,7 @@ from agi_app.flows.loader import Issue
 from agi_app.flows.model import FlowSet, Node
 from agi_app.flows.prompts import PromptError, missing_sounds, render
 from agi_app.flows.refs import RETURN, node_refs, resolve
+from agi_app.secure import SecretDigits, for_templates
 
 INTERACTIVE = frozenset({"menu", "collect", "survey"})
 SECRET_NAMES = re.compile(r"pin|otp|password|passcode|cvv|card|code")
@@ -27,14 +28,26 @@ _PROMPT_FIELDS = ("prompt", "intro", "invalid_prompt", "timeout_prompt", "thanks
 
 
 class _AnyVars(dict[str, Any]):
-    """Collected variables at validation time: any name renders (as a plausible digit string)."""
+    """Collected variables at validation time: any name renders (as a plausible digit string), and
+    a variable some collect gathers securely as what templates see of one at run time."""
 
-    def __missing__(self, key: str) -> str:
-        return "1234"
+    def __init__(self, secure: Collection[str] = ()) -> None:
+        super().__init__()
+        self.secure = frozenset(secure)
+
+    def __missing__(self, key: str) -> object:
+        return for_templates(SecretDigits("1234")) if key in self.secure else "1234"
 
 
-def sample_contexts() -> list[dict[str, Any]]:
-    """Callers every prompt must render for: unknown, and a known customer with every field."""
+def secure_variables(fs: FlowSet) -> frozenset[str]:
+    """Variables a `secure: true` collect fills, in any flow."""
+    return frozenset(node.get("variable") for flow in fs.flows.values() for node in flow.nodes.values()
+                     if node.type == "collect" and node.get("secure"))
+
+
+def sample_contexts(secure: Collection[str] = ()) -> list[dict[str, Any]]:
+    """Callers every prompt must render for: unknown, and a known customer with every field; the
+    `secure` variables hold secure samples."""
     customer = {"customer_id": "C0", "name": "Wang", "salutation": "Mr", "segment": "vip",
                 "language": "en", "bill_due_date": date(2026, 1, 1), "flags": {"bill_due": True},
                 "phones": ("13800138000",)}
@@ -42,7 +55,7 @@ def sample_contexts() -> list[dict[str, Any]]:
         "line": {"number": "95000", "name": "General"}, "time_of_day": "morning",
         "calendar": {"status": "open", "holiday_name": None, "next_open": None},
         "notices": [{"kind": "product", "text": "A notice.", "sound": None}],
-        "vars": _AnyVars(),
+        "vars": _AnyVars(secure),
     }
     return [{**base, "customer": None}, {**base, "customer": customer}]
 
@@ -68,13 +81,14 @@ def semantic_issues(fs: FlowSet, file: str, *, sounds_dir: Path | None = None,
         if line.agent not in fs.destinations:
             issues.append(Issue(file, f"lines/{number}", f"agent destination {line.agent!r} is not configured"))
     languages = sorted({line.language for line in fs.lines.values()} | {"zh", "en"})
+    secure = secure_variables(fs)
     for flow in fs.flows.values():
         if flow.start not in flow.nodes:
             issues.append(Issue(file, f"{flow.name}", f"start node {flow.start!r} does not exist"))
         for node in flow.nodes.values():
             where = f"{flow.name}/{node.id}"
             issues.extend(Issue(file, where, message) for message in _node_problems(fs, flow.name, node, services))
-            issues.extend(_prompt_issues(node, where, file, languages, sounds_dir))
+            issues.extend(_prompt_issues(node, where, file, languages, sounds_dir, secure))
     issues.extend(_reachability(fs, file))
     issues.extend(_loops(fs, file))
     issues.extend(_disclosure_issues(fs, file, languages, sounds_dir))
@@ -121,11 +135,12 @@ def _is_agent_option(fs: FlowSet, option: dict[str, Any]) -> bool:
     return option.get("service") == "agent"
 
 
-def _prompt_issues(node: Node, where: str, file: str, languages: list[str], sounds_dir: Path | None) -> list[Issue]:
+def _prompt_issues(node: Node, where: str, file: str, languages: list[str], sounds_dir: Path | None,
+                   secure: Collection[str]) -> list[Issue]:
     issues: set[Issue] = set()
     for label, prompt in _prompts(node):
         for language in languages:
-            for context in sample_contexts():
+            for context in sample_contexts(secure):
                 try:
                     items = render(prompt, language, context)
                 except PromptError as exc:
