@@ -69,6 +69,10 @@ class Settings:
     ami_user: str = ""
     ami_password: str = field(default="", repr=False)
     sounds_root: str = ""
+    # The recorded prompts: prompts.yaml and <language>/<id>.wav, the files Asterisk plays as
+    # sound:hotline/<language>/<id>. Relative to the working directory, like state_dir: the default
+    # is a checkout's sounds/; an installed server names its copy (never one beside the package).
+    prompts_dir: str = "sounds"
     # What must survive a restart or an outage on this host: journeys not yet written to
     # PostgreSQL, the last valid menu version. Relative paths are resolved from the working directory.
     state_dir: str = ".run/state"
@@ -115,6 +119,18 @@ class Settings:
                 "missing configuration: " + ", ".join(missing)
                 + " (set them in the environment, or run `scripts/sandbox up` for the local sandbox)"
             )
+
+    def prompts_folder(self) -> Path:
+        """The recorded prompts folder, absolute; a ConfigError naming the setting if it has no prompt list.
+
+        The one place that decides where recorded prompts come from: the server, validation, cost
+        and preview all take the folder this returns.
+        """
+        folder = Path(self.prompts_dir).resolve()
+        if not (folder / "prompts.yaml").is_file():
+            raise ConfigError(f"HOTLINE_PROMPTS_DIR={self.prompts_dir}: no prompts.yaml in {folder} (the folder of"
+                              " recorded prompts: prompts.yaml and <language>/<id>.wav, as Asterisk plays them)")
+        return folder
 
 
 def _coerce(name: str, raw: str, kind: type) -> object:

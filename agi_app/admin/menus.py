@@ -21,28 +21,25 @@ import yaml
 from agi_app.db.repositories import audit, menus
 from agi_app.flows.loader import FlowFileError, Issue, load_document, read_document
 from agi_app.flows.model import FlowSet
-from agi_app.flows.saying import PROMPTS_FILE
-
-REPO_SOUNDS = PROMPTS_FILE.parent  # the recorded prompts of this checkout
-
-
-def sounds_dir() -> Path | None:
-    """The recorded prompts to check sound references against (the repo's `sounds/`)."""
-    return REPO_SOUNDS if REPO_SOUNDS.is_dir() else None
 
 
 def checksum(document: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(document, ensure_ascii=False).encode()).hexdigest()  # order matters
 
 
-def validate(document: dict[str, Any], *, file: str, services: Collection[str] | None = None,
-             version: int | None = None) -> tuple[FlowSet, list[Issue]]:
-    """Raise FlowFileError listing every error; return the flows and warnings."""
-    return load_document(document, file=file, version=version, sounds_dir=sounds_dir(), services=services)
+def validate(document: dict[str, Any], *, file: str, sounds_dir: Path | None = None,
+             services: Collection[str] | None = None, version: int | None = None) -> tuple[FlowSet, list[Issue]]:
+    """Raise FlowFileError listing every error; return the flows and warnings.
+
+    `sounds_dir` is the recorded prompts folder of the settings (`Settings.prompts_folder()`): the
+    sounds the menus name are checked against what Asterisk will play (not checked without it).
+    """
+    return load_document(document, file=file, version=version, sounds_dir=sounds_dir, services=services)
 
 
-def validate_file(path: Path, *, services: Collection[str] | None = None) -> tuple[FlowSet, list[Issue]]:
-    return validate(read_document(path), file=str(path), services=services)
+def validate_file(path: Path, *, sounds_dir: Path,
+                  services: Collection[str] | None = None) -> tuple[FlowSet, list[Issue]]:
+    return validate(read_document(path), file=str(path), sounds_dir=sounds_dir, services=services)
 
 
 async def depth_issues(flows: FlowSet, file: str) -> list[Issue]:
@@ -76,10 +73,10 @@ class Published:
     warnings: list[Issue]
 
 
-async def publish(conn: asyncpg.Connection, path: Path, *, actor: str, comment: str = "",
+async def publish(conn: asyncpg.Connection, path: Path, *, actor: str, sounds_dir: Path, comment: str = "",
                   services: Collection[str] | None = None) -> Published:
     document = read_document(path)
-    flows, warnings = validate(document, file=str(path), services=services)
+    flows, warnings = validate(document, file=str(path), sounds_dir=sounds_dir, services=services)
     warnings += await depth_issues(flows, str(path))
     digest = checksum(document)
     async with conn.transaction():
@@ -94,13 +91,14 @@ async def publish(conn: asyncpg.Connection, path: Path, *, actor: str, comment: 
     return Published(version, False, warnings)
 
 
-async def rollback(conn: asyncpg.Connection, version: int, *, actor: str,
+async def rollback(conn: asyncpg.Connection, version: int, *, actor: str, sounds_dir: Path,
                    services: Collection[str] | None = None) -> list[Issue]:
     """Make an earlier version active again — if today's code still accepts it."""
     stored = await menus.get(conn, version)
     if stored is None:
         raise FlowFileError([Issue(f"version {version}", "version", "no such menu version")])
-    _, warnings = validate(stored.document, file=f"version {version}", services=services, version=version)
+    _, warnings = validate(stored.document, file=f"version {version}", sounds_dir=sounds_dir, services=services,
+                           version=version)
     async with conn.transaction():
         previous = await menus.active_version(conn)
         await menus.activate(conn, version, actor)

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import asyncpg
@@ -53,6 +54,14 @@ def dsn(ctx: click.Context) -> str:
     except ConfigError as exc:
         fail(str(exc), EXIT_CONFIG)
     return s.dsn
+
+
+def prompts_folder(ctx: click.Context) -> Path:
+    """The recorded prompts folder of the settings, or exit 2 naming HOTLINE_PROMPTS_DIR."""
+    try:
+        return settings(ctx).prompts_folder()
+    except ConfigError as exc:
+        fail(str(exc), EXIT_CONFIG)
 
 
 def echo_json(data: Any) -> None:

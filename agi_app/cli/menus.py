@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from agi_app.admin import menus as admin
-from agi_app.cli.common import EXIT_INVALID, actor, dsn, echo_json, fail, run
+from agi_app.cli.common import EXIT_INVALID, actor, dsn, echo_json, fail, prompts_folder, run
 from agi_app.db.pool import connection
 from agi_app.db.repositories import menus as repo
 from agi_app.flows.loader import FlowFileError, Issue
@@ -37,10 +37,11 @@ def _report(issues: list[Issue], as_json: bool) -> None:
 @menus.command("validate")
 @click.argument("file", type=FILE)
 @click.option("--json", "as_json", is_flag=True, help="Problems as a JSON array.")
-def validate_cmd(file: Path, as_json: bool) -> None:
+@click.pass_context
+def validate_cmd(ctx: click.Context, file: Path, as_json: bool) -> None:
     """Check a flow file without publishing it (exit 1 if it has errors)."""
     try:
-        flows, warnings = admin.validate_file(file, services=_services())
+        flows, warnings = admin.validate_file(file, sounds_dir=prompts_folder(ctx), services=_services())
     except FlowFileError as exc:
         _report(exc.issues, as_json)
         if not as_json:
@@ -61,9 +62,12 @@ def validate_cmd(file: Path, as_json: bool) -> None:
 def publish(ctx: click.Context, file: Path, comment: str) -> None:
     """Validate FILE, store it as a new immutable version and make it active; running servers
     reload it at once (calls in progress keep their version)."""
+    sounds = prompts_folder(ctx)
+
     async def main() -> admin.Published:
         async with connection(dsn(ctx)) as conn:
-            return await admin.publish(conn, file, actor=actor(), comment=comment, services=_services())
+            return await admin.publish(conn, file, actor=actor(), sounds_dir=sounds, comment=comment,
+                                       services=_services())
 
     try:
         result = run(main())
@@ -121,9 +125,11 @@ def diff(ctx: click.Context, a: int, b: int) -> None:
 @click.pass_context
 def rollback(ctx: click.Context, version: int) -> None:
     """Make an earlier VERSION active again (validated first); running servers reload it."""
+    sounds = prompts_folder(ctx)
+
     async def main() -> list[Issue]:
         async with connection(dsn(ctx)) as conn:
-            return await admin.rollback(conn, version, actor=actor(), services=_services())
+            return await admin.rollback(conn, version, actor=actor(), sounds_dir=sounds, services=_services())
 
     try:
         warnings = run(main())

@@ -9,9 +9,8 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from agi_app.admin.menus import sounds_dir
 from agi_app.calendar.model import DEFAULT_TIMEZONE
-from agi_app.cli.common import actor, dsn, echo_json, fail, run
+from agi_app.cli.common import actor, dsn, echo_json, fail, prompts_folder, run
 from agi_app.db.pool import connection
 from agi_app.db.repositories import audit, operations
 
@@ -28,9 +27,11 @@ def _local_time(text: str | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=LOCAL)
 
 
-def _check_sound(sound: str | None) -> None:
-    directory = sounds_dir()
-    if sound and directory is not None and not any((directory / lang / f"{sound}.wav").is_file() for lang in ("zh", "en")):
+def _check_sound(ctx: click.Context, sound: str | None) -> None:
+    if not sound:
+        return
+    directory = prompts_folder(ctx)
+    if not any((directory / lang / f"{sound}.wav").is_file() for lang in ("zh", "en")):
         fail(f"no recorded prompt {sound!r} under {directory}")
 
 
@@ -73,7 +74,7 @@ def emergency_on(ctx: click.Context, text: str | None, text_zh: str | None, text
                  sound: str | None, line: str | None, until_text: str | None) -> None:
     """Switch an emergency announcement on; the next caller hears it first."""
     zh, en = _texts(text, text_zh, text_en, sound)
-    _check_sound(sound)
+    _check_sound(ctx, sound)
     until = _local_time(until_text)
     if until is not None and until <= datetime.now(LOCAL):
         fail("--until is in the past")
@@ -140,7 +141,7 @@ def notices_add(ctx: click.Context, kind: str, text: str | None, text_zh: str | 
                 sound: str | None, valid_from: datetime, valid_to: datetime, line: str | None, priority: int) -> None:
     """Add a notice valid from --from to --to (inclusive)."""
     zh, en = _texts(text, text_zh, text_en, sound)
-    _check_sound(sound)
+    _check_sound(ctx, sound)
     start, end = valid_from.date(), valid_to.date()
     if end < start:
         fail("--to is before --from")

@@ -14,11 +14,10 @@ from zoneinfo import ZoneInfo
 import click
 
 from agi_app.admin.cost import GENERIC, PERSONAS, cost_for_caller, cost_for_persona
-from agi_app.admin.menus import REPO_SOUNDS
 from agi_app.admin.simulate import preview as run_preview
 from agi_app.admin.simulate import simulate as run_simulate
 from agi_app.calendar.model import DEFAULT_TIMEZONE
-from agi_app.cli.common import EXIT_CONFIG, dsn, echo_json, fail, run, settings
+from agi_app.cli.common import EXIT_CONFIG, dsn, echo_json, fail, prompts_folder, run, settings
 from agi_app.config import Settings
 from agi_app.db.pool import create_pool
 from agi_app.engine.call import HotlineCall
@@ -59,9 +58,9 @@ async def offline_handler(s: Settings, flows_file: Path | None) -> AsyncIterator
             await pool.close()
 
 
-def transcript() -> dict[str, str]:
+def transcript(prompts: Path) -> dict[str, str]:
     """What each recorded prompt says, to show next to its media URI."""
-    texts = load_prompt_texts(REPO_SOUNDS / "prompts.yaml") if (REPO_SOUNDS / "prompts.yaml").is_file() else {}
+    texts = load_prompt_texts(prompts / "prompts.yaml")
     return {f"sound:hotline/{lang}/{pid}": text for pid, by_lang in texts.items()
             for lang, text in by_lang.items() if text}
 
@@ -100,7 +99,7 @@ def preview(ctx: click.Context, caller: str, line: str, at_text: str | None, flo
     if as_json:
         echo_json(result)
         return
-    said = transcript()
+    said = transcript(prompts_folder(ctx))
     click.echo(f"caller {caller} on line {line} at {at:%Y-%m-%d %H:%M %Z}: customer={result['customer_id'] or '-'} "
                f"segment={result['segment'] or '-'} language={result['language']} menu v{result['menu_version']}")
     click.echo(f"path: {' > '.join(result['path'])}")  # type: ignore[arg-type]
@@ -126,7 +125,7 @@ def simulate(ctx: click.Context, caller: str, line: str, at_text: str | None, fl
     Type keys and Enter (e.g. `1` or `1234#`); `h` hangs up. Timeouts run in real time."""
     at = parse_at(at_text)
     dsn(ctx)
-    said = transcript()
+    said = transcript(prompts_folder(ctx))
 
     def on_play(media: Sequence[str]) -> None:
         for uri in media:
@@ -179,13 +178,14 @@ def cost(ctx: click.Context, caller: str | None, segment: str | None, line: str,
     for every service a caller can reach (measured from the rendered prompts' real durations)."""
     at = parse_at(at_text)
     dsn(ctx)
+    sounds = prompts_folder(ctx)
 
     async def main() -> dict[str, list[ServiceCost]]:
         async with offline_handler(settings(ctx), flows_file) as handler:
             if caller:
-                return {caller: await cost_for_caller(handler, caller=caller, line=line, at=at, sounds_dir=REPO_SOUNDS)}
+                return {caller: await cost_for_caller(handler, caller=caller, line=line, at=at, sounds_dir=sounds)}
             names = [segment] if segment else list(PERSONAS)
-            return {n: await cost_for_persona(handler, name=n, line=line, at=at, sounds_dir=REPO_SOUNDS)
+            return {n: await cost_for_persona(handler, name=n, line=line, at=at, sounds_dir=sounds)
                     for n in names}
 
     results = run(main())

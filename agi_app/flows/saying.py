@@ -1,9 +1,9 @@
 """Values → recorded-prompt ids, following how each caller language really says them.
 
-Pure functions (apart from reading sounds/prompts.yaml once, for `known_ids`): each returns the list
-of prompt ids to play, in order, for one language. Every id returned has a recording in that
-language; ids that sounds/prompts.yaml declares silent (`null`) there are simply never emitted, so
-callers can hand the list straight to the player without filtering.
+Pure functions, reading no file: each returns the list of prompt ids to play, in order, for one
+language. Every id returned has a recording in that language in the prompt list (the tests check
+each composer against sounds/prompts.yaml); ids it declares silent (`null`) there are simply never
+emitted, so callers can hand the list straight to the player without filtering.
 
 Readings chosen (and why):
 
@@ -29,12 +29,6 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from functools import cache
-from pathlib import Path
-
-from agi_app.media.voice import load_prompt_texts
-
-PROMPTS_FILE = Path(__file__).resolve().parents[2] / "sounds" / "prompts.yaml"
 
 #: The only currency the prompt list has words for.
 CURRENCY = "CNY"
@@ -43,19 +37,6 @@ _EN_MAX = 999_999_999  # no "billion" recording
 _ZH_MAX = 10**16 - 1  # 亿亿 is not said; 万亿 is the largest composed scale
 _CENT = Decimal("0.01")
 _DIGIT_SEPARATORS = frozenset(" -")
-
-
-@cache
-def known_ids(language: str) -> frozenset[str]:
-    """Ids with a recording in `language` (ids declared `null` there are excluded).
-
-    Loaded once per process: the composers here check optional ids against it (e.g. `digits/yao`),
-    and tests use it to prove every id we emit can actually be played.
-    """
-    texts = load_prompt_texts(PROMPTS_FILE)
-    if not texts or language not in next(iter(texts.values())):
-        raise ValueError(f"unsupported language {language!r}")
-    return frozenset(pid for pid, by_lang in texts.items() if by_lang[language] is not None)
 
 
 def _check_language(language: str) -> None:
@@ -69,10 +50,10 @@ def say_digits(value: str, language: str, *, phone: bool = False) -> list[str]:
     Spaces and hyphens are ignored (callers pass formatted numbers); anything else is a
     `ValueError` rather than silently dropped, so a letter in an account number is noticed.
     With `phone=True`, Mandarin says 1 as 幺 (`digits/yao`), as Chinese call centres do so that
-    一 is not confused with 七 on a narrow-band line; only when that recording exists.
+    一 is not confused with 七 on a narrow-band line.
     """
     _check_language(language)
-    one = "digits/yao" if phone and language == "zh" and "digits/yao" in known_ids(language) else "digits/1"
+    one = "digits/yao" if phone and language == "zh" else "digits/1"
     ids: list[str] = []
     for ch in value:
         if ch in _DIGIT_SEPARATORS:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import asyncpg
 
-from agi_app.admin.menus import REPO_SOUNDS, validate
+from agi_app.admin.menus import validate
 from agi_app.ari.client import AriClient, AriError
 from agi_app.config import Settings
 from agi_app.db.journey_writer import PgJourneySink
@@ -55,7 +55,7 @@ def build_services() -> ServiceRegistry:
 
 def media_resolver(settings: Settings) -> MediaResolver:
     speech = SpeechSynthesizer(Path(settings.sounds_root)) if settings.sounds_root else None
-    return MediaResolver(speech, silent=silent_sounds(REPO_SOUNDS / "prompts.yaml"))
+    return MediaResolver(speech, silent=silent_sounds(settings.prompts_folder() / "prompts.yaml"))
 
 
 def call_handler(settings: Settings, pool: asyncpg.Pool, current_flows: Callable[[], FlowSet],

@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 import pytest_asyncio
 
 from agi_app.admin.cost import cost_for_caller, cost_for_persona
-from agi_app.admin.menus import REPO_SOUNDS
 from agi_app.admin.simulate import Preview, preview
 from agi_app.calendar.model import DayRule
 from agi_app.config import Settings
@@ -25,6 +24,7 @@ from agi_app.directory.models import Customer
 from agi_app.engine.call import HotlineCall
 from agi_app.serve.app import build_services, call_handler
 from tests.fast.conftest import Hotline, demo_flows, import_demo_customers
+from tests.support.prompts import REPO_SOUNDS
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 TUESDAY_NOON = datetime(2026, 11, 24, 12, 0, tzinfo=SHANGHAI)
