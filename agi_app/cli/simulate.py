@@ -9,34 +9,34 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import click
 
+from agi_app.admin.calendar import Refused, local_time
 from agi_app.admin.cost import GENERIC, PERSONAS, cost_for_caller, cost_for_persona
 from agi_app.admin.simulate import preview as run_preview
 from agi_app.admin.simulate import simulate as run_simulate
-from agi_app.calendar.model import DEFAULT_TIMEZONE
 from agi_app.cli.common import EXIT_CONFIG, dsn, echo_json, fail, prompts_folder, run, settings
 from agi_app.config import Settings
-from agi_app.db.pool import create_pool
+from agi_app.db.pool import connection, create_pool
 from agi_app.engine.call import HotlineCall
 from agi_app.flows.cost import ServiceCost
 from agi_app.flows.model import Node
 from agi_app.media.voice import load_prompt_texts
 from agi_app.serve.app import StartupError, build_services, call_handler, initial_flows
 
-LOCAL = ZoneInfo(DEFAULT_TIMEZONE)
 
+def parse_at(ctx: click.Context, text: str | None, line: str) -> datetime:
+    """--at as the line's callers mean it: read in the line's calendar zone (the one rule of
+    agi_app/calendar/localtime.py, shared with `calendar status` and `emergency --until`)."""
+    async def main() -> datetime:
+        async with connection(dsn(ctx)) as conn:
+            return await local_time(conn, text or None, line)
 
-def parse_at(text: str | None) -> datetime:
-    if not text:
-        return datetime.now(LOCAL)
     try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        fail(f"--at {text!r} is not a time like '2026-12-25 10:00'")
-    return value if value.tzinfo else value.replace(tzinfo=LOCAL)
+        return run(main())
+    except Refused as exc:
+        fail(f"--at: {exc}")
 
 
 @asynccontextmanager
@@ -88,7 +88,7 @@ FLOWS = click.option("--file", "flows_file", type=click.Path(exists=True, dir_ok
 def preview(ctx: click.Context, caller: str, line: str, at_text: str | None, flows_file: Path | None,
             as_json: bool) -> None:
     """Exactly what CALLER hears on LINE up to the first menu, and that menu's options."""
-    at = parse_at(at_text)
+    at = parse_at(ctx, at_text, line)
     dsn(ctx)
 
     async def main() -> dict[str, object]:
@@ -123,7 +123,7 @@ def simulate(ctx: click.Context, caller: str, line: str, at_text: str | None, fl
     """Walk the flow in the terminal: type digits, see what is played, where you end up.
 
     Type keys and Enter (e.g. `1` or `1234#`); `h` hangs up. Timeouts run in real time."""
-    at = parse_at(at_text)
+    at = parse_at(ctx, at_text, line)
     dsn(ctx)
     said = transcript(prompts_folder(ctx))
 
@@ -176,7 +176,7 @@ def cost(ctx: click.Context, caller: str | None, segment: str | None, line: str,
          flows_file: Path | None, as_json: bool) -> None:
     """Time to service: keys, seconds of prompt audio before the key is announced, and menu depth,
     for every service a caller can reach (measured from the rendered prompts' real durations)."""
-    at = parse_at(at_text)
+    at = parse_at(ctx, at_text, line)
     dsn(ctx)
     sounds = prompts_folder(ctx)
 

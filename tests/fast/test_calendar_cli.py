@@ -1,4 +1,5 @@
-"""`hotline calendar` against a real PostgreSQL: what administrators type, what gets stored and audited.
+"""`hotline calendar` against a real PostgreSQL: what administrators type, what gets stored and audited;
+and the local times other commands take (`--at`, `--until`, notice dates), read in the same zone.
 
 The group is invoked through click's CliRunner with the same settings object `hotline` builds, so
 these tests do not depend on where the group is registered. CliRunner runs `asyncio.run` inside,
@@ -10,18 +11,23 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
+import click
 import pytest
 from click.testing import CliRunner, Result
 
 from agi_app.cli.calendar import calendar
+from agi_app.cli.menus import menus
+from agi_app.cli.operations import emergency, notices
+from agi_app.cli.simulate import cost, preview, simulate
 from agi_app.config import Settings
 from agi_app.db.pool import connection
 from agi_app.db.repositories.calendar import load_calendar
+from agi_app.flows.loader import demo_flow_path
 from tests.support import pg
 
 
@@ -31,14 +37,14 @@ def db(session_dsn: str) -> Iterator[str]:
     yield session_dsn
 
 
-def hotline_calendar(dsn: str, *args: str) -> Result:
-    return CliRunner().invoke(calendar, list(args), obj={"settings": Settings(dsn=dsn)},
+def hotline_calendar(dsn: str, *args: str, command: click.Command = calendar) -> Result:
+    return CliRunner().invoke(command, list(args), obj={"settings": Settings(dsn=dsn)},
                               env={"HOTLINE_ACTOR": "tester"})
 
 
-def ok(dsn: str, *args: str) -> Any:
+def ok(dsn: str, *args: str, command: click.Command = calendar) -> Any:
     """Run a command that must succeed; its --json output, parsed, when asked for."""
-    result = hotline_calendar(dsn, *args)
+    result = hotline_calendar(dsn, *args, command=command)
     assert result.exit_code == 0, (args, result.output)
     return json.loads(result.stdout) if "--json" in args else result.stdout
 
@@ -241,3 +247,54 @@ def test_the_schema_refuses_insane_rows(db: str) -> None:
 def test_unreachable_database_exits_3() -> None:
     result = hotline_calendar("postgresql://hotline@127.0.0.1:1/hotline", "status")
     assert result.exit_code == 3 and "cannot connect to PostgreSQL" in result.stderr
+
+
+# -- one reading of local time: the calendar zone of the line concerned ----------------------------
+
+def test_preview_cost_and_simulate_read_a_naive_at_in_the_lines_calendar_zone_as_status_does(db: str) -> None:
+    ok(db, "timezone", "Europe/Berlin")
+    ok(db, "hours", "--days", "mon-fri", "--open", "08:00", "--close", "20:00")
+    ok(db, "publish", str(demo_flow_path()), command=menus)
+    naive, berlin = ["--at", "2026-11-24 08:30"], ["--at", "2026-11-24T08:30+01:00"]  # a Tuesday, CET
+    assert status(db, "2026-11-24 08:30")["status"] == "open"
+    caller = ["--caller", "13111111111", "--line", "95000"]
+    shown = ok(db, *caller, *naive, "--json", command=preview)
+    assert shown["at"] == "2026-11-24T08:30:00+01:00" and shown["menu"] == "main"
+    assert shown == ok(db, *caller, *berlin, "--json", command=preview)
+    assert ok(db, *caller, *naive, "--json", command=cost) == ok(db, *caller, *berlin, "--json", command=cost)
+    walked = ok(db, *caller, *naive, "--digits", "3", command=simulate)
+    assert "path entry > greeting > segment > main > agent_cards" in walked
+
+
+def stored_until(dsn: str) -> datetime:
+    until: datetime = query(dsn, "SELECT until FROM emergencies WHERE ended_at IS NULL ORDER BY id DESC")[0]["until"]
+    return until.astimezone(UTC)
+
+
+def test_emergency_until_is_read_in_the_calendar_zone_of_its_line(db: str) -> None:
+    ok(db, "timezone", "Europe/Berlin")
+    ok(db, "timezone", "America/New_York", "--line", "95001")
+    everywhere = ok(db, "on", "--sound", "emergency_default", "--until", "2030-01-15 08:00", command=emergency)
+    assert "until 2030-01-15 08:00 CET" in everywhere
+    assert stored_until(db) == datetime(2030, 1, 15, 7, 0, tzinfo=UTC)
+    assert datetime.fromisoformat(status(db, "2030-01-15 08:00")["at"]) == stored_until(db)
+    vip = ok(db, "on", "--sound", "emergency_default", "--line", "95001", "--until", "2030-01-15 08:00",
+             command=emergency)
+    assert "until 2030-01-15 08:00 EST" in vip
+    assert stored_until(db) == datetime(2030, 1, 15, 13, 0, tzinfo=UTC)
+    assert datetime.fromisoformat(status(db, "2030-01-15 08:00", "--line", "95001")["at"]) == stored_until(db)
+    offset = ok(db, "on", "--sound", "emergency_default", "--until", "2030-01-15T08:00+08:00", command=emergency)
+    assert "until 2030-01-15 08:00 UTC+08:00" in offset and stored_until(db) == datetime(2030, 1, 15, 0, 0, tzinfo=UTC)
+    bad = hotline_calendar(db, "on", "--sound", "emergency_default", "--until", "soon", command=emergency)
+    assert bad.exit_code == 1 and "bad time 'soon'" in bad.stderr
+
+
+def test_notices_current_today_means_today_in_the_calendar_zone_not_the_databases(db: str) -> None:
+    # The calendar is 26 hours behind the database session's zone: their dates always differ.
+    ok(db, "timezone", "Etc/GMT+12")
+    behind = f"{db}?timezone=Pacific/Kiritimati"
+    today = datetime.now(ZoneInfo("Etc/GMT+12")).date().isoformat()
+    ok(behind, "add", "--kind", "branch", "--text", "Branch closed today", "--from", today, "--to", today,
+       command=notices)
+    listed = ok(behind, "list", "--json", command=notices)
+    assert [n["valid_to"] for n in listed] == [today]

@@ -76,8 +76,9 @@ async def remove_notice(conn: asyncpg.Connection, notice_id: int) -> bool:
     return result.endswith(" 1")
 
 
-async def list_notices(conn: asyncpg.Connection, *, include_old: bool = False) -> list[dict[str, Any]]:
+async def list_notices(conn: asyncpg.Connection, *, today: date, include_old: bool = False) -> list[dict[str, Any]]:
+    """Notices not removed and not over before `today` (the caller's local date, not the session's)."""
     rows = await conn.fetch(
         "SELECT id, kind, line, text_zh, text_en, sound, valid_from, valid_to, priority, created_by FROM notices"
-        " WHERE removed_at IS NULL AND ($1 OR valid_to >= current_date) ORDER BY valid_from, id", include_old)
+        " WHERE removed_at IS NULL AND ($1 OR valid_to >= $2) ORDER BY valid_from, id", include_old, today)
     return [dict(r) for r in rows]
