@@ -79,6 +79,11 @@ class Settings:
     flows_file: str = ""
     lookup_budget_ms: int = 300
     db_budget_ms: int = 1000
+    # The journey writer retries PostgreSQL this long before spilling pending journeys to
+    # <state_dir>/journeys (replayed when it answers again); it spills as well when this many
+    # writes wait in memory.
+    journey_retry_s: float = 5.0
+    journey_queue_max: int = 20_000
     ari_budget_ms: int = 3000
     # After secure input (a PIN), digits are discarded until the caller pauses this long, so what
     # was typed beyond the PIN never reaches the next prompt.

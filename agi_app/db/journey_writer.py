@@ -1,119 +1,336 @@
-"""Writes journeys to PostgreSQL as they happen, off the call's path.
+"""Writes journeys to PostgreSQL as they happen, off the call's path — and loses none.
 
-Calls enqueue small write operations (never waiting on the database); one writer task applies
-them in order under a time budget. Every operation is idempotent (inserts ignore conflicts,
-updates set values), so a write that failed or timed out is retried with backoff. The queue is
-bounded: if PostgreSQL is down long enough to fill it, the oldest information is kept and new
-writes are dropped and counted, while callers keep being served.
+Calls enqueue small write operations (never waiting on the database or the disk); one writer task
+applies them one at a time under a time budget. Every operation is idempotent (inserts ignore
+conflicts, updates set values), so one that may or may not have been applied is simply applied again.
+
+- Order: operations are applied strictly in the order they were made, wherever they waited
+  (memory or a spill file), so a call's updates and child rows never go before its `calls` row.
+  One order for all calls is the simple way to get that, and costs little: what makes a write
+  fail transiently — the database gone, slow or overloaded — holds up every call anyway.
+- Only transient errors (connection lost, timeout, too many connections, serialization failure,
+  deadlock, shutdown or start-up of the server) are retried, with capped backoff. Any other error
+  will never succeed: it is logged once with the call and the operation, and the writer moves on.
+- When the database has been failing for `retry_for_s`, when the bounded in-memory queue fills,
+  or at shutdown with writes pending, the pending operations are appended to a spill file
+  (`journey_spill`, written in a thread) and replayed in order as soon as the database answers —
+  by this process, or by the next one started with the same folder. A file is removed only once
+  fully applied.
+- Operations are lost only if the spill file cannot be written (disk full) or no spill folder is
+  configured: logged loudly with a count (`dropped`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
-from typing import Any
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 
+from agi_app.db.journey_spill import SpillOp, SpillStore
 from agi_app.engine.journey import CallRecord, ServiceResult
 from agi_app.logs import log_event
 
 log = logging.getLogger("hotline.journey")
 
-_Op = tuple[str, str, tuple[Any, ...]]  # (call_id, sql, args)
+T = TypeVar("T")
+
+_SQL = {
+    "call_started": "INSERT INTO calls (call_id, started_at, caller, dnis) VALUES ($1, $2, $3, $4)"
+                    " ON CONFLICT (call_id) DO NOTHING",
+    "call_identified": "UPDATE calls SET customer_id = $2, segment = $3, language = $4, menu_version = $5"
+                       " WHERE call_id = $1",
+    "node_entered": "INSERT INTO call_nodes (call_id, seq, node_id, entered_at) VALUES ($1, $2, $3, $4)"
+                    " ON CONFLICT DO NOTHING",
+    "node_input": "INSERT INTO call_inputs (call_id, seq, node_seq, input, result, at) VALUES ($1, $2, $3, $4, $5, $6)"
+                  " ON CONFLICT DO NOTHING",
+    "service_reached": "INSERT INTO call_services (call_id, seq, service, result) VALUES ($1, $2, $3, $4)"
+                       " ON CONFLICT DO NOTHING",
+    "survey_answer": "INSERT INTO survey_answers (call_id, node_id, score, at) VALUES ($1, $2, $3, $4)"
+                     " ON CONFLICT DO NOTHING",
+    "call_ended": "UPDATE calls SET ended_at = $2, outcome = $3, transfer_target = $4, duration_ms = $5"
+                  " WHERE call_id = $1",
+}
+
+# SQLSTATEs worth retrying: connection exceptions (08), insufficient resources (53: too many
+# connections, disk full), admin/crash shutdown and "starting up" (57P0x), statement cancelled or
+# timed out (57014), lock not available (55P03), serialization failure and deadlock (40001, 40P01).
+_TRANSIENT_SQLSTATES = ("08", "53", "57P01", "57P02", "57P03", "57014", "55P03", "40001", "40P01")
+_BACKOFF_FIRST_S, _BACKOFF_CAP_S = 0.05, 2.0
+_REPLAY_CHUNK = 500
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether trying the same write again later can succeed."""
+    if isinstance(exc, OSError | TimeoutError):
+        return True
+    state = getattr(exc, "sqlstate", None)
+    return isinstance(exc, asyncpg.PostgresError) and isinstance(state, str) and state.startswith(_TRANSIENT_SQLSTATES)
+
+
+class _Transient(Exception):
+    """The database did not take a write this time; the same write is due again."""
+
+
+@dataclass
+class _SpillFile:
+    path: Path
+    offset: int = 0  # bytes already applied (or skipped) by this process
+    line: int = 0
+    applied: int = 0
+    skipped: int = 0
 
 
 class PgJourneySink:
-    def __init__(self, pool: asyncpg.Pool, *, budget_s: float = 1.0, capacity: int = 20_000,
-                 attempts: int = 6) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, budget_s: float = 1.0, spill_dir: Path | None = None,
+                 retry_for_s: float = 5.0, capacity: int = 20_000) -> None:
         self._pool = pool
         self._budget = budget_s
-        self._attempts = attempts
-        self._queue: asyncio.Queue[_Op | None] = asyncio.Queue(maxsize=capacity)
+        self._retry_for = retry_for_s
+        self._capacity = capacity
+        self._store = SpillStore(spill_dir) if spill_dir is not None else None
+        self._io = ThreadPoolExecutor(1, thread_name_prefix="journey-spill")  # one thread: file work in order
+        self._mem: deque[SpillOp] = deque()  # after everything in `_files`
+        self._files: deque[_SpillFile] = deque()  # spilled, oldest first
+        self._appending: _SpillFile | None = None  # the newest file, while spills still go into it
+        self._spills: set[asyncio.Future[None]] = set()
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._down_since: float | None = None
+        self._failures = 0  # in a row
         self._task: asyncio.Task[None] | None = None
-        self.dropped = 0
-        self.failed = 0
+        self.dropped = 0  # lost: could not be spilled
+        self.failed = 0  # refused by the database for good
+        self.spilled = 0
+        self.replayed = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="journey-writer")
+        self._task.add_done_callback(_report_crash)
 
     async def close(self, timeout: float = 10.0) -> None:
-        """Flush what is queued (within `timeout`), then stop."""
-        if self._task is None:
-            return
-        try:
-            await asyncio.wait_for(self._queue.put(None), timeout)
-            await asyncio.wait_for(asyncio.shield(self._task), timeout)
-        except TimeoutError:
-            log_event(log, "journey_flush_timeout", level=logging.ERROR, pending=self._queue.qsize())
-            self._task.cancel()
+        """Write what is pending within `timeout`; whatever the database cannot take now is spilled
+        to disk (fsync'ed) for the next start. Then stop."""
+        if self._task is not None:
+            self._stopping.set()
+            self._wake.set()
+            done, _ = await asyncio.wait({self._task}, timeout=timeout)
+            if not done:
+                log_event(log, "journey_flush_timeout", level=logging.ERROR, pending=len(self._mem))
+                self._task.cancel()
+                await asyncio.wait({self._task})
+        await self._spill_now("shutdown")  # what the writer did not get to (it keeps its place in order)
+        if self._spills:
+            await asyncio.wait(set(self._spills))
+        if self._store is not None:
+            await self._in_thread(self._store.close)
+        self._io.shutdown(wait=False)
 
     async def flush(self) -> None:
-        """Wait until everything queued so far is written (tests, shutdown)."""
-        await self._queue.join()
+        """Wait until everything enqueued so far is in PostgreSQL or refused by it for good (tests,
+        tools); while the database is down, that is when it is back."""
+        await self._idle.wait()
 
-    def _put(self, call_id: str, sql: str, *args: Any) -> None:
-        try:
-            self._queue.put_nowait((call_id, sql, args))
-        except asyncio.QueueFull:
+    def _put(self, name: str, *args: Any) -> None:
+        if self._store is None and len(self._mem) >= self._capacity:
             self.dropped += 1
-            log_event(log, "journey_dropped", level=logging.ERROR, call=call_id, dropped=self.dropped)
+            log_event(log, "journey_dropped", level=logging.ERROR, call=args[0], dropped=self.dropped)
+            return
+        self._mem.append(SpillOp(name, args))
+        self._idle.clear()
+        self._wake.set()
+        if len(self._mem) >= self._capacity:
+            future = self._spill("queue_full")
+            if future is not None:
+                self._spills.add(future)
+                future.add_done_callback(self._spills.discard)
 
+    # --- the writer task -----------------------------------------------------------------
     async def _run(self) -> None:
+        await self._claim_leftovers()
         while True:
-            op = await self._queue.get()
             try:
-                if op is None:
+                if self._files:
+                    if self._stopping.is_set():  # memory stays behind the files: on disk too
+                        return
+                    await self._replay(self._files[0])
+                elif self._mem:
+                    op = self._mem[0]
+                    await self._execute(op)
+                    if self._mem and self._mem[0] is op:  # not spilled meanwhile
+                        self._mem.popleft()
+                elif self._stopping.is_set():
                     return
-                await self._write(*op)
-            finally:
-                self._queue.task_done()
+                else:
+                    self._idle.set()
+                    self._wake.clear()
+                    await self._wake.wait()
+            except _Transient as exc:
+                if await self._outage(exc):
+                    return
 
-    async def _write(self, call_id: str, sql: str, args: tuple[Any, ...]) -> None:
-        for attempt in range(1, self._attempts + 1):
-            try:
-                await asyncio.wait_for(self._pool.execute(sql, *args), self._budget)
-                return
-            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                error = type(exc).__name__
-            if attempt < self._attempts:
-                await asyncio.sleep(min(2.0, 0.1 * 2 ** (attempt - 1)))
+    async def _execute(self, op: SpillOp) -> bool:
+        """Apply `op`: True if written, False if refused for good (logged); _Transient to retry."""
+        sql = _SQL.get(op.name)
+        if sql is None:
+            self._give_up(op, "UnknownOperation", None)
+            return False
+        try:
+            await asyncio.wait_for(self._pool.execute(sql, *op.args), self._budget)
+        except Exception as exc:
+            if is_transient(exc):
+                raise _Transient(type(exc).__name__) from exc
+            self._database_answered()
+            self._give_up(op, type(exc).__name__, getattr(exc, "sqlstate", None))
+            return False
+        self._database_answered()
+        return True
+
+    def _give_up(self, op: SpillOp, error: str, sqlstate: str | None) -> None:
         self.failed += 1
-        log_event(log, "journey_write_failed", level=logging.ERROR, call=call_id, error=error,
-                  attempts=self._attempts)
+        log_event(log, "journey_write_failed", level=logging.ERROR, call=op.args[0] if op.args else None,
+                  op=op.name, error=error, sqlstate=sqlstate)
+
+    async def _outage(self, exc: _Transient) -> bool:
+        """Retry later, spilling once the database has been failing too long; True when stopping."""
+        now = asyncio.get_running_loop().time()
+        self._failures += 1
+        if self._down_since is None:
+            self._down_since = now
+            log_event(log, "journey_db_unavailable", level=logging.WARNING, error=str(exc), pending=len(self._mem))
+        if self._stopping.is_set():
+            await self._spill_now("shutdown")
+            return True
+        if self._store is not None and now - self._down_since >= self._retry_for:
+            await self._spill_now("database_down")
+        delay = min(_BACKOFF_CAP_S, _BACKOFF_FIRST_S * 2 ** min(self._failures - 1, 8))
+        try:
+            async with asyncio.timeout(delay):
+                await self._stopping.wait()
+        except TimeoutError:
+            pass
+        return False
+
+    def _database_answered(self) -> None:
+        self._failures = 0
+        if self._down_since is not None:
+            log_event(log, "journey_db_back", down_s=round(asyncio.get_running_loop().time() - self._down_since, 1),
+                      pending=len(self._mem), spilled_files=len(self._files))
+            self._down_since = None
+
+    # --- spilling and replaying ----------------------------------------------------------
+    def _spill(self, reason: str) -> asyncio.Future[None] | None:
+        """Move everything in memory to the end of the newest spill file (written in the thread)."""
+        if not self._mem:
+            return None
+        batch = list(self._mem)
+        self._mem.clear()
+        if self._store is None:
+            self._lost(len(batch), reason, None, "no spill folder")
+            return None
+        if self._appending is None:
+            self._appending = _SpillFile(self._store.new_path())
+            self._files.append(self._appending)
+        target = self._appending.path
+        future = asyncio.wrap_future(self._io.submit(self._store.append, target, batch))
+        future.add_done_callback(partial(self._spill_done, target, len(batch), reason))
+        return future
+
+    async def _spill_now(self, reason: str) -> None:
+        future = self._spill(reason)
+        if future is not None:
+            await asyncio.wait({future})
+
+    def _spill_done(self, path: Path, count: int, reason: str, future: asyncio.Future[None]) -> None:
+        error = None if future.cancelled() else future.exception()
+        if error is None:
+            self.spilled += count
+            log_event(log, "journey_spilled", level=logging.WARNING, count=count, file=path, reason=reason)
+        else:
+            self._lost(count, reason, path, getattr(error, "strerror", None) or type(error).__name__)
+
+    def _lost(self, count: int, reason: str, path: Path | None, error: str) -> None:
+        self.dropped += count
+        log_event(log, "journey_lost", level=logging.ERROR, count=count, dropped=self.dropped, reason=reason,
+                  file=path, error=error)
+
+    async def _claim_leftovers(self) -> None:
+        if self._store is None:
+            return
+        try:
+            claimed, refused = await self._in_thread(self._store.claim_leftovers)
+        except OSError as exc:
+            log_event(log, "journey_spill_unavailable", level=logging.ERROR, folder=self._store.folder,
+                      error=exc.strerror or type(exc).__name__)
+            return
+        for path, reason in refused:
+            log_event(log, "journey_spill_file_left", level=logging.WARNING, file=path, reason=reason)
+        self._files.extendleft(_SpillFile(path) for path in reversed(claimed))  # earlier runs' calls first
+        if claimed:
+            log_event(log, "journey_spill_found", files=len(claimed), folder=self._store.folder)
+
+    async def _replay(self, spill: _SpillFile) -> None:
+        """Apply a spill file from where this process left it, then remove it."""
+        assert self._store is not None
+        if spill is self._appending:
+            self._appending = None  # sealed: later spills start a new file, after this one
+        try:
+            while entries := await self._in_thread(self._store.read, spill.path, spill.offset, spill.line,
+                                                   _REPLAY_CHUNK):
+                for entry in entries:
+                    if entry.op is None:
+                        spill.skipped += 1
+                        log_event(log, "journey_spill_line_skipped", level=logging.WARNING, file=spill.path,
+                                  line=entry.line, reason=entry.problem)
+                    elif await self._execute(entry.op):
+                        spill.applied += 1
+                    spill.offset, spill.line = entry.end, entry.line
+            await self._in_thread(self._store.remove, spill.path)
+        except OSError as exc:  # unreadable: leave it for a human rather than block every later journey
+            log_event(log, "journey_spill_unreadable", level=logging.ERROR, file=spill.path,
+                      error=exc.strerror or type(exc).__name__, applied=spill.applied)
+        else:
+            log_event(log, "journey_replayed", count=spill.applied, skipped=spill.skipped, file=spill.path)
+        self._files.popleft()
+        self.replayed += spill.applied
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.wrap_future(self._io.submit(fn, *args))
 
     # --- JourneySink ---------------------------------------------------------------------
     def call_started(self, record: CallRecord) -> None:
-        self._put(record.call_id,
-                  "INSERT INTO calls (call_id, started_at, caller, dnis) VALUES ($1, $2, $3, $4)"
-                  " ON CONFLICT (call_id) DO NOTHING",
-                  record.call_id, record.started_at, record.caller, record.dnis)
+        self._put("call_started", record.call_id, record.started_at, record.caller, record.dnis)
 
     def call_identified(self, record: CallRecord) -> None:
-        self._put(record.call_id,
-                  "UPDATE calls SET customer_id = $2, segment = $3, language = $4, menu_version = $5"
-                  " WHERE call_id = $1",
-                  record.call_id, record.customer_id, record.segment, record.language, record.menu_version)
+        self._put("call_identified", record.call_id, record.customer_id, record.segment, record.language,
+                  record.menu_version)
 
     def node_entered(self, call_id: str, seq: int, node_id: str, at: datetime) -> None:
-        self._put(call_id, "INSERT INTO call_nodes (call_id, seq, node_id, entered_at) VALUES ($1, $2, $3, $4)"
-                  " ON CONFLICT DO NOTHING", call_id, seq, node_id, at)
+        self._put("node_entered", call_id, seq, node_id, at)
 
     def node_input(self, call_id: str, seq: int, node_seq: int, masked_input: str, result: str) -> None:
-        self._put(call_id, "INSERT INTO call_inputs (call_id, seq, node_seq, input, result) VALUES ($1, $2, $3, $4, $5)"
-                  " ON CONFLICT DO NOTHING", call_id, seq, node_seq, masked_input, result)
+        self._put("node_input", call_id, seq, node_seq, masked_input, result, datetime.now(UTC))
 
     def service_reached(self, call_id: str, seq: int, service: str, result: ServiceResult) -> None:
-        self._put(call_id, "INSERT INTO call_services (call_id, seq, service, result) VALUES ($1, $2, $3, $4)"
-                  " ON CONFLICT DO NOTHING", call_id, seq, service, result)
+        self._put("service_reached", call_id, seq, service, result)
 
     def survey_answer(self, call_id: str, node_id: str, score: int) -> None:
-        self._put(call_id, "INSERT INTO survey_answers (call_id, node_id, score) VALUES ($1, $2, $3)"
-                  " ON CONFLICT DO NOTHING", call_id, node_id, score)
+        self._put("survey_answer", call_id, node_id, score, datetime.now(UTC))
 
     def call_ended(self, record: CallRecord, ended_at: datetime) -> None:
-        self._put(record.call_id,
-                  "UPDATE calls SET ended_at = $2, outcome = $3, transfer_target = $4, duration_ms = $5"
-                  " WHERE call_id = $1",
-                  record.call_id, ended_at, record.outcome, record.transfer_target, record.duration_ms)
+        self._put("call_ended", record.call_id, ended_at, record.outcome, record.transfer_target,
+                  record.duration_ms)
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log_event(log, "journey_writer_crashed", level=logging.CRITICAL, error=type(task.exception()).__name__)

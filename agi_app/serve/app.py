@@ -20,6 +20,7 @@ import asyncpg
 from agi_app.admin.menus import validate
 from agi_app.ari.client import AriClient, AriError
 from agi_app.config import Settings
+from agi_app.db.journey_spill import spill_dir_for
 from agi_app.db.journey_writer import PgJourneySink
 from agi_app.db.pool import create_pool
 from agi_app.db.repositories import customers, menus
@@ -114,7 +115,8 @@ class Server:
             if isinstance(exc, AriError):
                 raise StartupError(f"cannot reach Asterisk ARI at {settings.ari_url}: {exc}") from exc
             raise
-        sink = PgJourneySink(pool, budget_s=settings.db_budget_ms / 1000)
+        sink = PgJourneySink(pool, budget_s=settings.db_budget_ms / 1000, spill_dir=spill_dir_for(settings.state_dir),
+                             retry_for_s=settings.journey_retry_s, capacity=settings.journey_queue_max)
         sink.start()
         server: Server
         handler = call_handler(settings, pool, lambda: server.flows, services)

@@ -74,6 +74,7 @@ class Hotline:
 
 
 def settings_for(ari: FakeAri, dsn: str, tmp_path: Path, **overrides: Any) -> Settings:
+    overrides.setdefault("state_dir", str(tmp_path / "state"))  # spilled journeys, cached menus: per test
     return Settings(dsn=dsn, ari_url=ari.url, ari_user="hotline", ari_password="hotline-dev",
                     sounds_root=str(tmp_path / "sounds"), shutdown_grace_s=2.0, **overrides)
 
