@@ -9,7 +9,11 @@ JSON, real event order) without an Asterisk.  The fake is strict in both directi
   validated against the declared models before it leaves; an invalid one raises (a bug in the fake).
 
 The test plays the caller (``place_call``, ``press``, ``hangup``) and inspects what the app did
-(``channel(id).played``, ``requests``...).
+(``channel(id).played``, ``requests``...).  It can also make Asterisk misbehave the ways a network
+and a busy Asterisk do: ``fault`` fails, or holds unanswered, the requests matching a method and
+path (the event WebSocket's handshake too), still after checking them against the declarations;
+``place_call(hold_start=True)`` puts a channel in the application (``GET /applications`` lists it)
+while its StasisStart is still on its way, until ``deliver_stasis_start``.
 """
 
 from __future__ import annotations
@@ -49,6 +53,28 @@ class RecordedRequest:
 
 
 @dataclass
+class Fault:
+    """A scripted misbehaviour for the requests matching ``method`` and ``path`` (``re.search`` on
+    the path without ``/ari``); see ``FakeAri.fault``."""
+
+    method: str
+    path: re.Pattern[str]
+    status: int | None = None  # answer with this error status instead of serving the request
+    hold: bool = False  # leave the request unanswered until `release()` or until the client gives up
+    remaining: int | None = 1  # how many more requests it affects; None: every one until removed
+    hits: int = 0
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.remaining is None or self.remaining > 0) and method == self.method and bool(
+            self.path.search(path))
+
+    def release(self) -> None:
+        """Held requests go on and are served normally (those still waiting, and later ones)."""
+        self.released.set()
+
+
+@dataclass
 class FakePlayback:
     """A playback operation on a channel (Asterisk queues them per channel)."""
 
@@ -84,6 +110,7 @@ class FakeChannel:
     silence: bool = False
     ringing: bool = False
     hangup_reason: str | None = None
+    start_held: bool = False  # in Stasis, but its StasisStart not yet sent (``deliver_stasis_start``)
     continue_requested: tuple[str, str, int] | None = None  # continue sent, maybe waiting behind playbacks
     queue: list[FakePlayback | tuple[str, str, int]] = field(default_factory=list)  # control queue
     current: FakePlayback | None = None
@@ -158,6 +185,8 @@ class FakeAri:
         self.events: list[dict[str, Any]] = []  # every event emitted, in order (also when nobody listened)
         self.media_duration: Callable[[str], float] = lambda uri: 0.3
         self.channels: dict[str, FakeChannel] = {}
+        self.faults: list[Fault] = []
+        self._stopping = asyncio.Event()
         self._auth = aiohttp.encode_basic_auth(user, password) if hasattr(aiohttp, "encode_basic_auth") else (
             aiohttp.BasicAuth(user, password).encode()
         )
@@ -210,6 +239,7 @@ class FakeAri:
 
     async def stop(self) -> None:
         """Stop playbacks, close WebSockets and the listener."""
+        self._stopping.set()  # requests held by a fault give up
         for task in list(self._tasks):
             task.cancel()
         for ch in self.channels.values():
@@ -247,7 +277,7 @@ class FakeAri:
 
         def check() -> bool:
             for i, r in enumerate(self.requests):
-                if i not in self._consumed and r.method == method.upper() and rx.search(r.path):
+                if i not in self._consumed and r.status and r.method == method.upper() and rx.search(r.path):
                     self._consumed.add(i)
                     found.append(r)
                     return True
@@ -256,11 +286,14 @@ class FakeAri:
         await self.wait_for(check, timeout)
         return found[0]
 
-    async def place_call(self, caller: str, dnis: str, *, caller_name: str = "", language: str = "en") -> str:
+    async def place_call(self, caller: str, dnis: str, *, caller_name: str = "", language: str = "en",
+                         hold_start: bool = False) -> str:
         """A caller dials ``dnis``: a Ring channel enters Stasis (StasisStart, args [dnis]).
 
         As in Asterisk, if no WebSocket is connected for the app, Stasis() fails and the channel is
-        hung up at once without any event (``channel(id).hungup`` is True).
+        hung up at once without any event (``channel(id).hungup`` is True). With ``hold_start`` the
+        channel is in the application but its StasisStart is still on its way (an event queued behind
+        others): it is sent by ``deliver_stasis_start``.
         """
         n = next(self._ids)
         ch = FakeChannel(
@@ -272,10 +305,37 @@ class FakeAri:
             ch.hungup = True
             return ch.id
         ch.in_stasis = True
-        ev = self.rec.template("StasisStart")
-        ev["args"] = [dnis]
-        self._emit(ev, ch)
+        ch.start_held = hold_start
+        if not hold_start:
+            self._emit_stasis_start(ch)
         return ch.id
+
+    def deliver_stasis_start(self, channel_id: str) -> None:
+        """Send the StasisStart that ``place_call(hold_start=True)`` held back."""
+        ch = self.channels[channel_id]
+        if ch.start_held:
+            ch.start_held = False
+            self._emit_stasis_start(ch)
+
+    def _emit_stasis_start(self, ch: FakeChannel) -> None:
+        ev = self.rec.template("StasisStart")
+        ev["args"] = [ch.dnis]
+        self._emit(ev, ch)
+
+    def fault(self, method: str, path_regex: str, *, status: int | None = None, hold: bool = False,
+              times: int | None = 1) -> Fault:
+        """Make the next ``times`` requests (None: all, until removed from ``faults``) matching
+        ``method`` and ``path_regex`` fail with ``status``, or stay unanswered (``hold``) until
+        ``Fault.release()`` or until the client gives up (a timeout: recorded with status 0).
+
+        Faults apply after the request is checked against the declarations, so a malformed request
+        is still a violation. The event WebSocket's handshake is ``GET /events``.
+        """
+        if (status is None) == (not hold):
+            raise ValueError("a fault either fails (status=...) or holds (hold=True)")
+        fault = Fault(method.upper(), re.compile(path_regex), status, hold, times)
+        self.faults.append(fault)
+        return fault
 
     async def press(self, channel_id: str, digits: str, *, gap: float = 0.05, duration_ms: int = 100) -> None:
         """The caller presses ``digits`` (one ChannelDtmfReceived each, ``gap`` seconds apart)."""
@@ -502,6 +562,8 @@ class FakeAri:
         self.requests.append(rec)
         if ws is not None:
             return ws
+        if status == 0:  # held until the client left: nobody reads this answer
+            return web.Response(status=503)
         if payload is None:
             return web.Response(status=status, headers=headers)
         return web.Response(status=status, text=json.dumps(payload), content_type="application/json",
@@ -557,6 +619,16 @@ class FakeAri:
             self._violation(f"{where}: " + "; ".join(errors))
             return 400, {"message": "; ".join(errors)}, {}, None
         call = _Call(op, match.path_vars, params, body)
+        fault = next((f for f in self.faults if f.matches(request.method, rec.path[len("/ari"):])), None)
+        if fault is not None:
+            fault.hits += 1
+            if fault.remaining is not None:
+                fault.remaining -= 1
+            if fault.status is not None:
+                status, payload = self._error_body(None, fault.status, "Injected failure")
+                return status, payload, {}, None
+            if not await self._held(request, fault):
+                return 0, None, {}, None  # nobody waits for the answer any more
         if op.upgrade == "websocket":
             ws = await self._websocket(request, call)
             return 101, None, {}, ws
@@ -576,6 +648,15 @@ class FakeAri:
             if problems:
                 raise SwaggerError("; ".join(problems))
         return status, payload, headers, None
+
+    async def _held(self, request: web.Request, fault: Fault) -> bool:
+        """Wait until the fault is released (True) or the client gave up or the fake stops (False)."""
+        while not fault.released.is_set():
+            transport = request.transport
+            if transport is None or transport.is_closing() or self._stopping.is_set():
+                return False
+            await asyncio.sleep(0.005)
+        return True
 
     # ================================================================== WebSocket
     async def _websocket(self, request: web.Request, call: _Call) -> web.WebSocketResponse:
