@@ -85,6 +85,11 @@ class Settings:
     journey_retry_s: float = 5.0
     journey_queue_max: int = 20_000
     ari_budget_ms: int = 3000
+    # The event WebSocket's opening handshake (TCP connect + HTTP upgrade): aiohttp's default is 300 s.
+    ari_handshake_ms: int = 5000
+    # How long a call may take to reach the dialplan fallback, retrying with backoff; a channel
+    # still not there is retried at the next resync.
+    fallback_budget_ms: int = 10000
     # After secure input (a PIN), digits are discarded until the caller pauses this long, so what
     # was typed beyond the PIN never reaches the next prompt.
     secure_quiet_gap_ms: int = 700

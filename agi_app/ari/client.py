@@ -9,7 +9,6 @@ header, never in a URL.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -19,7 +18,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from agi_app.ari.events import AriEvent, StreamConnected, parse_event
+from agi_app.ari.events import ApplicationReplaced, AriEvent, StreamConnected, parse_event
 
 log = logging.getLogger("hotline.ari")
 
@@ -44,6 +43,15 @@ class AriUnavailable(AriError):
     """Asterisk could not be reached within the time budget."""
 
 
+class ApplicationTakenOver(Exception):
+    """Another WebSocket took this Stasis application over (`ApplicationReplaced`): its events go
+    there now. The reader stops instead of reconnecting, which would take the application back."""
+
+    def __init__(self, app: str) -> None:
+        super().__init__(f"ARI application {app!r} was taken over by another connection")
+        self.app = app
+
+
 def _error_for(method: str, path: str, status: int, message: str) -> AriError:
     if status == 404:
         return AriNotFound(method, path, status, message)
@@ -56,10 +64,11 @@ class AriClient:
     """REST calls and the event stream of one Stasis application."""
 
     def __init__(self, base_url: str, user: str, password: str, app: str, *,
-                 timeout: float = 3.0, pool_size: int = 40) -> None:
+                 timeout: float = 3.0, handshake_timeout: float = 5.0, pool_size: int = 40) -> None:
         self.base_url = base_url.rstrip("/")
         self.app = app
         self._timeout = timeout
+        self._handshake_timeout = handshake_timeout
         self._headers = {"Authorization": aiohttp.encode_basic_auth(user, password)}
         # Asterisk's HTTP server allows `sessionlimit` (default 100) sessions: stay well below.
         self._pool_size = pool_size
@@ -81,6 +90,11 @@ class AriClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    @property
+    def request_timeout(self) -> float:
+        """The time budget of one REST request."""
+        return self._timeout
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -144,13 +158,18 @@ class AriClient:
         return EventStream(self, max_backoff=max_backoff, queue_size=queue_size)
 
     async def _read_forever(self, queue: asyncio.Queue[AriEvent], max_backoff: float) -> None:
+        """Read events, reconnecting with jittered backoff; ends only by raising `ApplicationTakenOver`."""
         url = f"{self.base_url}/ari/events"
         params = {"app": self.app}
         attempt = 0
         while True:
             try:
-                async with self.session.ws_connect(url, params=params, heartbeat=15,
-                                                   timeout=aiohttp.ClientWSTimeout(ws_close=self._timeout)) as ws:
+                # aiohttp bounds the handshake only by the session's 300 s default: a listener that
+                # accepts and never answers would hold every reconnect that long.
+                async with asyncio.timeout(self._handshake_timeout):
+                    ws = await self.session.ws_connect(url, params=params, heartbeat=15,
+                                                       timeout=aiohttp.ClientWSTimeout(ws_close=self._timeout))
+                async with ws:
                     log.info("event=ari_connected app=%s url=%s", self.app, self.base_url)
                     await queue.put(StreamConnected("StreamConnected", self.app))
                     attempt = 0
@@ -161,7 +180,10 @@ class AriClient:
                             except ValueError:
                                 log.warning("event=ari_bad_message length=%d", len(msg.data))
                                 continue
-                            await queue.put(parse_event(data))
+                            event = parse_event(data)
+                            await queue.put(event)
+                            if isinstance(event, ApplicationReplaced):
+                                raise ApplicationTakenOver(self.app)
                         elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
                             break
                 log.warning("event=ari_disconnected app=%s", self.app)
@@ -201,6 +223,8 @@ class EventStream:
         return None
 
     async def close(self) -> None:
+        """End the reader (its own failure, if any, was already raised by `next`)."""
         self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
+        await asyncio.wait({self._reader})  # a cancellation of *our* caller still propagates
+        if not self._reader.cancelled():
+            self._reader.exception()  # retrieved, so asyncio does not report it again

@@ -172,18 +172,24 @@ class CallSession:
     async def transfer(self, context: str, extension: str, target: str) -> None:
         """Hand the call to the dialplan (queue, fallback); the channel leaves our app."""
         await self.stop_playback()
-        self.handed_off = True
+        self.handed_off = True  # before the request: the StasisEnd it causes may beat the reply
         try:
             await self.channel.continue_in_dialplan(context, extension, 1)
-        except ChannelGone:
-            self.handed_off = False
+        except BaseException:
+            self.handed_off = False  # failed or timed out: the dispatcher's fallback must still try
             raise
         self.journey.transferred(target)
         self.log("transferred", context=context, extension=extension, target=target)
 
     async def hangup(self) -> None:
-        self.handed_off = True
-        await self.channel.hangup()
+        """Hang up. As with `transfer`, `handed_off` stays set only once Asterisk accepted the
+        request: a hang-up that failed leaves the caller to the dialplan fallback, not to silence."""
+        self.handed_off = True  # before the request: the StasisEnd it causes may beat the reply
+        try:
+            await self.channel.hangup()
+        except BaseException:
+            self.handed_off = False
+            raise
 
     async def resync(self) -> bool:
         """After an event gap: is the channel still here, and did a playback end unseen?"""

@@ -8,10 +8,9 @@ progress get `shutdown_grace_s` to finish and are then handed to the dialplan to
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from agi_app.db.repositories import customers, menus
 from agi_app.directory.service import Directory
 from agi_app.engine.call import HotlineCall
 from agi_app.engine.call_state import CallStateLoader
-from agi_app.engine.dispatcher import Dispatcher
+from agi_app.engine.dispatcher import Dispatcher, EventsLost, Fallback
 from agi_app.flows.loader import FlowFileError, load_file
 from agi_app.flows.model import FlowSet
 from agi_app.flows.services import ServiceRegistry
@@ -103,7 +102,7 @@ class Server:
         except Exception as exc:
             raise StartupError(str(exc)) from exc
         client = AriClient(settings.ari_url, settings.ari_user, settings.ari_password, settings.ari_app,
-                           timeout=settings.ari_budget_ms / 1000)
+                           timeout=settings.ari_budget_ms / 1000, handshake_timeout=settings.ari_handshake_ms / 1000)
         await client.open()
         try:
             info = await client.asterisk_info()
@@ -120,7 +119,8 @@ class Server:
         sink.start()
         server: Server
         handler = call_handler(settings, pool, lambda: server.flows, services)
-        server = cls(settings, pool, client, sink, Dispatcher(client, handler, sink), flows)
+        dispatcher = Dispatcher(client, handler, sink, fallback=Fallback(budget_s=settings.fallback_budget_ms / 1000))
+        server = cls(settings, pool, client, sink, dispatcher, flows)
         if hot_reload:
             server.reloader = MenuReloader(settings.dsn, pool, lambda: server.flows, server.swap_flows,
                                            services=services.names())
@@ -134,27 +134,77 @@ class Server:
         self.flows = flows
 
     async def run(self, shutdown: asyncio.Event) -> None:
-        """Serve until `shutdown` is set, then drain calls and close everything."""
+        """Serve until `shutdown` is set, then drain calls and close everything.
+
+        Raises `EventsLost` when the application's events stop reaching us (another server took
+        the application over, or the event reader failed): the calls, deaf from then on, are handed
+        to the dialplan at once. A failed cleanup step is raised too: shutdown tells the truth.
+        """
         stop_events = asyncio.Event()
-        events = asyncio.create_task(self.dispatcher.run(stop_events))
-        waiter = asyncio.create_task(shutdown.wait())
-        await asyncio.wait({events, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        await self.dispatcher.drain(self.settings.shutdown_grace_s)
-        stop_events.set()
-        await asyncio.wait({events}, timeout=5)
-        events.cancel()
-        await self.close()
+        events = asyncio.create_task(self.dispatcher.run(stop_events), name="ari-events")
+        waiter = asyncio.create_task(shutdown.wait(), name="shutdown-signal")
+
+        def ended_on_its_own() -> EventsLost | None:
+            if not events.done() or events.cancelled():
+                return None
+            failure = events.exception()
+            if failure is None and stop_events.is_set():
+                return None  # we stopped it
+            lost = failure if isinstance(failure, EventsLost) else EventsLost(f"the ARI event stream ended: {failure!r}")
+            log_event(log, "events_lost", level=logging.ERROR, error=str(lost), calls=len(self.dispatcher.sessions),
+                      calls_to="fallback")
+            return lost
+
+        try:
+            await asyncio.wait({events, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            lost = ended_on_its_own()
+            if lost is not None:  # nobody hears these callers any more: no grace
+                await self.dispatcher.drain(0, reason="replaced" if lost.replaced else "events_lost")
+            else:
+                await self.dispatcher.drain(self.settings.shutdown_grace_s)
+            stop_events.set()
+            await asyncio.wait({events}, timeout=5)
+            lost = lost or ended_on_its_own()  # it may have failed during the drain
+        finally:
+            waiter.cancel()
+            events.cancel()
+            try:
+                await asyncio.wait({waiter, events})  # ours: not left running; our own cancellation propagates
+            finally:
+                await self.close()
+        if lost is not None:
+            raise lost
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.sink.close()
-        await self.client.close()
-        await self.pool.close()
-        log_event(log, "serve_stopped")
+        """Stop the reloader, the journey sink, the ARI client and the pool. Each step runs even if
+        an earlier one failed; the first failure (a cancellation of our caller first) is raised after."""
+
+        async def stop_tasks() -> None:
+            for task in self._tasks:
+                task.cancel()
+            if self._tasks:
+                await asyncio.wait(self._tasks)  # not suppress(CancelledError): that would swallow ours
+            for task in self._tasks:  # one that died earlier: said now, stopping it did not fail
+                if not task.cancelled() and (failure := task.exception()) is not None:
+                    log_event(log, "task_failed", level=logging.ERROR, task=task.get_name(),
+                              error=type(failure).__name__, detail=str(failure)[:200])
+
+        failures: list[BaseException] = []
+        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("background_tasks", stop_tasks), ("journey_sink", self.sink.close),
+            ("ari_client", self.client.close), ("database_pool", self.pool.close)]
+        for step, action in steps:
+            try:
+                await action()
+            except asyncio.CancelledError as exc:
+                failures.insert(0, exc)  # our caller's: re-raised once everything is closed
+            except Exception as exc:  # noqa: BLE001 - logged, the next steps still run, then raised
+                log_event(log, "close_failed", level=logging.ERROR, step=step, error=type(exc).__name__,
+                          detail=str(exc)[:200])
+                failures.append(exc)
+        log_event(log, "serve_stopped", clean="no" if failures else None)
+        if failures:
+            raise failures[0]
 
 
 async def serve_forever(settings: Settings) -> None:

@@ -1,0 +1,193 @@
+"""The ARI edge and the dispatcher never leave a caller in silence, and shutdown tells the truth:
+the dialplan fallback retried, an application taken over by another server, a handshake that never
+completes, a StasisStart still queued at resync, an event-reader crash, a failing cleanup step."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from agi_app.cli.serve import EXIT_REPLACED
+from agi_app.engine.dispatcher import EventsLost
+from agi_app.flows.loader import demo_flow_path, load_document
+from agi_app.flows.model import FlowSet
+from tests.fake_ari.server import FakeAri
+from tests.fast.conftest import Hotline, fetch, settings_for, start_hotline
+from tests.fast.flowkit import doc
+from tests.fast.test_calls import UNKNOWN
+
+FALLBACK = ("hotline-fallback", "s", 1)
+
+Serve = Callable[..., Awaitable[Hotline]]
+
+
+@pytest_asyncio.fixture
+async def serve(fake_ari: FakeAri, dsn: str, tmp_path: Path) -> AsyncIterator[Serve]:
+    """Start a hotline with settings overrides (`serve(ari_budget_ms=300)`); stopped after the test,
+    whatever its `run` ended with (some tests make it fail on purpose)."""
+    fake_ari.media_duration = lambda uri: 0.05
+    started: list[Hotline] = []
+
+    async def start(flows: FlowSet | None = None, **overrides: Any) -> Hotline:
+        line = await start_hotline(fake_ari, dsn, settings_for(fake_ari, dsn, tmp_path, **overrides), flows)
+        started.append(line)
+        return line
+
+    yield start
+    for line in started:
+        line.shutdown.set()
+        await asyncio.wait({line.task}, timeout=20)
+        if line.task.done() and not line.task.cancelled():
+            line.task.exception()  # retrieved: the test asserted on it where it mattered
+
+
+# ------------------------------------------------------------------------------ the fallback
+async def test_the_fallback_is_retried_after_a_timeout_until_the_caller_reaches_the_dialplan(
+        serve: Serve, fake_ari: FakeAri) -> None:
+    line = await serve(ari_budget_ms=300)
+    fake_ari.fault("POST", r"/answer$", status=500)  # the call fails at once: it is owed the fallback
+    timeouts = fake_ari.fault("POST", r"/continue$", hold=True, times=2)  # whose first two requests time out
+    call = await line.call(UNKNOWN)
+    await fake_ari.wait_for(lambda: fake_ari.channel(call).continued_to is not None, timeout=10)
+    assert fake_ari.channel(call).continued_to == FALLBACK
+    assert timeouts.hits == 2 and not fake_ari.channel(call).hungup
+
+
+async def test_a_fallback_that_kept_failing_is_tried_again_at_the_next_resync(serve: Serve, fake_ari: FakeAri) -> None:
+    line = await serve(fallback_budget_ms=1000)
+    fake_ari.fault("POST", r"/answer$", status=500)
+    failing = fake_ari.fault("POST", r"/continue$", status=500, times=None)  # longer than the budget
+    call = await line.call(UNKNOWN)
+    row = await line.wait_ended(call)
+    assert row["outcome"] == "error" and fake_ari.channel(call).continued_to is None
+    failing.remaining = 2  # Asterisk still fails twice more, then answers
+    await fake_ari.drop_websocket()
+    await fake_ari.wait_connected(timeout=10)
+    await fake_ari.wait_for(lambda: fake_ari.channel(call).continued_to is not None, timeout=10)
+    assert fake_ari.channel(call).continued_to == FALLBACK
+
+
+async def test_a_hangup_that_failed_leaves_the_caller_to_the_fallback_not_to_silence(
+        serve: Serve, fake_ari: FakeAri) -> None:
+    goodbye = load_document(doc({"bye": {"type": "hangup", "prompt": "{{ sound('goodbye') }}"}}, start="bye"))[0]
+    line = await serve(goodbye, ari_budget_ms=300)
+    timeout = fake_ari.fault("DELETE", r"^/channels/[^/]+$", hold=True)  # the hang-up request times out
+    call = await line.call(UNKNOWN)
+    await fake_ari.wait_for(lambda: fake_ari.channel(call).continued_to is not None, timeout=10)
+    assert timeout.hits == 1
+    assert fake_ari.channel(call).continued_to == FALLBACK and not fake_ari.channel(call).hungup
+
+
+# ------------------------------------------------------------------------------ another server takes the app
+async def test_a_server_whose_application_another_takes_over_hands_its_calls_to_the_fallback_and_exits_non_zero(
+        fake_ari: FakeAri, dsn: str, tmp_path: Path) -> None:
+    fake_ari.media_duration = lambda uri: 5.0  # the first server's call is mid-prompt
+    env = {**os.environ, "HOTLINE_DSN": dsn, "HOTLINE_ARI_URL": fake_ari.url, "HOTLINE_ARI_USER": "hotline",
+           "HOTLINE_ARI_PASSWORD": "hotline-dev", "HOTLINE_SOUNDS_ROOT": str(tmp_path / "sounds")}
+    stderr = tmp_path / "first.stderr"
+    with stderr.open("w") as err:
+        first = subprocess.Popen([str(Path(sys.executable).with_name("hotline")), "serve",
+                                  "--flows-file", str(demo_flow_path())], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        await fake_ari.wait_connected(timeout=20)
+        call = await fake_ari.place_call(UNKNOWN, "95000")
+        await fake_ari.wait_for(lambda: bool(fake_ari.channel(call).played), timeout=10)
+        auth = {"Authorization": aiohttp.encode_basic_auth("hotline", "hotline-dev")}
+        async with aiohttp.ClientSession(headers=auth) as second, \
+                second.ws_connect(f"{fake_ari.url}/ari/events", params={"app": "hotline"}):
+            await fake_ari.wait_for(lambda: first.poll() is not None, timeout=20)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        first.wait()
+    assert fake_ari.channel(call).continued_to == FALLBACK and not fake_ari.channel(call).hungup
+    assert first.returncode == EXIT_REPLACED
+    assert "another hotline serve took over ARI application 'hotline'" in stderr.read_text()
+
+
+# ------------------------------------------------------------------------------ reconnect and resync
+async def test_a_websocket_handshake_that_never_completes_does_not_hold_up_the_reconnect(
+        serve: Serve, fake_ari: FakeAri) -> None:
+    line = await serve(ari_handshake_ms=200)
+    stalled = fake_ari.fault("GET", r"^/events$", hold=True)  # accepted, never answered
+    await fake_ari.drop_websocket()
+    await fake_ari.wait_for(lambda: stalled.hits == 1, timeout=10)
+    await fake_ari.wait_connected(timeout=10)  # the next attempt got through
+    call = await line.call(UNKNOWN)
+    await fake_ari.wait_for(lambda: bool(line.played(call)))
+    await fake_ari.hangup(call)
+
+
+async def test_a_channel_listed_at_resync_before_its_stasis_start_arrived_goes_to_one_place_only(
+        serve: Serve, fake_ari: FakeAri, dsn: str) -> None:
+    line = await serve()
+    line.server.dispatcher.resync_settle_s = 2.0  # room for the test to act inside the window
+    await fake_ari.wait_request("GET", "/applications/hotline")  # the resync at start
+    early = await fake_ari.place_call(UNKNOWN, "95000", hold_start=True)  # StasisStart just behind the list
+    late = await fake_ari.place_call(UNKNOWN, "95000", hold_start=True)  # StasisStart only after the decision
+    in_flight = fake_ari.fault("POST", rf"^/channels/{late}/continue$", hold=True)
+    await fake_ari.drop_websocket()
+    await fake_ari.wait_request("GET", "/applications/hotline")  # lists both, neither known yet
+    fake_ari.deliver_stasis_start(early)
+    await fake_ari.wait_request("POST", rf"/channels/{early}/answer")
+    await fake_ari.wait_for(lambda: in_flight.hits == 1, timeout=10)  # unknown after the wait: to the fallback
+    fake_ari.deliver_stasis_start(late)  # ...and now its StasisStart arrives
+    barrier = await line.call(UNKNOWN)  # events are handled in order: once this one is answered,
+    await fake_ari.wait_request("POST", rf"/channels/{barrier}/answer")  # the late StasisStart was seen
+    in_flight.release()
+    await fake_ari.wait_for(lambda: fake_ari.channel(late).continued_to is not None)
+    assert fake_ari.channel(late).continued_to == FALLBACK
+    assert [r.path for r in fake_ari.requests if late in r.path] == [f"/ari/channels/{late}/continue"]
+    assert late not in line.server.dispatcher.sessions
+    assert not await fetch(dsn, "SELECT call_id FROM calls WHERE call_id = $1", late)
+    assert early in line.server.dispatcher.sessions and fake_ari.channel(early).continued_to is None
+    assert not [r for r in fake_ari.requests if r.path == f"/ari/channels/{early}/continue"]
+    await fake_ari.hangup(early)
+    await fake_ari.hangup(barrier)
+
+
+# ------------------------------------------------------------------------------ shutdown tells the truth
+async def test_an_event_reader_crash_hands_the_calls_to_the_fallback_and_makes_the_server_fail(
+        serve: Serve, fake_ari: FakeAri, monkeypatch: pytest.MonkeyPatch) -> None:
+    line = await serve()
+    fake_ari.media_duration = lambda uri: 5.0
+    call = await line.call(UNKNOWN)
+    await fake_ari.wait_for(lambda: bool(line.played(call)))
+
+    def routing_bug(event: object) -> None:
+        raise RuntimeError("a bug in event routing")
+
+    monkeypatch.setattr(line.server.dispatcher, "handle", routing_bug)
+    await fake_ari.press(call, "1")
+    with pytest.raises(EventsLost, match="RuntimeError"):
+        await asyncio.wait_for(line.task, 15)
+    assert fake_ari.channel(call).continued_to == FALLBACK
+
+
+async def test_a_failing_cleanup_step_does_not_skip_the_others(
+        serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    line = await serve()
+    sink = line.server.sink
+    close_sink = sink.close
+
+    async def close_then_fail() -> None:
+        await close_sink()
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(sink, "close", close_then_fail)
+    line.shutdown.set()
+    with pytest.raises(OSError, match="no space left"):
+        await asyncio.wait_for(line.task, 15)
+    with pytest.raises(RuntimeError, match="not called"):
+        line.server.client.session  # noqa: B018 - closed after the failed step
+    assert line.server.pool.is_closing()
