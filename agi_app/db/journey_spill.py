@@ -13,7 +13,8 @@ start replays leftovers in order. Why each rule:
   sharing a state_dir never replay (and remove) a file the other is still writing.
 - A truncated or unreadable line is reported, not fatal: a crash mid-write loses that line only.
 
-Every method blocks: the writer calls them from its one I/O thread, never on the event loop.
+Every method but `new_path` touches the disk and blocks: the writer calls them from its one I/O
+thread, in order, never on the event loop.
 """
 
 from __future__ import annotations

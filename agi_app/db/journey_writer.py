@@ -241,7 +241,11 @@ class PgJourneySink:
             self._appending = _SpillFile(self._store.new_path())
             self._files.append(self._appending)
         target = self._appending.path
-        future = asyncio.wrap_future(self._io.submit(self._store.append, target, batch))
+        try:
+            future = asyncio.wrap_future(self._io.submit(self._store.append, target, batch))
+        except RuntimeError:  # written to after close(): its thread is gone
+            self._lost(len(batch), reason, target, "writer closed")
+            return None
         future.add_done_callback(partial(self._spill_done, target, len(batch), reason))
         return future
 
