@@ -166,8 +166,11 @@ _PLAYBACK_EVENTS: dict[str, type[PlaybackEvent]] = {
 }
 
 
-def parse_event(data: Mapping[str, Any]) -> AriEvent:
-    """Turn one decoded WebSocket message into a typed event (never raises on odd input)."""
+def parse_event(data: object) -> AriEvent:
+    """Turn one decoded WebSocket message into a typed event (never raises on odd input: a message
+    that is not a JSON object, or whose parts have the wrong shape, becomes an `OtherEvent`)."""
+    if not isinstance(data, Mapping):
+        return OtherEvent("", "", {"unparsed": type(data).__name__})
     kind = str(data.get("type", ""))
     app = str(data.get("application", ""))
     try:
@@ -186,6 +189,6 @@ def parse_event(data: Mapping[str, Any]) -> AriEvent:
             return _PLAYBACK_EVENTS[kind](kind, app, PlaybackInfo.from_json(data["playback"]))
         if kind == "ApplicationReplaced":
             return ApplicationReplaced(kind, app)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, AttributeError):
         pass
-    return OtherEvent(kind, app, data)
+    return OtherEvent(kind, app, dict(data))
