@@ -68,6 +68,8 @@ class Settings:
     ami_url: str = "tcp://127.0.0.1:5038"
     ami_user: str = ""
     ami_password: str = field(default="", repr=False)
+    # SPEC interface; nothing listens on it yet (the FastAGI hooks come with the contact centre).
+    agi_listen: str = "127.0.0.1:4573"
     sounds_root: str = ""
     # The recorded prompts: prompts.yaml and <language>/<id>.wav, the files Asterisk plays as
     # sound:hotline/<language>/<id>. Relative to the working directory, like state_dir: the default
