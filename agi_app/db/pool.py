@@ -15,13 +15,20 @@ class DatabaseUnavailable(Exception):
     """PostgreSQL could not be reached (or answered too slowly) within the budget."""
 
 
-async def create_pool(dsn: str, *, budget_s: float = 1.0, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """Open a pool, failing fast with a clear message if the server is not there."""
+async def create_pool(dsn: str, *, budget_s: float = 1.0, min_size: int = 1, max_size: int = 10,
+                      lazy: bool = False) -> asyncpg.Pool:
+    """Open a pool, failing fast with a clear message if the server is not there.
+
+    `lazy=True` opens no connection now (min_size 0), so it succeeds while PostgreSQL is down: each
+    use connects — under its caller's time budget — and the pool works again as soon as the server
+    is back (`hotline serve` starting during an outage). Connections are then made on demand only.
+    """
     if not dsn:
         raise DatabaseUnavailable("no database configured (HOTLINE_DSN)")
     try:
         return await asyncio.wait_for(
-            asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=budget_s * 5),
+            asyncpg.create_pool(dsn, min_size=0 if lazy else min_size, max_size=max_size,
+                                command_timeout=budget_s * 5),
             timeout=max(budget_s * 5, 5.0),
         )
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:

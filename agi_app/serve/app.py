@@ -1,7 +1,9 @@
 """`hotline serve`: wiring of the process — database, ARI, call engine, hot reload, signals.
 
-Start-up fails fast and clearly when PostgreSQL or Asterisk cannot be reached, or when no menu
-version is published. SIGTERM/SIGINT drain: new calls go to the dialplan fallback, calls in
+Start-up fails fast and clearly when Asterisk cannot be reached, or when no menu version is
+published. While PostgreSQL is down it starts from the menu version cached on disk
+(`serve/menu_cache.py`), every caller unknown, and recovers when the database returns; with no
+usable cache it fails. SIGTERM/SIGINT drain: new calls go to the dialplan fallback, calls in
 progress get `shutdown_grace_s` to finish and are then handed to the dialplan too — none is cut.
 """
 
@@ -21,7 +23,7 @@ from agi_app.ari.client import AriClient, AriError
 from agi_app.config import Settings
 from agi_app.db.journey_spill import spill_dir_for
 from agi_app.db.journey_writer import PgJourneySink
-from agi_app.db.pool import create_pool
+from agi_app.db.pool import DatabaseUnavailable, create_pool
 from agi_app.db.repositories import customers, menus
 from agi_app.directory.service import Directory
 from agi_app.engine.call import HotlineCall
@@ -33,6 +35,7 @@ from agi_app.flows.services import ServiceRegistry
 from agi_app.logs import log_event
 from agi_app.media.resolver import MediaResolver, silent_sounds
 from agi_app.media.tts import SpeechSynthesizer
+from agi_app.serve.menu_cache import MenuCache, MenuCacheError
 from agi_app.serve.reloader import MenuReloader
 
 log = logging.getLogger("hotline.serve")
@@ -64,17 +67,27 @@ def call_handler(settings: Settings, pool: asyncpg.Pool, current_flows: Callable
     return HotlineCall(CallStateLoader(directory, pool), current_flows, media_resolver(settings), services)
 
 
-async def initial_flows(settings: Settings, pool: asyncpg.Pool, services: ServiceRegistry) -> FlowSet:
-    """The flow file given with --flows-file, else the active published version."""
+async def initial_flows(settings: Settings, pool: asyncpg.Pool, services: ServiceRegistry, *,
+                        cache: MenuCache | None = None) -> FlowSet:
+    """The flow file given with --flows-file, else the active published version (kept in `cache`,
+    for a start during an outage); DatabaseUnavailable if PostgreSQL does not answer in time."""
     try:
         if settings.flows_file:
             return load_file(Path(settings.flows_file), services=services.names())[0]
-        stored = await menus.get_active(pool)
+        try:
+            stored = await asyncio.wait_for(menus.get_active(pool), settings.db_budget_ms / 1000)
+        except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.OperatorInterventionError,
+                asyncpg.InsufficientResourcesError) as exc:
+            raise DatabaseUnavailable(f"cannot connect to PostgreSQL to read the active menu version:"
+                                      f" {type(exc).__name__}: {exc}") from exc
         if stored is None:
             raise StartupError("no menu version is published: run `hotline menus publish FILE` first",
                                unreachable=False)
-        return validate(stored.document, file=f"version {stored.version}", services=services.names(),
-                        version=stored.version)[0]
+        flows = validate(stored.document, file=f"version {stored.version}", services=services.names(),
+                         version=stored.version)[0]
+        if cache is not None:
+            await cache.save(stored.version, stored.document)
+        return flows
     except FlowFileError as exc:
         raise StartupError(f"menus are invalid, refusing to serve them:\n{exc}", unreachable=False) from exc
 
@@ -97,8 +110,17 @@ class Server:
                     services: ServiceRegistry | None = None) -> Server:
         settings.require("dsn", "ari_user", "ari_password")
         services = services or build_services()
+        hot_reload = flows is None and not settings.flows_file
+        cache = MenuCache(Path(settings.state_dir)) if hot_reload else None
+        outage: DatabaseUnavailable | None = None
         try:
-            pool = await create_pool(settings.dsn, budget_s=settings.db_budget_ms / 1000)
+            try:
+                pool = await create_pool(settings.dsn, budget_s=settings.db_budget_ms / 1000)
+            except DatabaseUnavailable as exc:
+                if cache is None:
+                    raise
+                outage = exc  # start from the cached menus; this pool connects once PostgreSQL is back
+                pool = await create_pool(settings.dsn, budget_s=settings.db_budget_ms / 1000, lazy=True)
         except Exception as exc:
             raise StartupError(str(exc)) from exc
         client = AriClient(settings.ari_url, settings.ari_user, settings.ari_password, settings.ari_app,
@@ -106,8 +128,20 @@ class Server:
         await client.open()
         try:
             info = await client.asterisk_info()
-            hot_reload = flows is None and not settings.flows_file
-            flows = flows or await initial_flows(settings, pool, services)
+            if flows is None and outage is None:
+                try:
+                    flows = await initial_flows(settings, pool, services, cache=cache)
+                except DatabaseUnavailable as exc:
+                    outage = exc
+            if flows is None:  # PostgreSQL is down: serve what this host served last, if it can be trusted
+                assert cache is not None and outage is not None
+                try:
+                    flows = await cache.load(services=services.names())
+                except MenuCacheError as exc:
+                    raise StartupError(f"{outage}; {exc}") from exc
+                log_event(log, "serve_degraded", level=logging.WARNING, reason="database_unreachable",
+                          menu_version=flows.version, source="cache", error=type(outage.__cause__).__name__,
+                          callers="unknown")
         except (AriError, StartupError) as exc:
             await client.close()
             await pool.close()
@@ -123,7 +157,7 @@ class Server:
         server = cls(settings, pool, client, sink, dispatcher, flows)
         if hot_reload:
             server.reloader = MenuReloader(settings.dsn, pool, lambda: server.flows, server.swap_flows,
-                                           services=services.names())
+                                           services=services.names(), cache=cache, degraded=outage is not None)
             server._tasks.append(asyncio.create_task(server.reloader.run(), name="menu-reloader"))
         log_event(log, "serve_started", app=settings.ari_app, ari=settings.ari_url,
                   asterisk=info.get("system", {}).get("version"), menu_version=flows.version,

@@ -3,7 +3,9 @@ with this server's code, and swap it in for new calls. Calls in progress keep th
 pinned at their start; an invalid version is refused and the current one stays.
 
 The listening connection is re-established with backoff if it drops, and a reload check runs
-after every (re)connection, so a notification missed while disconnected is not lost.
+after every (re)connection, so a notification missed while disconnected is not lost. Each version
+swapped in is written to the menu cache, the one a start during a database outage serves; after
+such a degraded start, the first connection is the database's return (`serve_recovered`).
 """
 
 from __future__ import annotations
@@ -19,19 +21,23 @@ from agi_app.db.repositories import menus
 from agi_app.flows.loader import FlowFileError
 from agi_app.flows.model import FlowSet
 from agi_app.logs import log_event
+from agi_app.serve.menu_cache import MenuCache
 
 log = logging.getLogger("hotline.reload")
 
 
 class MenuReloader:
     def __init__(self, dsn: str, pool: asyncpg.Pool, current: Callable[[], FlowSet],
-                 swap: Callable[[FlowSet], None], *, services: Collection[str], budget_s: float = 5.0) -> None:
+                 swap: Callable[[FlowSet], None], *, services: Collection[str], budget_s: float = 5.0,
+                 cache: MenuCache | None = None, degraded: bool = False) -> None:
         self.dsn = dsn
         self.pool = pool
         self.current = current
         self.swap = swap
         self.services = services
         self.budget_s = budget_s
+        self.cache = cache
+        self.degraded = degraded  # started without the database: serving cached menus, unknown callers
         self._wake = asyncio.Event()
         self.refused: list[int] = []
 
@@ -47,7 +53,11 @@ class MenuReloader:
                 await listening.add_listener(menus.CHANNEL, lambda *_args: self._wake.set())
                 log_event(log, "menus_listening", channel=menus.CHANNEL)
                 attempt = 0
-                self._wake.set()  # check once after (re)connecting: a notification may have been missed
+                self._wake.clear()
+                await self.reload_now()  # a notification may have been missed while disconnected
+                if self.degraded:
+                    self.degraded = False
+                    log_event(log, "serve_recovered", menu_version=self.current().version)
                 while not lost.is_set():
                     waiter = asyncio.ensure_future(self._wake.wait())
                     closer = asyncio.ensure_future(lost.wait())
@@ -86,4 +96,6 @@ class MenuReloader:
             return False
         self.swap(flows)
         log_event(log, "menus_reloaded", version=stored.version, previous=serving)
+        if self.cache is not None:
+            await self.cache.save(stored.version, stored.document)
         return True
