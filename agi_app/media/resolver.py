@@ -1,7 +1,8 @@
 """Media items → ARI media URIs: recorded sounds by name, generated speech through the cache.
 
-A speech failure drops that item (logged) rather than failing the call: the rest of the prompt
-still plays.
+Any speech failure (a tool, the budget, an unwritable or full disk, a bug) drops that item rather
+than failing the call: the recorded rest of the prompt still plays (a greeting without the name).
+It is logged once, with the call id and never the text.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class MediaResolver:
                     continue
                 try:
                     uris.append(await self.speech.speak(item.text, item.language))
-                except SpeechError as exc:
+                except SpeechError as exc:  # its message names hashes and paths, never the text
                     log_event(log, "speech_failed", level=logging.WARNING, call=call_id, error=str(exc))
+                except Exception as exc:  # noqa: BLE001 - a caller hears the recorded prompt, not the fallback
+                    log_event(log, "speech_failed", level=logging.ERROR, call=call_id, error=type(exc).__name__)
         return uris

@@ -9,17 +9,27 @@ Files are `<sounds_root>/<subdir>/<fingerprint>.wav`, played as `sound:<subdir>/
 fingerprint (agi_app.media.voice) covers voice settings, language and text, so a settings change
 never plays stale audio. Names are personal data: the text is never logged, never put on a command
 line (it goes to espeak-ng's stdin) and never appears in an exception message; the hash identifies it.
+
+Every failure — a tool, the budget, or the file system (unwritable sounds root, full disk) — is a
+`SpeechError`, which the resolver turns into the prompt without the generated part. What callers hear
+must not be replaceable by others on the host: the folder is 02750 (the app writes; the sounds root's
+group — Asterisk's, in production — reads, and inherits it through the setgid bit; others nothing),
+files 0640. A pre-existing folder others may write into is made private at first use, and files
+others left there are deleted unplayed; if the app does not own it, speech is refused until fixed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
+import stat
 import uuid
 from pathlib import Path
 
+from agi_app.logs import log_event
 from agi_app.media.voice import (
     Voice,
     check_wav_format,
@@ -34,6 +44,8 @@ from agi_app.media.voice import (
 log = logging.getLogger(__name__)
 
 _STDERR_LIMIT = 300
+FOLDER_MODE = 0o2750
+FILE_MODE = 0o640
 
 
 class SpeechError(Exception):
@@ -66,6 +78,8 @@ class SpeechSynthesizer:
         self._timeout = timeout
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._folder_lock = asyncio.Lock()
+        self._folder_ready = False
         self.syntheses = 0
 
     @property
@@ -92,8 +106,12 @@ class SpeechSynthesizer:
         digest = fingerprint(text, voice)
         uri = f"sound:{self._subdir}/{digest}"
         target = self._directory / f"{digest}.wav"
-        if target.exists():  # a stat on a local disk: cheaper than a thread hop
-            return uri
+        try:
+            await self._ensure_folder()
+            if _exists(target):  # a stat on a local disk: cheaper than a thread hop
+                return uri
+        except OSError as exc:
+            raise _file_error(self._directory, exc) from None
         task = self._in_flight.get(digest)
         if task is None:
             task = asyncio.create_task(
@@ -103,6 +121,15 @@ class SpeechSynthesizer:
             task.add_done_callback(lambda done: self._finished(digest, done))
         await asyncio.shield(task)
         return uri
+
+    async def _ensure_folder(self) -> None:
+        """Create or check the cache folder once per process (in a thread: it may clean up)."""
+        if self._folder_ready:
+            return
+        async with self._folder_lock:
+            if not self._folder_ready:
+                await asyncio.to_thread(_secure_folder, self._directory)
+                self._folder_ready = True
 
     def _voice(self, language: str) -> Voice:
         try:
@@ -128,7 +155,7 @@ class SpeechSynthesizer:
         try:
             async with asyncio.timeout(self._timeout):
                 async with self._semaphore:
-                    if not _prepare(target):  # another process finished it while we queued
+                    if _exists(target):  # another process finished it while we queued
                         return
                     self.syntheses += 1
                     await _run(espeak_command(voice, raw), stdin=spoken_text(text, voice).encode("utf-8"))
@@ -137,27 +164,77 @@ class SpeechSynthesizer:
                         check_wav_format(tmp)
                     except (ValueError, EOFError, OSError) as exc:
                         raise SpeechError(f"bad output: {exc}") from None
+                    os.chmod(tmp, FILE_MODE)
                     os.replace(tmp, target)
             log.info("tts synthesised %s (%s)", digest[:12], voice.language)
-        except TimeoutError:
-            log.warning("tts %s (%s): over the %.1fs budget", digest[:12], voice.language, self._timeout)
+        except TimeoutError:  # failures are logged once, by whoever degrades the prompt (with the call)
             raise SpeechError(f"tts {digest[:12]}: synthesis exceeded {self._timeout:.1f}s") from None
-        except SpeechError as exc:
-            log.warning("tts %s (%s): %s", digest[:12], voice.language, exc)
-            raise
+        except OSError as exc:
+            raise _file_error(self._directory, exc) from None
         finally:
             for leftover in (raw, tmp):
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(OSError):
                     leftover.unlink()
 
 
-def _prepare(target: Path) -> bool:
-    """Create the cache folder; False if `target` already exists. Local-disk metadata calls take
-    microseconds, so they run inline rather than paying for a thread hop."""
-    if target.exists():
-        return False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return True
+def _exists(target: Path) -> bool:
+    """A cached WAV is there. Local-disk metadata calls take microseconds, so they run inline rather
+    than paying for a thread hop; a folder where a file belongs is not one (and fails later)."""
+    return target.is_file()
+
+
+def _file_error(folder: Path, exc: OSError) -> SpeechError:
+    """The file system refused (unwritable, full, not a folder): the path holds hashes only."""
+    return SpeechError(f"speech cache {folder}: {exc.strerror or type(exc).__name__}")
+
+
+def _secure_folder(folder: Path) -> None:
+    """Create the cache folder private to the app, or make a pre-existing one so.
+
+    Raises OSError if the folder cannot be created, SpeechError if others may write into it and it
+    is not ours to fix (anyone could replace what callers hear)."""
+    try:
+        info = folder.stat()
+    except FileNotFoundError:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:  # another process created it meanwhile: check theirs
+            info = folder.stat()
+        else:
+            _make_private(folder)
+            return
+    if not stat.S_ISDIR(info.st_mode):
+        raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(folder))
+    mode = stat.S_IMODE(info.st_mode)
+    if not mode & (stat.S_IWGRP | stat.S_IRWXO):
+        return
+    if info.st_uid != os.geteuid():
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise SpeechError(f"speech cache {folder}: writable by others (mode {mode:o}) and not the app's to"
+                              f" fix: chown it to the app's user, chmod {FOLDER_MODE:o}")
+        return  # only readable by others, and not ours: the owner decides
+    _make_private(folder)
+    removed = 0
+    for entry in os.scandir(folder):  # what others could put there is deleted, never played
+        if entry.is_symlink() or entry.stat(follow_symlinks=False).st_uid != os.geteuid():
+            os.unlink(entry.path)
+            removed += 1
+        elif entry.is_file(follow_symlinks=False):
+            os.chmod(entry.path, FILE_MODE)
+    log_event(log, "speech_folder_fixed", level=logging.WARNING, path=folder, was=f"{mode:o}",
+              now=f"{FOLDER_MODE:o}", removed=removed)
+
+
+def _make_private(folder: Path) -> None:
+    """02750 with the sounds root's group, so Asterisk (in that group) can read what the app writes."""
+    group = folder.parent.stat().st_gid
+    if folder.stat().st_gid != group:
+        try:
+            os.chown(folder, -1, group)
+        except PermissionError:
+            log_event(log, "speech_folder_group_unset", level=logging.WARNING, path=folder, group=group)
+    os.chmod(folder, FOLDER_MODE)
 
 
 async def _run(argv: list[str], *, stdin: bytes | None = None) -> None:

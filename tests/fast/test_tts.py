@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import stat
 import wave
 from pathlib import Path
 
 import pytest
 
+from agi_app.flows.loader import load_document
 from agi_app.media.tts import SpeechError, SpeechSynthesizer
 from agi_app.media.voice import (
     LANGUAGES,
@@ -24,6 +27,9 @@ from agi_app.media.voice import (
     voice_for,
     wav_duration,
 )
+from tests.fake_ari.server import FakeAri
+from tests.fast.conftest import settings_for, start_hotline
+from tests.fast.flowkit import doc
 
 REPO = Path(__file__).resolve().parents[2]
 SOUNDS = REPO / "sounds"
@@ -192,3 +198,86 @@ def test_elderly_menu_is_slower_than_the_main_menu_per_character() -> None:
         return wav_duration(SOUNDS / "zh" / f"{pid}.wav") / len(texts[pid]["zh"] or "")
 
     assert seconds_per_char("menu_elderly") > seconds_per_char("menu_main")
+
+
+# --- a speech cache that cannot be written, and who may write it --------------------------------
+
+
+def under_a_file(tmp_path: Path) -> Path:
+    """A sounds root no folder can be created in (ENOTDIR): how an unwritable root or a full disk
+    looks to the app, even when the tests run as root."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("", encoding="utf-8")
+    return blocker / "sounds"
+
+
+async def test_an_unwritable_speech_cache_raises_speech_error_not_oserror(tmp_path: Path) -> None:
+    with pytest.raises(SpeechError, match="speech cache"):
+        await SpeechSynthesizer(under_a_file(tmp_path)).speak("Alice Smith", "en")
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "hotline-tts").write_text("", encoding="utf-8")  # the folder's place is taken
+    with pytest.raises(SpeechError, match="speech cache"):
+        await SpeechSynthesizer(tmp_path / "root").speak("Alice Smith", "en")
+
+
+@needs_tools
+async def test_the_speech_folder_is_writable_by_the_app_only(tmp_path: Path) -> None:
+    tts = SpeechSynthesizer(tmp_path)
+    await tts.speak("Carol King", "en")
+    folder = tmp_path / "hotline-tts"
+    mode = stat.S_IMODE(folder.stat().st_mode)
+    assert mode & 0o777 == 0o750, oct(mode)
+    assert mode & stat.S_ISGID, "files inherit the sounds root's group (Asterisk reads them)"
+    root_group = os.stat(tmp_path).st_gid
+    assert folder.stat().st_gid == root_group
+    wav = tts.path_for("Carol King", "en")
+    assert stat.S_IMODE(wav.stat().st_mode) == 0o640
+    assert wav.stat().st_gid == root_group
+
+
+@needs_tools
+@pytest.mark.skipif(os.geteuid() != 0, reason="planting a file owned by someone else needs root")
+async def test_a_world_writable_speech_folder_is_made_private_and_what_others_left_there_is_not_played(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO")
+    folder = tmp_path / "hotline-tts"
+    folder.mkdir()
+    folder.chmod(0o777)  # as the sandbox used to create it
+    tts = SpeechSynthesizer(tmp_path)
+    planted = tts.path_for("Dave Lee", "en")
+    planted.write_bytes(b"what an intruder wants callers to hear")
+    os.chown(planted, 4242, 4242)
+
+    await tts.speak("Dave Lee", "en")
+
+    assert stat.S_IMODE(folder.stat().st_mode) & 0o777 == 0o750
+    assert planted.stat().st_uid == os.geteuid() and tts.syntheses == 1
+    assert_asterisk_wav(planted)
+    assert "event=speech_folder_fixed" in caplog.text
+
+
+async def test_a_speech_failure_on_a_call_plays_the_recorded_prompt_and_the_call_stays_in_the_menu(
+        fake_ari: FakeAri, dsn: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO")
+    fake_ari.media_duration = lambda uri: 0.05
+    flows = load_document(doc({
+        "menu": {"type": "menu", "prompt": "Hello Secretname {{ sound('menu_main') }}", "timeout": 5,
+                 "options": {"1": {"next": "bye"}}},
+        "bye": {"type": "hangup", "prompt": "{{ sound('goodbye') }}"},
+    }))[0]
+    settings = settings_for(fake_ari, dsn, tmp_path).with_overrides(sounds_root=str(under_a_file(tmp_path)))
+    line = await start_hotline(fake_ari, dsn, settings, flows)
+    try:
+        call = await line.call("13111111111")
+        await fake_ari.wait_for(lambda: "sound:hotline/en/menu_main" in line.played(call))
+        await fake_ari.press(call, "1")
+        row = await line.wait_ended(call)
+    finally:
+        line.shutdown.set()
+        await asyncio.wait_for(line.task, 15)
+    assert line.played(call) == ["sound:hotline/en/menu_main", "sound:hotline/en/goodbye"]
+    assert fake_ari.channel(call).continued_to is None, "not sent to the dialplan fallback"
+    assert row["path"] == ["menu", "bye"]
+    failures = [r.getMessage() for r in caplog.records if "event=speech_failed" in r.getMessage()]
+    assert len(failures) == 1 and f"call={call}" in failures[0]
+    assert "Secretname" not in caplog.text
