@@ -58,7 +58,7 @@ async def test_known_customer_chooses_options(batch: dict[str, Placed]) -> None:
     assert row["customer_id"] == "C001" and row["segment"] == "standard" and row["menu_version"] == 1
     assert row["path"] == ["entry", "greeting", "segment", "main", "accounts", "agent_general"]
     assert row["outcome"] == "transferred" and row["transfer_target"] == "general"
-    assert placed.heard[0].startswith("sound:hotline/zh/greeting_"), "a time-of-day greeting"
+    assert placed.heard[0] == "sound:hotline/zh/welcome", "the greeting every caller hears"
     assert not any(m.startswith(TTS) for m in placed.heard), "no name before PIN authentication"
 
 
