@@ -54,6 +54,11 @@ def _env_file_values(environ: Mapping[str, str]) -> dict[str, str]:
     return read_env_file(path)
 
 
+def _seconds(ms_field: str) -> property:
+    """A read-only view of the millisecond setting `ms_field` in seconds."""
+    return property(lambda self: getattr(self, ms_field) / 1000, doc=f"{ms_field} in seconds")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every runtime setting of the hotline, named after its environment variable."""
@@ -79,7 +84,12 @@ class Settings:
     # PostgreSQL, the last valid menu version. Relative paths are resolved from the working directory.
     state_dir: str = ".run/state"
     flows_file: str = ""
+    # Time budgets (milliseconds; each also read as seconds, `lookup_budget_s`, ...: see below).
+    # Who is calling: past it the caller is unknown, never kept waiting.
     lookup_budget_ms: int = 300
+    # What else a call reads at its start (business calendar, live emergency, valid notices), each
+    # on its own: past it the calendar is open, no emergency, no notices.
+    call_start_budget_ms: int = 300
     db_budget_ms: int = 1000
     # The journey writer retries PostgreSQL this long before spilling pending journeys to
     # <state_dir>/journeys (replayed when it answers again); it spills as well when this many
@@ -95,8 +105,36 @@ class Settings:
     # After secure input (a PIN), digits are discarded until the caller pauses this long, so what
     # was typed beyond the PIN never reaches the next prompt.
     secure_quiet_gap_ms: int = 700
+    # The menu reloader's LISTEN connection and its read of the active version.
+    reload_budget_ms: int = 5000
+    # One speech synthesis (espeak-ng + sox) of a prompt's dynamic text.
+    speech_budget_ms: int = 5000
+    # A playback without news this long: ask Asterisk whether it still plays (a lost event).
+    playback_check_ms: int = 60_000
+    # After a reconnect, how long a resync lets a StasisStart still on its way make its channel a
+    # call before it sends the channel to the fallback.
+    resync_settle_ms: int = 500
     shutdown_grace_s: float = 20.0
+    # Limits: calls served at once (more go to the fallback), DTMF digits buffered per call.
+    max_calls: int = 500
+    dtmf_capacity: int = 32
+    # The dialplan fallback (extensions.conf): where calls go that we cannot serve.
+    fallback_context: str = "hotline-fallback"
+    fallback_extension: str = "s"
     log_level: str = "INFO"
+
+    # Each `_ms` budget as seconds, the unit asyncio takes: the one place milliseconds are converted.
+    lookup_budget_s = _seconds("lookup_budget_ms")
+    call_start_budget_s = _seconds("call_start_budget_ms")
+    db_budget_s = _seconds("db_budget_ms")
+    ari_budget_s = _seconds("ari_budget_ms")
+    ari_handshake_s = _seconds("ari_handshake_ms")
+    fallback_budget_s = _seconds("fallback_budget_ms")
+    secure_quiet_gap_s = _seconds("secure_quiet_gap_ms")
+    reload_budget_s = _seconds("reload_budget_ms")
+    speech_budget_s = _seconds("speech_budget_ms")
+    playback_check_s = _seconds("playback_check_ms")
+    resync_settle_s = _seconds("resync_settle_ms")
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -143,6 +181,11 @@ class Settings:
             raise ConfigError(f"HOTLINE_PROMPTS_DIR={self.prompts_dir}: no prompts.yaml in {folder} (the folder of"
                               " recorded prompts: prompts.yaml and <language>/<id>.wav, as Asterisk plays them)")
         return folder
+
+
+
+#: The built-in defaults, for parts built without a server's settings (tests, simulated calls).
+DEFAULTS = Settings()
 
 
 def _coerce(name: str, raw: str, kind: type) -> object:

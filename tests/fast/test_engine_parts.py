@@ -51,6 +51,17 @@ def test_settings_precedence(tmp_path: Path) -> None:
         Settings.load({"HOTLINE_ENV_FILE": str(env_file), "HOTLINE_LOOKUP_BUDGET_MS": "fast"})
 
 
+def test_every_budget_and_limit_is_a_setting_and_each_millisecond_budget_reads_in_seconds(tmp_path: Path) -> None:
+    (tmp_path / "empty.env").write_text("")
+    s = Settings.load({"HOTLINE_ENV_FILE": str(tmp_path / "empty.env"), "HOTLINE_CALL_START_BUDGET_MS": "250",
+                       "HOTLINE_RELOAD_BUDGET_MS": "4000", "HOTLINE_MAX_CALLS": "7",
+                       "HOTLINE_FALLBACK_CONTEXT": "elsewhere"})
+    assert (s.call_start_budget_s, s.reload_budget_s, s.lookup_budget_s) == (0.25, 4.0, 0.3)
+    assert (s.max_calls, s.fallback_context, s.fallback_extension) == (7, "elsewhere", "s")
+    for name in ("lookup", "call_start", "db", "ari", "fallback", "reload", "speech"):
+        assert getattr(s, f"{name}_budget_s") == getattr(s, f"{name}_budget_ms") / 1000
+
+
 def test_log_lines_are_greppable(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     log_event(logging.getLogger("t"), "node", call="17.1", node="main menu", skipped=None)
