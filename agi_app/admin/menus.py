@@ -7,8 +7,6 @@ transaction as the audit record, and notify running servers (LISTEN/NOTIFY) on c
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,12 +17,9 @@ import asyncpg
 import yaml
 
 from agi_app.db.repositories import audit, menus
+from agi_app.db.repositories.menus import checksum
 from agi_app.flows.loader import FlowFileError, Issue, load_document, read_document
 from agi_app.flows.model import FlowSet
-
-
-def checksum(document: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(document, ensure_ascii=False).encode()).hexdigest()  # order matters
 
 
 def validate(document: dict[str, Any], *, file: str, sounds_dir: Path | None = None,
@@ -44,8 +39,8 @@ def validate_file(path: Path, *, sounds_dir: Path,
 
 async def depth_issues(flows: FlowSet, file: str) -> list[Issue]:
     """Warnings for services deeper than `settings.max_depth` menus, for any persona on any line."""
-    from agi_app.admin.cost import PERSONAS, persona
-    from agi_app.flows.context import CallContext
+    from agi_app.admin.cost import PERSONAS, persona_facts
+    from agi_app.flows.context import FlowContext
     from agi_app.flows.cost import CostWalker
     from agi_app.media.durations import no_durations
 
@@ -53,9 +48,8 @@ async def depth_issues(flows: FlowSet, file: str) -> list[Issue]:
     now = datetime.now(UTC)
     for line in flows.lines.values():
         for name in PERSONAS:
-            customer = persona(name, line.language, now)
-            ctx = CallContext(caller=f"persona-{name}", line=line, language=line.language, now=now,
-                              customer=customer, bill_due_days=flows.bill_due_days)
+            ctx = FlowContext(caller=f"persona-{name}", line=line, language=line.language, now=now,
+                              facts=persona_facts(name, line.language, now, flows))
             for cost in await CostWalker(flows, ctx, no_durations).walk():
                 if cost.depth > flows.max_depth:
                     key = (cost.node, cost.service)

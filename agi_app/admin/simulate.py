@@ -1,30 +1,31 @@
-"""Calls without Asterisk: the real engine (HotlineCall, FlowRunner, CallSession) on a simulated
-channel, for `hotline menus preview` (what a caller hears up to the first menu) and `hotline
-simulate` (walk the flow by typing digits). Same code as live calls, so what you see is what
-callers get.
+"""Calls without Asterisk: the real engine (`run_call`, HotlineFlow, FlowRunner, CallSession) on a
+simulated channel, for `hotline menus preview` (what a caller hears up to the first menu) and
+`hotline simulate` (walk the flow by typing digits). Same code as live calls — the same lifecycle
+and outcome, the same fallback when a flow fails — so what you see is what callers get.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
-from agi_app.engine.call import HotlineCall
-from agi_app.engine.journey import (
-    CallRecord,
-    Journey,
-    MemorySink,
-    outcome_when_caller_left,
-    outcome_when_flow_ended,
-)
-from agi_app.engine.session import CallInfo, CallSession
+from agi_app.config import DEFAULTS
+from agi_app.engine.call import HotlineFlow
+from agi_app.engine.channel import ChannelGone
+from agi_app.engine.journey import Journey, JourneyRecord, MemorySink
+from agi_app.engine.lifecycle import Fallback, run_call
+from agi_app.engine.session import Arrival, CallSession
 from agi_app.flows.model import Node
 
 _ids = itertools.count(1)
+#: Where a simulated call goes when its flow fails (recorded on the channel, never dialled),
+#: unless the caller names the settings' own.
+FALLBACK = Fallback.from_settings(DEFAULTS)
 
 
 class SimulatedChannel:
@@ -70,14 +71,26 @@ def simulated_session(caller: str, line: str, on_play: Callable[[Sequence[str]],
     call_id = f"sim-{next(_ids)}"
     channel = SimulatedChannel(call_id, on_play)
     sink = MemorySink()
-    record = CallRecord(call_id=call_id, caller=caller, dnis=line, started_at=datetime.now(UTC))
-    session = CallSession(CallInfo(call_id, caller, line, "Simulated/" + caller), channel, Journey(record, sink))
+    record = JourneyRecord(call_id=call_id, caller=caller, dnis=line, started_at=datetime.now(UTC))
+    session = CallSession(Arrival(call_id, caller, line, "Simulated/" + caller), channel, Journey(record, sink))
     channel.session = session
     return session, channel, sink
 
 
-class _FirstMenu(Exception):
-    pass
+async def _until_ended(call: asyncio.Task[None]) -> None:
+    """Wait for a simulated call's task; if we are cancelled, the call is given up first (its
+    cancellation is the call's end, and ours still propagates)."""
+    try:
+        await asyncio.wait({call})
+    finally:
+        if not call.done():
+            call.cancel()
+            await asyncio.wait({call})
+    call.result()
+
+
+def _call_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    return asyncio.create_task(coro, name="simulated-call")
 
 
 @dataclass
@@ -87,7 +100,7 @@ class Preview:
     caller: str
     line: str
     at: datetime
-    record: CallRecord
+    record: JourneyRecord
     media: list[str]
     menu: str | None = None
     options: list[dict[str, str]] = field(default_factory=list)
@@ -101,7 +114,8 @@ class Preview:
                 "options": self.options, "ended": self.ended}
 
 
-async def preview(handler: HotlineCall, *, caller: str, line: str, at: datetime) -> Preview:
+async def preview(handler: HotlineFlow, *, caller: str, line: str, at: datetime,
+                  fallback: Fallback = FALLBACK) -> Preview:
     session, channel, _ = simulated_session(caller, line)
     result = Preview(caller, line, at, session.journey.record, channel.played)
 
@@ -110,11 +124,10 @@ async def preview(handler: HotlineCall, *, caller: str, line: str, at: datetime)
             result.menu = node.id
             result.media.extend(media)
             result.options = [{"key": k, "label": label} for k, label in options]
-            raise _FirstMenu
+            raise ChannelGone("the preview ends at the first menu")  # as a caller hanging up there
 
-    try:
-        await handler(session, at=at, listener=Listener())
-    except _FirstMenu:
+    await _until_ended(_call_task(run_call(session, partial(handler, at=at, listener=Listener()), fallback)))
+    if result.menu is not None:
         return result
     if channel.continued_to:
         result.ended = f"transferred to {channel.continued_to[0]}/{channel.continued_to[1]}"
@@ -123,10 +136,11 @@ async def preview(handler: HotlineCall, *, caller: str, line: str, at: datetime)
     return result
 
 
-async def simulate(handler: HotlineCall, *, caller: str, line: str, at: datetime,
+async def simulate(handler: HotlineFlow, *, caller: str, line: str, at: datetime,
                    on_play: Callable[[Sequence[str]], None],
                    on_menu: Callable[[Node, list[tuple[str, str]]], None],
-                   digits: asyncio.Queue[str | None]) -> tuple[CallRecord, SimulatedChannel]:
+                   digits: asyncio.Queue[str | None],
+                   fallback: Fallback = FALLBACK) -> tuple[JourneyRecord, SimulatedChannel]:
     """Run one call; digits typed arrive on `digits` (None = the caller hangs up)."""
     session, channel, _ = simulated_session(caller, line, on_play)
 
@@ -134,7 +148,7 @@ async def simulate(handler: HotlineCall, *, caller: str, line: str, at: datetime
         async def menu_offered(self, node: Node, media: list[str], options: list[tuple[str, str]]) -> None:
             on_menu(node, options)
 
-    call = asyncio.create_task(handler(session, at=at, listener=Listener()))
+    call = _call_task(run_call(session, partial(handler, at=at, listener=Listener()), fallback))
 
     async def feed() -> None:
         while (typed := await digits.get()) is not None:
@@ -143,12 +157,10 @@ async def simulate(handler: HotlineCall, *, caller: str, line: str, at: datetime
         session.on_hangup()
         call.cancel()
 
-    feeder = asyncio.create_task(feed())
+    feeder = asyncio.create_task(feed(), name="simulated-caller")
     try:
-        await call
-        session.journey.end(outcome_when_flow_ended(session.journey.record))
-    except asyncio.CancelledError:
-        session.journey.end(outcome_when_caller_left(session.journey.record))
+        await _until_ended(call)
     finally:
         feeder.cancel()
+        await asyncio.wait({feeder})
     return session.journey.record, channel

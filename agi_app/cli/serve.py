@@ -6,9 +6,9 @@ import asyncio
 
 import click
 
+from agi_app.ari.router import EventsLost
 from agi_app.cli.common import EXIT_CONFIG, EXIT_UNAVAILABLE, fail, settings
 from agi_app.config import ConfigError
-from agi_app.engine.dispatcher import EventsLost
 from agi_app.logs import setup_logging
 from agi_app.serve.app import StartupError, serve_forever
 

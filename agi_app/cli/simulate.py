@@ -19,7 +19,8 @@ from agi_app.admin.simulate import simulate as run_simulate
 from agi_app.cli.common import EXIT_CONFIG, dsn, echo_json, fail, prompts_folder, run, settings
 from agi_app.config import Settings
 from agi_app.db.pool import connection, create_pool
-from agi_app.engine.call import HotlineCall
+from agi_app.engine.call import HotlineFlow
+from agi_app.engine.lifecycle import Fallback
 from agi_app.flows.cost import ServiceCost
 from agi_app.flows.model import Node
 from agi_app.media.voice import load_prompt_texts
@@ -40,9 +41,9 @@ def parse_at(ctx: click.Context, text: str | None, line: str) -> datetime:
 
 
 @asynccontextmanager
-async def offline_handler(s: Settings, flows_file: Path | None) -> AsyncIterator[HotlineCall]:
+async def offline_handler(s: Settings, flows_file: Path | None) -> AsyncIterator[HotlineFlow]:
     """The live call handler over the real database, without Asterisk."""
-    pool = await create_pool(s.dsn, budget_s=s.db_budget_ms / 1000)
+    pool = await create_pool(s.dsn, budget_s=s.db_budget_s)
     services = build_services()
     with tempfile.TemporaryDirectory(prefix="hotline-tts-") as scratch:
         s = s.with_overrides(flows_file=str(flows_file) if flows_file else None,
@@ -93,7 +94,8 @@ def preview(ctx: click.Context, caller: str, line: str, at_text: str | None, flo
 
     async def main() -> dict[str, object]:
         async with offline_handler(settings(ctx), flows_file) as handler:
-            return (await run_preview(handler, caller=caller, line=line, at=at)).as_json()
+            return (await run_preview(handler, caller=caller, line=line, at=at,
+                                      fallback=Fallback.from_settings(settings(ctx)))).as_json()
 
     result = run(main())
     if as_json:
@@ -142,7 +144,8 @@ def simulate(ctx: click.Context, caller: str, line: str, at_text: str | None, fl
         try:
             async with offline_handler(settings(ctx), flows_file) as handler:
                 record, channel = await run_simulate(handler, caller=caller, line=line, at=at, on_play=on_play,
-                                                     on_menu=on_menu, digits=queue)
+                                                     on_menu=on_menu, digits=queue,
+                                                     fallback=Fallback.from_settings(settings(ctx)))
         finally:
             reader.cancel()
         where = f" → {channel.continued_to[0]}/{channel.continued_to[1]}" if channel.continued_to else ""

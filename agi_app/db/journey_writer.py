@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from agi_app.db.journey_spill import SpillOp, SpillStore
-from agi_app.engine.journey import CallRecord, ServiceResult
+from agi_app.engine.journey import JourneyRecord, ServiceResult
 from agi_app.logs import log_event
 
 log = logging.getLogger("hotline.journey")
@@ -311,10 +311,10 @@ class PgJourneySink:
         return await asyncio.wrap_future(self._io.submit(fn, *args))
 
     # --- JourneySink ---------------------------------------------------------------------
-    def call_started(self, record: CallRecord) -> None:
+    def call_started(self, record: JourneyRecord) -> None:
         self._put("call_started", record.call_id, record.started_at, record.caller, record.dnis)
 
-    def call_identified(self, record: CallRecord) -> None:
+    def call_identified(self, record: JourneyRecord) -> None:
         self._put("call_identified", record.call_id, record.customer_id, record.segment, record.language,
                   record.menu_version)
 
@@ -330,7 +330,7 @@ class PgJourneySink:
     def survey_answer(self, call_id: str, node_id: str, score: int) -> None:
         self._put("survey_answer", call_id, node_id, score, datetime.now(UTC))
 
-    def call_ended(self, record: CallRecord, ended_at: datetime) -> None:
+    def call_ended(self, record: JourneyRecord, ended_at: datetime) -> None:
         self._put("call_ended", record.call_id, ended_at, record.outcome, record.transfer_target,
                   record.duration_ms)
 

@@ -1,7 +1,9 @@
 """What the call engine needs from telephony: a handful of verbs on one channel.
 
 The ARI adapter implements this; the engine, flows and domain code only ever see this protocol,
-so none of them knows about HTTP or WebSockets.
+so none of them knows about HTTP or WebSockets. A verb fails only with the engine's own errors:
+`ChannelGone` (nobody left to serve) or `ChannelFailed` (telephony did not do it; the caller may
+still be there, so the call goes to the dialplan fallback).
 """
 
 from __future__ import annotations
@@ -12,6 +14,11 @@ from typing import Protocol
 
 class ChannelGone(Exception):
     """The channel hung up or left our application; the call is over for us."""
+
+
+class ChannelFailed(Exception):
+    """A request on the channel failed (unreachable, timed out, refused); the channel may still be
+    there, waiting for us."""
 
 
 class ChannelControl(Protocol):

@@ -3,7 +3,8 @@ value), services, outcome — recorded as it happens through a `JourneySink`, so
 mid-call still leaves a trace.
 
 The engine only talks to the sink protocol; the PostgreSQL writer and the in-memory sink used by
-`simulate` and tests implement it.
+`simulate` and tests implement it. How a call ended becomes its outcome in one place:
+`lifecycle.outcome`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ ServiceResult = Literal["ok", "refused", "failed", "abandoned"]
 
 
 @dataclass
-class CallRecord:
+class JourneyRecord:
+    """What the call did, as stored (`calls` and its child rows); the session's `Arrival` is what
+    the network said when it came in."""
+
     call_id: str
     caller: str
     dnis: str
@@ -37,19 +41,19 @@ class CallRecord:
 
 
 class JourneySink(Protocol):
-    def call_started(self, record: CallRecord) -> None: ...
-    def call_identified(self, record: CallRecord) -> None: ...
+    def call_started(self, record: JourneyRecord) -> None: ...
+    def call_identified(self, record: JourneyRecord) -> None: ...
     def node_entered(self, call_id: str, seq: int, node_id: str, at: datetime) -> None: ...
     def node_input(self, call_id: str, seq: int, node_seq: int, masked_input: str, result: str) -> None: ...
     def service_reached(self, call_id: str, seq: int, service: str, result: ServiceResult) -> None: ...
     def survey_answer(self, call_id: str, node_id: str, score: int) -> None: ...
-    def call_ended(self, record: CallRecord, ended_at: datetime) -> None: ...
+    def call_ended(self, record: JourneyRecord, ended_at: datetime) -> None: ...
 
 
 class Journey:
     """The recorder one call uses; every method is synchronous and never blocks the call."""
 
-    def __init__(self, record: CallRecord, sink: JourneySink) -> None:
+    def __init__(self, record: JourneyRecord, sink: JourneySink) -> None:
         self.record = record
         self._sink = sink
         self._t0 = time.monotonic()
@@ -102,14 +106,14 @@ class MemorySink:
     """Keeps journeys in memory: for `hotline simulate`, previews and tests of the engine alone."""
 
     def __init__(self) -> None:
-        self.calls: dict[str, CallRecord] = {}
+        self.calls: dict[str, JourneyRecord] = {}
         self.inputs: list[tuple[str, int, str, str]] = []  # (call id, node seq, input, result)
         self.surveys: list[tuple[str, str, int]] = []
 
-    def call_started(self, record: CallRecord) -> None:
+    def call_started(self, record: JourneyRecord) -> None:
         self.calls[record.call_id] = record
 
-    def call_identified(self, record: CallRecord) -> None:
+    def call_identified(self, record: JourneyRecord) -> None:
         pass
 
     def node_entered(self, call_id: str, seq: int, node_id: str, at: datetime) -> None:
@@ -124,17 +128,5 @@ class MemorySink:
     def survey_answer(self, call_id: str, node_id: str, score: int) -> None:
         self.surveys.append((call_id, node_id, score))
 
-    def call_ended(self, record: CallRecord, ended_at: datetime) -> None:
+    def call_ended(self, record: JourneyRecord, ended_at: datetime) -> None:
         pass
-
-
-def outcome_when_flow_ended(record: CallRecord) -> Outcome:
-    """The flow ran to its end: handed to a destination, or finished (hang-up node or last node)."""
-    if record.transfer_target:
-        return "transferred"
-    return "self_service" if any(r == "ok" for _, r in record.services) else "hangup"
-
-
-def outcome_when_caller_left(record: CallRecord) -> Outcome:
-    """The caller hung up: after a successful service that is containment, else abandonment."""
-    return "self_service" if any(r == "ok" for _, r in record.services) else "abandoned"

@@ -1,8 +1,12 @@
 """One call in progress: the media and input primitives a flow is written with.
 
 A flow reads like a script — `await call.play(prompt)`, `await call.get_digits(...)` — and runs
-as one asyncio task. The dispatcher feeds this object the call's events (digits, playback
-finished, hangup) synchronously; a hangup cancels the task, so whatever the call awaits stops.
+as one asyncio task (`lifecycle.run_call`). The transport's event router feeds this object the
+call's events (digits, playback finished, hangup) synchronously; a hangup cancels the task, so
+whatever the call awaits stops.
+
+`CallState` says who owns the call at any moment: the one field the registry, the lifecycle and
+the outcome read, instead of flags that could disagree.
 """
 
 from __future__ import annotations
@@ -10,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Literal
 
-from agi_app.config import Settings
-from agi_app.engine.channel import ChannelControl, ChannelGone
+from agi_app.config import DEFAULTS, Settings
+from agi_app.engine.channel import ChannelControl
 from agi_app.engine.dtmf import DtmfBuffer
 from agi_app.engine.journey import Journey
 from agi_app.logs import log_event
@@ -23,9 +28,19 @@ from agi_app.logs import log_event
 log = logging.getLogger("hotline.call")
 
 
+class CallState(Enum):
+    """Where a call is, from our side: ringing → in flow → handed off, or caller gone at any time."""
+
+    RINGING = "ringing"  # in our application, not answered yet
+    IN_FLOW = "in_flow"  # answered: the flow owns it
+    HANDED_OFF = "handed_off"  # we let it go: to a destination, the dialplan fallback, or our hang-up
+    CALLER_GONE = "caller_gone"  # the caller hung up, or the channel vanished
+
+
 @dataclass(frozen=True)
-class CallInfo:
-    """What the network told us about the call when it arrived."""
+class Arrival:
+    """What the network told us about the call when it arrived (the journey's record is what we
+    made of it)."""
 
     call_id: str
     caller: str
@@ -46,32 +61,35 @@ class DigitInput:
 class CallSession:
     """State and primitives of one call; owned by exactly one task."""
 
-    def __init__(self, info: CallInfo, channel: ChannelControl, journey: Journey, *,
-                 dtmf_capacity: int = 32, playback_check_s: float = 60.0,
-                 secure_quiet_gap_s: float = Settings.secure_quiet_gap_ms / 1000) -> None:
-        self.info = info
+    def __init__(self, arrival: Arrival, channel: ChannelControl, journey: Journey, *,
+                 settings: Settings = DEFAULTS) -> None:
+        self.arrival = arrival
         self.channel = channel
         self.journey = journey
-        self.dtmf = DtmfBuffer(dtmf_capacity)
-        self.hung_up = False
-        self.handed_off = False  # left Stasis on purpose (transfer, fallback)
+        self.dtmf = DtmfBuffer(settings.dtmf_capacity)
+        self.state = CallState.RINGING
         self._playbacks: dict[str, asyncio.Future[None]] = {}
         # The playback Asterisk may still be playing: set until it finished or we stopped it, so
         # a transfer after a cancelled play() can stop it first (Asterisk runs a channel's
         # commands in order: a `continue` waits until the current playback ends).
         self.active_playback: str | None = None
         self._ids = itertools.count(1)
-        self.playback_check_s = playback_check_s
-        self.secure_quiet_gap_s = secure_quiet_gap_s
+        self.playback_check_s = settings.playback_check_s
+        self.secure_quiet_gap_s = settings.secure_quiet_gap_s
 
     @property
     def call_id(self) -> str:
-        return self.info.call_id
+        return self.arrival.call_id
+
+    @property
+    def ours(self) -> bool:
+        """Still in our application and ours to serve (neither handed off nor gone)."""
+        return self.state in (CallState.RINGING, CallState.IN_FLOW)
 
     def log(self, event: str, *, level: int = logging.INFO, **fields: object) -> None:
         log_event(log, event, level=level, call=self.call_id, **fields)
 
-    # --- events, fed by the dispatcher (synchronous, never block) ---------------------------
+    # --- events, fed by the event router (synchronous, never block) -------------------------
     def on_dtmf(self, digit: str) -> None:
         accepted = self.dtmf.push(digit)
         if not accepted:
@@ -83,7 +101,8 @@ class CallSession:
             future.set_result(None)
 
     def on_hangup(self) -> None:
-        self.hung_up = True
+        """The caller hung up or the channel vanished: whatever the call awaits on it stops."""
+        self.state = CallState.CALLER_GONE
         for future in self._playbacks.values():
             if not future.done():
                 future.cancel()
@@ -91,6 +110,8 @@ class CallSession:
     # --- primitives ----------------------------------------------------------------------
     async def answer(self) -> None:
         await self.channel.answer()
+        if self.state is CallState.RINGING:
+            self.state = CallState.IN_FLOW
 
     async def play(self, media: Sequence[str], *, interruptible: bool = True) -> bool:
         """Play `media` in order; returns True if a digit interrupted it (the digit stays buffered).
@@ -172,23 +193,24 @@ class CallSession:
     async def transfer(self, context: str, extension: str, target: str) -> None:
         """Hand the call to the dialplan (queue, fallback); the channel leaves our app."""
         await self.stop_playback()
-        self.handed_off = True  # before the request: the StasisEnd it causes may beat the reply
-        try:
-            await self.channel.continue_in_dialplan(context, extension, 1)
-        except BaseException:
-            self.handed_off = False  # failed or timed out: the dispatcher's fallback must still try
-            raise
+        await self._let_go(self.channel.continue_in_dialplan(context, extension, 1))
         self.journey.transferred(target)
         self.log("transferred", context=context, extension=extension, target=target)
 
     async def hangup(self) -> None:
-        """Hang up. As with `transfer`, `handed_off` stays set only once Asterisk accepted the
-        request: a hang-up that failed leaves the caller to the dialplan fallback, not to silence."""
-        self.handed_off = True  # before the request: the StasisEnd it causes may beat the reply
+        """Hang up. As with `transfer`, the call stays handed off only once the request succeeded:
+        a hang-up that failed leaves the caller to the dialplan fallback, not to silence."""
+        await self._let_go(self.channel.hangup())
+
+    async def _let_go(self, request: Awaitable[None]) -> None:
+        """Run the request that makes the channel leave us. Handed off before it is sent (the
+        StasisEnd it causes may beat the reply); back as it was if it failed or was cancelled, so
+        the lifecycle's fallback still tries."""
+        before, self.state = self.state, CallState.HANDED_OFF
         try:
-            await self.channel.hangup()
+            await request
         except BaseException:
-            self.handed_off = False
+            self.state = before
             raise
 
     async def resync(self) -> bool:
@@ -199,6 +221,3 @@ class CallSession:
             if not future.done() and not await self.channel.playback_active(playback_id):
                 future.set_result(None)
         return True
-
-
-__all__ = ["CallInfo", "CallSession", "ChannelGone", "DigitInput"]

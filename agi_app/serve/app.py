@@ -18,18 +18,18 @@ from pathlib import Path
 
 import asyncpg
 
-from agi_app.admin.menus import validate
 from agi_app.ari.client import AriClient, AriError
+from agi_app.ari.router import EventRouter, EventsLost
 from agi_app.config import Settings
 from agi_app.db.journey_spill import spill_dir_for
 from agi_app.db.journey_writer import PgJourneySink
 from agi_app.db.pool import DatabaseUnavailable, create_pool
-from agi_app.db.repositories import customers, menus
+from agi_app.db.repositories import calendar, customers, menus, operations
 from agi_app.directory.service import Directory
-from agi_app.engine.call import HotlineCall
-from agi_app.engine.call_state import CallStateLoader
-from agi_app.engine.dispatcher import Dispatcher, EventsLost, Fallback
-from agi_app.flows.loader import FlowFileError, load_file
+from agi_app.engine.call import HotlineFlow
+from agi_app.engine.registry import CallRegistry
+from agi_app.engine.start_facts import StartFactsLoader
+from agi_app.flows.loader import FlowFileError, load_document, load_file
 from agi_app.flows.model import FlowSet
 from agi_app.flows.services import ServiceRegistry
 from agi_app.logs import log_event
@@ -57,14 +57,23 @@ def build_services() -> ServiceRegistry:
 
 
 def media_resolver(settings: Settings) -> MediaResolver:
-    speech = SpeechSynthesizer(Path(settings.sounds_root)) if settings.sounds_root else None
+    speech = (SpeechSynthesizer(Path(settings.sounds_root), timeout=settings.speech_budget_s)
+              if settings.sounds_root else None)
     return MediaResolver(speech, silent=silent_sounds(settings.prompts_folder() / "prompts.yaml"))
 
 
+def start_facts(settings: Settings, pool: asyncpg.Pool) -> StartFactsLoader:
+    """What each call reads at its start, from the database's repositories, each under its budget."""
+    directory = Directory(lambda phone: customers.find_by_phone(pool, phone), budget_s=settings.lookup_budget_s)
+    return StartFactsLoader(directory, budget_s=settings.call_start_budget_s,
+                            calendar=lambda line: calendar.load_calendar(pool, line),
+                            emergency=lambda line, at: operations.live_emergency(pool, line, at),
+                            notices=lambda line, day: operations.valid_notices(pool, line, day))
+
+
 def call_handler(settings: Settings, pool: asyncpg.Pool, current_flows: Callable[[], FlowSet],
-                 services: ServiceRegistry) -> HotlineCall:
-    directory = Directory(lambda phone: customers.find_by_phone(pool, phone), budget_s=settings.lookup_budget_ms / 1000)
-    return HotlineCall(CallStateLoader(directory, pool), current_flows, media_resolver(settings), services)
+                 services: ServiceRegistry) -> HotlineFlow:
+    return HotlineFlow(start_facts(settings, pool), current_flows, media_resolver(settings), services)
 
 
 async def initial_flows(settings: Settings, pool: asyncpg.Pool, services: ServiceRegistry, *,
@@ -75,7 +84,7 @@ async def initial_flows(settings: Settings, pool: asyncpg.Pool, services: Servic
         if settings.flows_file:
             return load_file(Path(settings.flows_file), services=services.names())[0]
         try:
-            stored = await asyncio.wait_for(menus.get_active(pool), settings.db_budget_ms / 1000)
+            stored = await asyncio.wait_for(menus.get_active(pool), settings.db_budget_s)
         except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.OperatorInterventionError,
                 asyncpg.InsufficientResourcesError) as exc:
             raise DatabaseUnavailable(f"cannot connect to PostgreSQL to read the active menu version:"
@@ -83,8 +92,8 @@ async def initial_flows(settings: Settings, pool: asyncpg.Pool, services: Servic
         if stored is None:
             raise StartupError("no menu version is published: run `hotline menus publish FILE` first",
                                unreachable=False)
-        flows = validate(stored.document, file=f"version {stored.version}", services=services.names(),
-                         version=stored.version)[0]
+        flows = load_document(stored.document, file=f"version {stored.version}", services=services.names(),
+                              version=stored.version)[0]
         if cache is not None:
             await cache.save(stored.version, stored.document)
         return flows
@@ -100,7 +109,8 @@ class Server:
     pool: asyncpg.Pool
     client: AriClient
     sink: PgJourneySink
-    dispatcher: Dispatcher
+    calls: CallRegistry
+    router: EventRouter
     flows: FlowSet
     reloader: MenuReloader | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -115,16 +125,16 @@ class Server:
         outage: DatabaseUnavailable | None = None
         try:
             try:
-                pool = await create_pool(settings.dsn, budget_s=settings.db_budget_ms / 1000)
+                pool = await create_pool(settings.dsn, budget_s=settings.db_budget_s)
             except DatabaseUnavailable as exc:
                 if cache is None:
                     raise
                 outage = exc  # start from the cached menus; this pool connects once PostgreSQL is back
-                pool = await create_pool(settings.dsn, budget_s=settings.db_budget_ms / 1000, lazy=True)
+                pool = await create_pool(settings.dsn, budget_s=settings.db_budget_s, lazy=True)
         except Exception as exc:
             raise StartupError(str(exc)) from exc
         client = AriClient(settings.ari_url, settings.ari_user, settings.ari_password, settings.ari_app,
-                           timeout=settings.ari_budget_ms / 1000, handshake_timeout=settings.ari_handshake_ms / 1000)
+                           timeout=settings.ari_budget_s, handshake_timeout=settings.ari_handshake_s)
         await client.open()
         try:
             info = await client.asterisk_info()
@@ -148,16 +158,18 @@ class Server:
             if isinstance(exc, AriError):
                 raise StartupError(f"cannot reach Asterisk ARI at {settings.ari_url}: {exc}") from exc
             raise
-        sink = PgJourneySink(pool, budget_s=settings.db_budget_ms / 1000, spill_dir=spill_dir_for(settings.state_dir),
+        sink = PgJourneySink(pool, budget_s=settings.db_budget_s, spill_dir=spill_dir_for(settings.state_dir),
                              retry_for_s=settings.journey_retry_s, capacity=settings.journey_queue_max)
         sink.start()
         server: Server
         handler = call_handler(settings, pool, lambda: server.flows, services)
-        dispatcher = Dispatcher(client, handler, sink, fallback=Fallback(budget_s=settings.fallback_budget_ms / 1000))
-        server = cls(settings, pool, client, sink, dispatcher, flows)
+        calls = CallRegistry(handler, sink, settings)
+        router = EventRouter(client, calls, resync_settle_s=settings.resync_settle_s)
+        server = cls(settings, pool, client, sink, calls, router, flows)
         if hot_reload:
             server.reloader = MenuReloader(settings.dsn, pool, lambda: server.flows, server.swap_flows,
-                                           services=services.names(), cache=cache, degraded=outage is not None)
+                                           services=services.names(), budget_s=settings.reload_budget_s, cache=cache,
+                                           degraded=outage is not None)
             server._tasks.append(asyncio.create_task(server.reloader.run(), name="menu-reloader"))
         log_event(log, "serve_started", app=settings.ari_app, ari=settings.ari_url,
                   asterisk=info.get("system", {}).get("version"), menu_version=flows.version,
@@ -175,7 +187,7 @@ class Server:
         to the dialplan at once. A failed cleanup step is raised too: shutdown tells the truth.
         """
         stop_events = asyncio.Event()
-        events = asyncio.create_task(self.dispatcher.run(stop_events), name="ari-events")
+        events = asyncio.create_task(self.router.run(stop_events), name="ari-events")
         waiter = asyncio.create_task(shutdown.wait(), name="shutdown-signal")
 
         def ended_on_its_own() -> EventsLost | None:
@@ -185,7 +197,7 @@ class Server:
             if failure is None and stop_events.is_set():
                 return None  # we stopped it
             lost = failure if isinstance(failure, EventsLost) else EventsLost(f"the ARI event stream ended: {failure!r}")
-            log_event(log, "events_lost", level=logging.ERROR, error=str(lost), calls=len(self.dispatcher.sessions),
+            log_event(log, "events_lost", level=logging.ERROR, error=str(lost), calls=len(self.calls.sessions),
                       calls_to="fallback")
             return lost
 
@@ -193,9 +205,9 @@ class Server:
             await asyncio.wait({events, waiter}, return_when=asyncio.FIRST_COMPLETED)
             lost = ended_on_its_own()
             if lost is not None:  # nobody hears these callers any more: no grace
-                await self.dispatcher.drain(0, reason="replaced" if lost.replaced else "events_lost")
+                await self.calls.drain(0, reason="replaced" if lost.replaced else "events_lost")
             else:
-                await self.dispatcher.drain(self.settings.shutdown_grace_s)
+                await self.calls.drain(self.settings.shutdown_grace_s)
             stop_events.set()
             await asyncio.wait({events}, timeout=5)
             lost = lost or ended_on_its_own()  # it may have failed during the drain

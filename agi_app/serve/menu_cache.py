@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agi_app.admin.menus import checksum, validate
-from agi_app.flows.loader import FlowFileError
+from agi_app.db.repositories.menus import checksum
+from agi_app.flows.loader import FlowFileError, load_document
 from agi_app.flows.model import FlowSet
 from agi_app.logs import log_event
 
@@ -102,7 +102,8 @@ class MenuCache:
             raise MenuCacheError(f"{where} is corrupt (not the JSON this server wrote, or its checksum"
                                  " does not match)")
         try:
-            return validate(document, file=f"cached menu version {version}", services=services, version=version)[0]
+            return load_document(document, file=f"cached menu version {version}", services=services,
+                                 version=version)[0]
         except FlowFileError as exc:
             raise MenuCacheError(f"{where} is refused by this server's validation:\n{exc}") from exc
 

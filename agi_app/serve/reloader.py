@@ -16,9 +16,8 @@ from collections.abc import Callable, Collection
 
 import asyncpg
 
-from agi_app.admin.menus import validate
 from agi_app.db.repositories import menus
-from agi_app.flows.loader import FlowFileError
+from agi_app.flows.loader import FlowFileError, load_document
 from agi_app.flows.model import FlowSet
 from agi_app.logs import log_event
 from agi_app.serve.menu_cache import MenuCache
@@ -28,7 +27,7 @@ log = logging.getLogger("hotline.reload")
 
 class MenuReloader:
     def __init__(self, dsn: str, pool: asyncpg.Pool, current: Callable[[], FlowSet],
-                 swap: Callable[[FlowSet], None], *, services: Collection[str], budget_s: float = 5.0,
+                 swap: Callable[[FlowSet], None], *, services: Collection[str], budget_s: float,
                  cache: MenuCache | None = None, degraded: bool = False) -> None:
         self.dsn = dsn
         self.pool = pool
@@ -87,7 +86,7 @@ class MenuReloader:
         if stored is None or stored.version == serving:
             return False
         try:  # in a thread: rendering every prompt takes ~0.1 s that calls in progress must not wait for
-            flows, _ = await asyncio.to_thread(validate, stored.document, file=f"version {stored.version}",
+            flows, _ = await asyncio.to_thread(load_document, stored.document, file=f"version {stored.version}",
                                                services=self.services, version=stored.version)
         except FlowFileError as exc:
             self.refused.append(stored.version)

@@ -63,7 +63,7 @@ class Hotline:
             while True:
                 await self.server.sink.flush()
                 rows = await list_calls(conn, call_id=call_id)
-                if rows and rows[0]["outcome"] and call_id not in self.server.dispatcher.sessions:
+                if rows and rows[0]["outcome"] and call_id not in self.server.calls.sessions:
                     return rows[0]
                 if asyncio.get_running_loop().time() > deadline:
                     raise TimeoutError(f"call {call_id} did not end: {rows}")

@@ -1,6 +1,7 @@
-"""The ARI edge and the dispatcher never leave a caller in silence, and shutdown tells the truth:
-the dialplan fallback retried, an application taken over by another server, a handshake that never
-completes, a StasisStart still queued at resync, an event-reader crash, a failing cleanup step."""
+"""The ARI edge, its event router and the call registry never leave a caller in silence, and
+shutdown tells the truth: the dialplan fallback retried, an application taken over by another
+server, a handshake that never completes, a StasisStart still queued at resync, an event-reader
+crash, a failing cleanup step."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from agi_app.ari.channel import AriChannel
+from agi_app.ari.client import AriClient
+from agi_app.ari.router import EventsLost
 from agi_app.cli.serve import EXIT_REPLACED
-from agi_app.engine.dispatcher import EventsLost
+from agi_app.engine.channel import ChannelFailed, ChannelGone
 from agi_app.flows.loader import demo_flow_path, load_document
 from agi_app.flows.model import FlowSet
 from tests.fake_ari.server import FakeAri
@@ -48,6 +52,56 @@ async def serve(fake_ari: FakeAri, dsn: str, tmp_path: Path) -> AsyncIterator[Se
         await asyncio.wait({line.task}, timeout=20)
         if line.task.done() and not line.task.cancelled():
             line.task.exception()  # retrieved: the test asserted on it where it mattered
+
+
+# ------------------------------------------------------------------------------ the channel protocol
+async def test_ari_failures_reach_the_engine_only_as_its_own_channel_errors(fake_ari: FakeAri) -> None:
+    async with AriClient(fake_ari.url, "hotline", "hotline-dev", "hotline", timeout=0.3) as client:
+        call = await fake_ari.place_call(UNKNOWN, "95000")
+        channel = AriChannel(client, call)
+        fake_ari.fault("POST", r"/answer$", status=500)
+        with pytest.raises(ChannelFailed):
+            await channel.answer()
+        fake_ari.fault("POST", r"/continue$", hold=True)  # the request's budget runs out
+        with pytest.raises(ChannelFailed):
+            await channel.continue_in_dialplan("hotline-fallback", "s")
+        with pytest.raises(ChannelGone):
+            await AriChannel(client, "no-such-channel").answer()
+        await fake_ari.hangup(call)
+
+
+# ------------------------------------------------------------------------------ limits from the settings
+async def test_calls_beyond_max_calls_go_to_the_dialplan_fallback(serve: Serve, fake_ari: FakeAri) -> None:
+    line = await serve(max_calls=1)
+    fake_ari.media_duration = lambda uri: 5.0
+    first = await line.call(UNKNOWN)
+    await fake_ari.wait_for(lambda: bool(line.played(first)))
+    second = await line.call(UNKNOWN)
+    await fake_ari.wait_for(lambda: fake_ari.channel(second).continued_to is not None)
+    assert fake_ari.channel(second).continued_to == FALLBACK and second not in line.server.calls.sessions
+    assert first in line.server.calls.sessions
+    await fake_ari.hangup(first)
+
+
+async def test_the_fallback_the_settings_name_is_where_a_failed_call_goes(serve: Serve, fake_ari: FakeAri) -> None:
+    line = await serve(fallback_context="hotline-other", fallback_extension="retry")
+    fake_ari.fault("POST", r"/answer$", status=500)
+    call = await line.call(UNKNOWN)
+    await fake_ari.wait_for(lambda: fake_ari.channel(call).continued_to is not None)
+    assert fake_ari.channel(call).continued_to == ("hotline-other", "retry", 1)
+
+
+async def test_live_calls_take_their_limits_from_the_settings(serve: Serve, fake_ari: FakeAri) -> None:
+    line = await serve(secure_quiet_gap_ms=250, playback_check_ms=1500, dtmf_capacity=4)
+    fake_ari.media_duration = lambda uri: 5.0
+    call = await line.call(UNKNOWN)
+    await fake_ari.wait_for(lambda: bool(line.played(call)))
+    session = line.server.calls.sessions[call]
+    assert (session.secure_quiet_gap_s, session.playback_check_s) == (0.25, 1.5)
+    for digit in "12345":
+        session.on_dtmf(digit)
+    assert session.dtmf.dropped == 1
+    await fake_ari.hangup(call)
 
 
 # ------------------------------------------------------------------------------ the fallback
@@ -130,8 +184,7 @@ async def test_a_websocket_handshake_that_never_completes_does_not_hold_up_the_r
 
 async def test_a_channel_listed_at_resync_before_its_stasis_start_arrived_goes_to_one_place_only(
         serve: Serve, fake_ari: FakeAri, dsn: str) -> None:
-    line = await serve()
-    line.server.dispatcher.resync_settle_s = 2.0  # room for the test to act inside the window
+    line = await serve(resync_settle_ms=2000)  # room for the test to act inside the window
     await fake_ari.wait_request("GET", "/applications/hotline")  # the resync at start
     early = await fake_ari.place_call(UNKNOWN, "95000", hold_start=True)  # StasisStart just behind the list
     late = await fake_ari.place_call(UNKNOWN, "95000", hold_start=True)  # StasisStart only after the decision
@@ -148,9 +201,9 @@ async def test_a_channel_listed_at_resync_before_its_stasis_start_arrived_goes_t
     await fake_ari.wait_for(lambda: fake_ari.channel(late).continued_to is not None)
     assert fake_ari.channel(late).continued_to == FALLBACK
     assert [r.path for r in fake_ari.requests if late in r.path] == [f"/ari/channels/{late}/continue"]
-    assert late not in line.server.dispatcher.sessions
+    assert late not in line.server.calls.sessions
     assert not await fetch(dsn, "SELECT call_id FROM calls WHERE call_id = $1", late)
-    assert early in line.server.dispatcher.sessions and fake_ari.channel(early).continued_to is None
+    assert early in line.server.calls.sessions and fake_ari.channel(early).continued_to is None
     assert not [r for r in fake_ari.requests if r.path == f"/ari/channels/{early}/continue"]
     await fake_ari.hangup(early)
     await fake_ari.hangup(barrier)
@@ -167,7 +220,7 @@ async def test_an_event_reader_crash_hands_the_calls_to_the_fallback_and_makes_t
     def routing_bug(event: object) -> None:
         raise RuntimeError("a bug in event routing")
 
-    monkeypatch.setattr(line.server.dispatcher, "handle", routing_bug)
+    monkeypatch.setattr(line.server.router, "handle", routing_bug)
     await fake_ari.press(call, "1")
     with pytest.raises(EventsLost, match="RuntimeError"):
         await asyncio.wait_for(line.task, 15)

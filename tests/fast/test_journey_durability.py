@@ -19,7 +19,7 @@ from agi_app.db.journey_spill import spill_dir_for
 from agi_app.db.journey_writer import PgJourneySink
 from agi_app.db.pool import connection, create_pool
 from agi_app.db.repositories.calls import list_calls
-from agi_app.engine.journey import CallRecord
+from agi_app.engine.journey import JourneyRecord
 from tests.fake_ari.server import FakeAri
 from tests.fast.conftest import fetch, import_demo_customers, settings_for, start_hotline
 from tests.fast.test_calls import KNOWN_ZH, MAIN_ZH, UNKNOWN
@@ -66,9 +66,9 @@ async def until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:  
         await asyncio.sleep(0.02)
 
 
-def record_journey(sink: PgJourneySink, call_id: str, *, score: int | None = None) -> CallRecord:
+def record_journey(sink: PgJourneySink, call_id: str, *, score: int | None = None) -> JourneyRecord:
     """A whole call through the sink protocol, as the engine reports it."""
-    record = CallRecord(call_id, caller="13800138000", dnis="95000", started_at=T0, customer_id="C001",
+    record = JourneyRecord(call_id, caller="13800138000", dnis="95000", started_at=T0, customer_id="C001",
                         segment="standard", language="zh", menu_version=1, path=["entry", "main", "accounts"],
                         services=[("balance", "ok")], outcome="transferred", transfer_target="cards",
                         duration_ms=30_000)
@@ -84,7 +84,7 @@ def record_journey(sink: PgJourneySink, call_id: str, *, score: int | None = Non
     return record
 
 
-async def assert_journey_found(dsn: str, record: CallRecord) -> None:
+async def assert_journey_found(dsn: str, record: JourneyRecord) -> None:
     async with connection(dsn) as conn:
         rows = await list_calls(conn, call_id=record.call_id)
         entered = [r["entered_at"] for r in await conn.fetch(
@@ -117,7 +117,7 @@ async def test_calls_during_an_outage_longer_than_the_retries_and_a_restart_are_
         call = await first.call(caller)
         await fake_ari.wait_for(lambda call=call: MAIN_ZH in first.played(call))
         await fake_ari.press(call, key)
-        await fake_ari.wait_for(lambda call=call: call not in first.server.dispatcher.sessions)
+        await fake_ari.wait_for(lambda call=call: call not in first.server.calls.sessions)
         calls[call] = key
     await until(lambda: first.server.sink.spilled > 0)  # retried for longer than its budget: on disk now
     first.shutdown.set()  # the server stops while the database is still down

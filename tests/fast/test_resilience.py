@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import pytest
 import pytest_asyncio
 
 from agi_app.flows.loader import demo_flow_path
@@ -27,17 +30,32 @@ async def db_proxy() -> AsyncIterator[TcpProxy]:
     await proxy.stop()
 
 
+StartProxied = Callable[..., Awaitable[Hotline]]
+
+
 @pytest_asyncio.fixture
-async def proxied_hotline(fake_ari: FakeAri, dsn: str, db_proxy: TcpProxy, tmp_path: Path) -> AsyncIterator[Hotline]:
-    """A hotline whose database connections go through `db_proxy` (lookup budget 300 ms)."""
+async def start_proxied(fake_ari: FakeAri, dsn: str, db_proxy: TcpProxy, tmp_path: Path) -> AsyncIterator[StartProxied]:
+    """Start a hotline whose database connections go through `db_proxy`, with settings overrides."""
     await import_demo_customers(dsn)
     fake_ari.media_duration = lambda uri: 0.05
     proxied = dsn.replace(f":{pg.PORT}/", f":{db_proxy.port}/")
-    line = await start_hotline(fake_ari, dsn, settings_for(fake_ari, proxied, tmp_path, lookup_budget_ms=300))
-    yield line
+    started: list[Hotline] = []
+
+    async def start(**overrides: Any) -> Hotline:
+        started.append(await start_hotline(fake_ari, dsn, settings_for(fake_ari, proxied, tmp_path, **overrides)))
+        return started[-1]
+
+    yield start
     db_proxy.delay, db_proxy.refuse = 0.0, False
-    line.shutdown.set()
-    await asyncio.wait_for(line.task, 20)
+    for line in started:
+        line.shutdown.set()
+        await asyncio.wait_for(line.task, 20)
+
+
+@pytest_asyncio.fixture
+async def proxied_hotline(start_proxied: StartProxied) -> Hotline:
+    """A hotline whose database goes through the proxy (lookup and call-start budgets 300 ms)."""
+    return await start_proxied(lookup_budget_ms=300, call_start_budget_ms=300)
 
 
 async def test_database_down_caller_still_gets_the_menu_and_an_agent(proxied_hotline: Hotline, db_proxy: TcpProxy) -> None:
@@ -66,19 +84,33 @@ async def test_slow_database_lookup_is_cut_at_its_budget(proxied_hotline: Hotlin
     assert row["customer_id"] is None and row["outcome"] == "transferred"
 
 
-async def test_hangup_during_the_lookup_cancels_the_call_task(proxied_hotline: Hotline, db_proxy: TcpProxy) -> None:
-    hotline = proxied_hotline
-    hotline.server.dispatcher.handler.state.directory.budget_s = 5.0  # type: ignore[attr-defined]
+async def test_hangup_during_the_lookup_cancels_the_call_task(start_proxied: StartProxied, db_proxy: TcpProxy) -> None:
+    hotline = await start_proxied(lookup_budget_ms=5000, call_start_budget_ms=5000)
     db_proxy.delay = 1.0
     call = await hotline.call(KNOWN_ZH)
     await hotline.ari.wait_request("POST", f"/channels/{call}/answer")
     await asyncio.sleep(0.2)  # the lookup is now waiting on the slow database
     await hotline.ari.hangup(call)
-    await hotline.ari.wait_for(lambda: call not in hotline.server.dispatcher.sessions, timeout=2)
+    await hotline.ari.wait_for(lambda: call not in hotline.server.calls.sessions, timeout=2)
     db_proxy.delay = 0.0
     row = await hotline.wait_ended(call, timeout=20)
     assert row["outcome"] == "abandoned" and row["path"] == []
     assert not hotline.played(call)
+
+
+async def test_calendar_emergency_and_notices_have_a_budget_of_their_own(
+        start_proxied: StartProxied, db_proxy: TcpProxy, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    hotline = await start_proxied(lookup_budget_ms=5000, call_start_budget_ms=100)
+    db_proxy.delay = 0.3
+    call = await hotline.call(KNOWN_ZH)
+    await hotline.ari.wait_for(lambda: MAIN_ZH in hotline.played(call), timeout=10)
+    db_proxy.delay = 0.0
+    await hotline.ari.press(call, "0")
+    row = await hotline.wait_ended(call, timeout=20)
+    assert row["customer_id"] == "C001", "the lookup had its own, longer budget"
+    for what in ("calendar", "emergency", "notices"):
+        assert f"event={what}_unavailable call={call}" in caplog.text, "cut at the call-start budget"
 
 
 async def test_websocket_drop_mid_call_reconnects_and_the_call_goes_on(hotline: Hotline) -> None:

@@ -1,17 +1,24 @@
-"""The call engine's primitives over the real ARI protocol: a dispatcher with a scripted handler."""
+"""The call engine's primitives over the real ARI protocol: the event router and call registry
+with a scripted handler."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 
+import pytest
 import pytest_asyncio
 
-from agi_app.admin.simulate import simulated_session
+from agi_app.admin.simulate import simulate, simulated_session
 from agi_app.ari.client import AriClient
-from agi_app.engine.dispatcher import Dispatcher
-from agi_app.engine.journey import MemorySink
-from agi_app.engine.session import CallSession, DigitInput
+from agi_app.ari.router import EventRouter
+from agi_app.config import DEFAULTS
+from agi_app.engine.channel import ChannelFailed
+from agi_app.engine.journey import JourneyRecord, MemorySink
+from agi_app.engine.lifecycle import outcome
+from agi_app.engine.registry import CallRegistry
+from agi_app.engine.session import CallSession, CallState, DigitInput
 from tests.fake_ari.server import FakeAri
 
 Script = Callable[[CallSession], Awaitable[None]]
@@ -34,12 +41,13 @@ async def harness(fake_ari: FakeAri) -> AsyncIterator[Harness]:
     h = Harness(fake_ari)
     client = AriClient(fake_ari.url, "hotline", "hotline-dev", "hotline")
     await client.open()
-    dispatcher = Dispatcher(client, h.handler, h.sink)
+    calls = CallRegistry(h.handler, h.sink)
+    router = EventRouter(client, calls, resync_settle_s=DEFAULTS.resync_settle_s)
     stop = asyncio.Event()
-    task = asyncio.create_task(dispatcher.run(stop))
+    task = asyncio.create_task(router.run(stop))
     await fake_ari.wait_connected()
     yield h
-    await dispatcher.drain(1)
+    await calls.drain(1)
     stop.set()
     await asyncio.wait_for(task, 5)
     await client.close()
@@ -131,3 +139,46 @@ async def test_a_lost_playback_finished_event_does_not_leave_the_caller_in_silen
     assert await asyncio.wait_for(session.play(["sound:long"]), 2) is False
     assert await asyncio.wait_for(session.play(["sound:legal"], interruptible=False), 2) is False
     assert session.active_playback is None
+
+
+async def test_a_call_is_ringing_then_in_flow_then_handed_off_and_a_failed_hand_off_leaves_it_ours() -> None:
+    session, channel, _ = simulated_session("13800138000", "95000")
+    assert session.state is CallState.RINGING
+    await session.answer()
+    assert session.state is CallState.IN_FLOW
+
+    async def refused(context: str, extension: str, priority: int = 1) -> None:
+        raise ChannelFailed("the dialplan did not take it")
+
+    channel.continue_in_dialplan = refused  # type: ignore[method-assign]
+    with pytest.raises(ChannelFailed):
+        await session.transfer("hotline-agents", "general", "general")
+    assert session.state is CallState.IN_FLOW and session.ours
+    await session.hangup()
+    assert session.state is CallState.HANDED_OFF and not session.ours
+
+
+async def test_a_simulated_call_whose_flow_fails_goes_to_the_fallback_as_a_live_call_does() -> None:
+    async def broken(call: CallSession, **_: object) -> None:
+        await call.answer()
+        raise RuntimeError("bug in a flow")
+
+    record, channel = await simulate(broken, caller="13800138000", line="95000",  # type: ignore[arg-type]
+                                     at=datetime.now(UTC), on_play=lambda media: None,
+                                     on_menu=lambda node, options: None, digits=asyncio.Queue())
+    assert channel.continued_to == ("hotline-fallback", "s", 1)
+    assert record.outcome == "error" and record.transfer_target == "fallback:error"
+
+
+def test_how_a_call_ended_decides_its_outcome() -> None:
+    def record(*, transfer: str | None = None, served: bool = False) -> JourneyRecord:
+        return JourneyRecord("c1", "13800138000", "95000", datetime.now(UTC), transfer_target=transfer,
+                             services=[("balance", "ok")] if served else [("balance", "failed")])
+
+    assert outcome("flow_ended", record(transfer="general")) == "transferred"
+    assert outcome("flow_ended", record(served=True)) == "self_service"
+    assert outcome("flow_ended", record()) == "hangup"
+    assert outcome("caller_left", record(served=True)) == "self_service"
+    assert outcome("caller_left", record()) == "abandoned"
+    assert outcome("handed_over", record(transfer="fallback:shutdown")) == "transferred"
+    assert outcome("failed", record(transfer="fallback:error")) == "error"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +12,11 @@ from typing import Any
 import asyncpg
 
 CHANNEL = "hotline_menus"
+
+
+def checksum(document: dict[str, Any]) -> str:
+    """What a version is stored and cached with: equal documents, equal checksums (key order counts)."""
+    return hashlib.sha256(json.dumps(document, ensure_ascii=False).encode()).hexdigest()
 
 
 @dataclass(frozen=True)

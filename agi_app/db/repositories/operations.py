@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from agi_app.flows.context import Emergency, Notice
+from agi_app.operations.model import Emergency, Notice
 
 _LIVE_EMERGENCY = """
 SELECT text_zh, text_en, sound FROM emergencies

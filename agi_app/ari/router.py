@@ -1,0 +1,133 @@
+"""Routes the application's ARI events into the engine's call registry, and keeps the two in step
+after the event WebSocket reconnects.
+
+StasisStart is a call arriving (with an `AriChannel`, the engine's channel protocol over ARI);
+later events for its channel go to its session — digits, playback finished — and a hangup or
+StasisEnd ends it. Asterisk does not resend StasisStart after a reconnect, so the router asks which
+channels are still in the application: known calls resync (a playback that ended unseen is
+detected), unknown ones (state lost) go to the dialplan fallback rather than hearing dead air.
+Asterisk lists a channel as soon as it enters the application, perhaps before its StasisStart
+reaches us: a resync gives such events `resync_settle_s` to arrive before it decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from agi_app.ari.channel import AriChannel
+from agi_app.ari.client import ApplicationTakenOver, AriClient, AriError
+from agi_app.ari.events import (
+    ApplicationReplaced,
+    AriEvent,
+    ChannelDestroyed,
+    ChannelDtmfReceived,
+    ChannelHangupRequest,
+    PlaybackFinished,
+    StasisEnd,
+    StasisStart,
+    StreamConnected,
+)
+from agi_app.engine.channel import ChannelFailed, ChannelGone
+from agi_app.engine.registry import CallRegistry
+from agi_app.engine.session import Arrival
+from agi_app.logs import log_event
+
+log = logging.getLogger("hotline.ari.router")
+
+
+class EventsLost(Exception):
+    """The application's events no longer reach this server, so its calls are deaf: another
+    server took the application over (`replaced`), or the event reader failed."""
+
+    def __init__(self, message: str, *, replaced: bool = False) -> None:
+        super().__init__(message)
+        self.replaced = replaced
+
+
+class EventRouter:
+    def __init__(self, client: AriClient, calls: CallRegistry, *, resync_settle_s: float) -> None:
+        self.client = client
+        self.calls = calls
+        self.resync_settle_s = resync_settle_s
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume events until `stop` is set; `EventsLost` when they stop reaching us for good."""
+        stream = self.client.events()
+        try:
+            while (event := await stream.next(stop)) is not None:
+                self.handle(event)
+        except ApplicationTakenOver as exc:
+            raise EventsLost(f"another hotline serve took over ARI application {exc.app!r}", replaced=True) from exc
+        except Exception as exc:
+            raise EventsLost(f"the ARI event reader failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            await stream.close()
+
+    def handle(self, event: AriEvent) -> None:
+        """Route one event (synchronous: routing never waits on I/O)."""
+        if isinstance(event, StasisStart):
+            self._start_call(event)
+        elif isinstance(event, StreamConnected):
+            self.calls.spawn(self._resync())
+        elif isinstance(event, ApplicationReplaced):
+            self.calls.stop_accepting()  # its events, new calls included, now go to the other server
+            log_event(log, "ari_application_replaced", level=logging.ERROR, app=self.client.app,
+                      calls=len(self.calls.sessions))
+        else:
+            channel_id = event.channel_id or ""
+            session = self.calls.sessions.get(channel_id)
+            if session is None:
+                if isinstance(event, StasisEnd | ChannelDestroyed):
+                    self.calls.forget(channel_id)  # it left the application: nothing owed
+                return
+            if isinstance(event, ChannelDtmfReceived):
+                session.log("dtmf")  # never the digit: it may be a PIN typed ahead of its prompt
+                session.on_dtmf(event.digit)
+            elif isinstance(event, PlaybackFinished):
+                session.on_playback_finished(event.playback.id)
+            elif isinstance(event, ChannelHangupRequest | StasisEnd | ChannelDestroyed):
+                self.calls.end_of_channel(session, event.type)
+
+    def _start_call(self, event: StasisStart) -> None:
+        channel = event.channel
+        if channel.id in self.calls.sessions:
+            return
+        if self.calls.held_for_fallback(channel.id):  # a late StasisStart: a resync already sent it away
+            log_event(log, "stasis_start_ignored", level=logging.WARNING, call=channel.id,
+                      reason="sent_to_fallback")
+            return
+        dnis = event.args[0] if event.args else channel.exten
+        log_event(log, "stasis_start", call=channel.id, caller=channel.caller_number, dnis=dnis,
+                  channel=channel.name)
+        self.calls.arrive(Arrival(call_id=channel.id, caller=channel.caller_number, dnis=dnis,
+                                  channel_name=channel.name), AriChannel(self.client, channel.id))
+
+    async def _resync(self) -> None:
+        """Reconcile our calls with the channels Asterisk still has in our application."""
+        try:
+            app = await self.client.application()
+        except AriError as exc:
+            log_event(log, "resync_failed", level=logging.ERROR, error=str(exc))
+            return
+        live = set(app.get("channel_ids", []))
+        self.calls.forget_absent(live)
+        log_event(log, "resync", live=len(live), ours=len(self.calls.sessions),
+                  owed=len(self.calls.unserved) or None)
+        for call_id, session in list(self.calls.sessions.items()):
+            if call_id not in live:
+                self.calls.end_of_channel(session, "gone_after_reconnect")
+                continue
+            try:
+                if not await session.resync():
+                    self.calls.end_of_channel(session, "gone_after_reconnect")
+            except (ChannelGone, ChannelFailed) as exc:
+                session.log("resync_failed", level=logging.WARNING, error=str(exc))
+        unknown = [c for c in sorted(live) if self.calls.unclaimed(c)]
+        if not unknown:
+            return
+        await asyncio.sleep(self.resync_settle_s)  # a StasisStart still on its way makes its channel ours
+        for channel_id in unknown:
+            if self.calls.unclaimed(channel_id):  # checked again; marked from here on, a late one starts nothing
+                reason = "retry" if self.calls.held_for_fallback(channel_id) else "state_lost"
+                self.calls.send_away(AriChannel(self.client, channel_id), reason)
