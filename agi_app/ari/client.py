@@ -19,6 +19,7 @@ from urllib.parse import quote
 import aiohttp
 
 from agi_app.ari.events import ApplicationReplaced, AriEvent, StreamConnected, parse_event
+from agi_app.config import DEFAULTS
 
 log = logging.getLogger("hotline.ari")
 
@@ -64,7 +65,8 @@ class AriClient:
     """REST calls and the event stream of one Stasis application."""
 
     def __init__(self, base_url: str, user: str, password: str, app: str, *,
-                 timeout: float = 3.0, handshake_timeout: float = 5.0, pool_size: int = 40) -> None:
+                 timeout: float = DEFAULTS.ari_budget_s, handshake_timeout: float = DEFAULTS.ari_handshake_s,
+                 pool_size: int = 40) -> None:
         self.base_url = base_url.rstrip("/")
         self.app = app
         self._timeout = timeout

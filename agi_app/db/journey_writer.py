@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from agi_app.config import DEFAULTS
 from agi_app.db.journey_spill import SpillOp, SpillStore
 from agi_app.engine.journey import JourneyRecord, ServiceResult
 from agi_app.logs import log_event
@@ -90,8 +91,8 @@ class _SpillFile:
 
 
 class PgJourneySink:
-    def __init__(self, pool: asyncpg.Pool, *, budget_s: float = 1.0, spill_dir: Path | None = None,
-                 retry_for_s: float = 5.0, capacity: int = 20_000) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, budget_s: float = DEFAULTS.db_budget_s, spill_dir: Path | None = None,
+                 retry_for_s: float = DEFAULTS.journey_retry_s, capacity: int = DEFAULTS.journey_queue_max) -> None:
         self._pool = pool
         self._budget = budget_s
         self._retry_for = retry_for_s

@@ -8,14 +8,14 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
-from agi_app.config import redact_dsn
+from agi_app.config import DEFAULTS, redact_dsn
 
 
 class DatabaseUnavailable(Exception):
     """PostgreSQL could not be reached (or answered too slowly) within the budget."""
 
 
-async def create_pool(dsn: str, *, budget_s: float = 1.0, min_size: int = 1, max_size: int = 10,
+async def create_pool(dsn: str, *, budget_s: float = DEFAULTS.db_budget_s, min_size: int = 1, max_size: int = 10,
                       lazy: bool = False) -> asyncpg.Pool:
     """Open a pool, failing fast with a clear message if the server is not there.
 
