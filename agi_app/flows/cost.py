@@ -15,12 +15,28 @@ import heapq
 import itertools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import assert_never
 
-from agi_app.flows.context import CallContext, matches
-from agi_app.flows.model import FlowSet, Node
-from agi_app.flows.prompts import MediaItem, PromptError, render
-from agi_app.flows.refs import RETURN, resolve
+from agi_app.flows.context import FlowContext, matches
+from agi_app.flows.model import (
+    RETURN,
+    AnnouncementNode,
+    CollectNode,
+    ConditionNode,
+    FlowSet,
+    HangupNode,
+    JumpNode,
+    MenuNode,
+    ProcessNode,
+    Prompt,
+    ReturnNode,
+    SubNode,
+    SurveyNode,
+    TransferNode,
+)
+from agi_app.flows.prompts import PromptError, render
 from agi_app.flows.runner import announce_option
+from agi_app.media.items import MediaItem
 
 Durations = Callable[[Sequence[MediaItem]], Awaitable[float]]
 
@@ -49,7 +65,7 @@ class _State:
 
 
 class CostWalker:
-    def __init__(self, flows: FlowSet, ctx: CallContext, durations: Durations, *, lead_in: float = 0.0) -> None:
+    def __init__(self, flows: FlowSet, ctx: FlowContext, durations: Durations, *, lead_in: float = 0.0) -> None:
         self.flows = flows
         self.ctx = ctx
         self.durations = durations
@@ -77,15 +93,15 @@ class CostWalker:
                     heapq.heappush(queue, (found.seconds, next(counter), found))
         return sorted(best.values(), key=lambda c: (c.seconds, c.service))
 
-    def _items(self, prompt: object) -> list[MediaItem]:
+    def _items(self, prompt: Prompt | None) -> list[MediaItem]:
         if prompt is None:
             return []
         try:
-            return render(prompt, self.ctx.language, self.ctx.template_context())  # type: ignore[arg-type]
+            return render(prompt, self.ctx.language, self.ctx.template_context())
         except PromptError:
             return []
 
-    async def _seconds(self, prompt: object) -> float:
+    async def _seconds(self, prompt: Prompt | None) -> float:
         return await self.durations(self._items(prompt))
 
     def _next(self, state: _State, ref: str | None, *, seconds: float = 0.0, keys: str = "",
@@ -99,7 +115,7 @@ class CostWalker:
             (flow, ref), returns = returns[-1], returns[:-1]
             return self._next(_State(state.seconds, state.keys, state.depth, flow, state.node, returns), ref,
                               seconds=seconds, keys=keys, menu=menu)
-        target = resolve(self.flows, state.flow, ref)
+        target = self.flows.resolve(state.flow, ref)
         if target is None:
             return []
         return [_State(state.seconds + seconds, state.keys + keys, state.depth + (1 if menu else 0),
@@ -113,49 +129,55 @@ class CostWalker:
             return ServiceCost(service, state.keys + keys, state.seconds + seconds, state.depth + depth, where)
 
         out: list[_State | ServiceCost] = []
-        if node.type in ("announcement", "collect", "survey"):
-            spent = await self._seconds(node.prompt)
-            if node.get("service"):
-                out.append(reached(node.get("service"), spent))
-            out.extend(self._next(state, node.next, seconds=spent))
-        elif node.type == "process":
-            out.append(reached(node.get("service"), 0.0))
-            out.extend(self._next(state, node.next))
-        elif node.type == "transfer" and node.get("service"):
-            out.append(reached(node.get("service"), await self._seconds(node.prompt)))
-        elif node.type == "condition":
-            branch = next((b["next"] for b in node.get("branches") if matches(b["if"], self.ctx)), node.get("else"))
-            out.extend(self._next(state, branch))
-        elif node.type == "jump":
-            out.extend(self._next(state, node.next))
-        elif node.type == "sub":
-            pushed = _State(state.seconds, state.keys, state.depth, state.flow, state.node,
-                            (*state.returns, (state.flow, node.next or RETURN)))
-            out.extend(self._next(pushed, f"{node.get('flow')}:"))
-        elif node.type == "return":
-            out.extend(self._next(state, RETURN))
-        elif node.type == "menu":
-            out.extend(await self._menu(state, node, reached))
+        match node:
+            case AnnouncementNode() | CollectNode() | SurveyNode():
+                spent = await self._seconds(node.prompt)
+                if isinstance(node, AnnouncementNode) and node.service:
+                    out.append(reached(node.service, spent))
+                out.extend(self._next(state, node.next, seconds=spent))
+            case ProcessNode():
+                out.append(reached(node.service, 0.0))
+                out.extend(self._next(state, node.next))
+            case TransferNode():
+                if node.service:
+                    out.append(reached(node.service, await self._seconds(node.prompt)))
+            case ConditionNode():
+                branch = next((b.next for b in node.branches if matches(b.when, self.ctx)), node.otherwise)
+                out.extend(self._next(state, branch))
+            case JumpNode():
+                out.extend(self._next(state, node.next))
+            case SubNode():
+                pushed = _State(state.seconds, state.keys, state.depth, state.flow, state.node,
+                                (*state.returns, (state.flow, node.next)))
+                out.extend(self._next(pushed, f"{node.flow}:"))
+            case ReturnNode():
+                out.extend(self._next(state, RETURN))
+            case MenuNode():
+                out.extend(await self._menu(state, node, reached))
+            case HangupNode():
+                pass
+            case _:
+                assert_never(node)
         return out
 
-    async def _menu(self, state: _State, node: Node, reached: Callable[..., ServiceCost]) -> list[_State | ServiceCost]:
+    async def _menu(self, state: _State, node: MenuNode,
+                    reached: Callable[..., ServiceCost]) -> list[_State | ServiceCost]:
         out: list[_State | ServiceCost] = []
-        options: dict[str, dict[str, object]] = node.get("options")
         composed = node.prompt is None
-        elapsed = await self._seconds(node.get("intro") if composed else node.prompt)
+        elapsed = await self._seconds(node.intro if composed else node.prompt)
         announced: dict[str, float] = {}
         if composed:
-            for key, option in options.items():
-                said = self._items(option.get("say"))
+            for key, option in node.options.items():
+                said = self._items(option.say)
                 elapsed += await self.durations(announce_option(key, said, self.ctx.language))
                 announced[key] = elapsed
         full = elapsed
-        for key, option in options.items():
+        for key, option in node.options.items():
             at = announced.get(key, full)
-            if option.get("service"):
-                out.append(reached(str(option["service"]), at, key, 1))
-            out.extend(self._next(state, str(option["next"]), seconds=at, keys=key, menu=True))
+            if option.service:
+                out.append(reached(option.service, at, key, 1))
+            out.extend(self._next(state, option.next, seconds=at, keys=key, menu=True))
         agent = self.flows.keys.agent
-        if node.get("universal_keys", True) and agent and agent not in options:
+        if node.universal_keys and agent and agent not in node.options:
             out.append(reached("agent", full, agent, 1))
         return out

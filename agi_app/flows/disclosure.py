@@ -20,7 +20,8 @@ from typing import Any
 import jinja2
 from jinja2 import nodes
 
-from agi_app.flows.prompts import PromptError, Sound, render
+from agi_app.flows.prompts import PromptError, render
+from agi_app.media.items import Sound
 from agi_app.media.voice import load_prompt_disclosures
 
 #: Customer fields that are personal but may be spoken before authentication on a line that opts in

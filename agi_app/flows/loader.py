@@ -9,18 +9,33 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jsonschema
 import yaml
 
-from agi_app.flows.model import Destination, Flow, FlowSet, Line, Node, UniversalKeys
-
-_NODE_FIELDS = {"type", "prompt", "next"}
+from agi_app.flows.model import (
+    BRANCHES,
+    CONDITION,
+    NODE_TYPES,
+    OPTIONS,
+    PROMPT,
+    Branch,
+    Condition,
+    Destination,
+    Flow,
+    FlowSet,
+    Line,
+    Node,
+    Option,
+    UniversalKeys,
+    field_key,
+    field_role,
+)
 
 
 @dataclass(frozen=True)
@@ -109,7 +124,8 @@ def schema_issues(doc: Mapping[str, Any], file: str) -> list[Issue]:
     return issues
 
 
-_PROMPT_FIELDS = frozenset({"prompt", "intro", "invalid_prompt", "timeout_prompt", "thanks_prompt"})
+#: Every node key that holds a prompt, of any node type (to name a misplaced language key).
+_PROMPT_FIELDS = frozenset(field_key(f) for cls in NODE_TYPES.values() for f in fields(cls) if field_role(f) == PROMPT)
 
 
 def _yaml_reading(value: Any) -> str:
@@ -183,35 +199,61 @@ def key_issues(doc: Mapping[str, Any], file: str) -> list[Issue]:
     return issues
 
 
-def _prompt(value: Any) -> Mapping[str, str] | None:
-    if value is None:
-        return None
+def _prompt(value: Any) -> Mapping[str, str]:
     return {"*": value} if isinstance(value, str) else dict(value)
 
 
+def _one_of(value: str | list[str] | None) -> tuple[str, ...] | None:
+    return None if value is None else (value,) if isinstance(value, str) else tuple(value)
+
+
+def _condition(test: Mapping[str, Any]) -> Condition:
+    """An `if` mapping: a value or list becomes a tuple; `<fact>_within_days` tests go together."""
+    within = {key.removesuffix("_within_days"): value for key, value in test.items() if key.endswith("_within_days")}
+    return Condition(segment=_one_of(test.get("segment")), language=_one_of(test.get("language")),
+                     line=_one_of(test.get("line")), known=test.get("known"), flag=test.get("flag"),
+                     within_days=within, calendar=test.get("calendar"), percent=test.get("percent"),
+                     notices=test.get("notices"))
+
+
+_Built = TypeVar("_Built")
+
+
+def _typed(cls: type[_Built], raw: Mapping[str, Any], **known: Any) -> _Built:
+    """A node (or option, branch) from its document mapping: each field read from its key as its
+    role says; absent keys keep the class's defaults (declared once, in model.py)."""
+    values = dict(known)
+    for f in fields(cls):  # type: ignore[arg-type]
+        key = field_key(f)
+        if key not in raw or f.name in values:
+            continue
+        value, role = raw[key], field_role(f)
+        if role == PROMPT:
+            value = _prompt(value)
+        elif role == OPTIONS:
+            value = {k: _typed(Option, option) for k, option in value.items()}
+        elif role == BRANCHES:
+            value = tuple(_typed(Branch, branch) for branch in value)
+        elif role == CONDITION:
+            value = _condition(value)
+        values[f.name] = value
+    return cls(**values)
+
+
+def _node(node_id: str, raw: Mapping[str, Any]) -> Node:
+    return _typed(NODE_TYPES[raw["type"]], raw, id=node_id)
+
+
 def build(doc: Mapping[str, Any], *, version: int | None = None) -> FlowSet:
-    """Build the model from a schema-valid document (no semantic checks here)."""
+    """Build the typed model from a schema-valid document (no semantic checks here)."""
     settings = doc.get("settings", {})
     keys = UniversalKeys(**settings.get("universal_keys", {}))
     default_language = settings.get("default_language", "zh")
-    flows = {}
-    for flow_name, flow in doc["flows"].items():
-        nodes = {}
-        for node_id, raw in flow["nodes"].items():
-            params = {k: v for k, v in raw.items() if k not in _NODE_FIELDS}
-            for key in ("invalid_prompt", "timeout_prompt", "intro", "thanks_prompt"):
-                if key in params:
-                    params[key] = _prompt(params[key])
-            if "options" in params:
-                params["options"] = {k: {**o, "say": _prompt(o.get("say"))} for k, o in params["options"].items()}
-            nodes[node_id] = Node(node_id, raw["type"], _prompt(raw.get("prompt")), raw.get("next"), params)
-        flows[flow_name] = Flow(flow_name, flow["start"], nodes)
-    lines = {
-        number: Line(number, raw["flow"], raw.get("name", ""), raw.get("language", default_language),
-                     raw.get("agent", "general"), raw.get("greet_by_name", "after_auth"))
-        for number, raw in doc["lines"].items()
-    }
-    destinations = {name: Destination(name, d["context"], d["extension"]) for name, d in doc["destinations"].items()}
+    flows = {name: Flow(name, flow["start"], {node_id: _node(node_id, raw) for node_id, raw in flow["nodes"].items()})
+             for name, flow in doc["flows"].items()}
+    lines = {number: _typed(Line, raw, number=number, language=raw.get("language", default_language))
+             for number, raw in doc["lines"].items()}
+    destinations = {name: _typed(Destination, raw, name=name) for name, raw in doc["destinations"].items()}
     return FlowSet(lines, str(doc["default_line"]), destinations, flows, keys, default_language,
                    settings.get("max_depth", 3),
                    settings.get("bill_due_days", 7), version, doc)

@@ -21,11 +21,9 @@ import datetime as dt
 import re
 import secrets
 import unicodedata
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from decimal import Decimal
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -33,10 +31,10 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from agi_app.flows import saying
+from agi_app.media.items import MediaItem, Sound, Speech
 from agi_app.secure import is_secure
 
 _MARK = "\x1e"
-SOUND_PREFIX = "hotline"
 _SOUND_ID = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
 # Characters that are not text to speak: controls (NUL, newline, the marker byte), format
 # characters, separators of lines and paragraphs, unassigned and private code points.
@@ -45,29 +43,6 @@ _NOT_SPOKEN = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 class PromptError(Exception):
     """A prompt template failed to compile or render."""
-
-
-@dataclass(frozen=True)
-class Sound:
-    """A recorded prompt: `sounds/<language>/<id>.wav`, played as sound:hotline/<language>/<id>."""
-
-    id: str
-    language: str
-
-    @property
-    def uri(self) -> str:
-        return f"sound:{SOUND_PREFIX}/{self.language}/{self.id}"
-
-
-@dataclass(frozen=True)
-class Speech:
-    """Generated speech for dynamic text."""
-
-    text: str
-    language: str
-
-
-MediaItem = Sound | Speech
 
 
 class _Markers:
@@ -178,11 +153,3 @@ def render(prompt: Mapping[str, str], language: str, context: Mapping[str, Any])
 def _spoken(text: str) -> str:
     """Text as speech: characters that are not text become spaces, runs of space one space."""
     return " ".join("".join(" " if unicodedata.category(c) in _NOT_SPOKEN else c for c in text).split())
-
-
-def sound_path(sounds_dir: Path, sound: Sound) -> Path:
-    return sounds_dir / sound.language / f"{sound.id}.wav"
-
-
-def missing_sounds(items: Sequence[MediaItem], sounds_dir: Path) -> list[str]:
-    return [f"{s.language}/{s.id}" for s in items if isinstance(s, Sound) and not sound_path(sounds_dir, s).is_file()]

@@ -7,22 +7,23 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agi_app.directory.models import Customer
-from agi_app.flows.prompts import MediaItem
+from agi_app.caller_facts import CallerFacts
+from agi_app.media.items import MediaItem
 
 Result = Literal["ok", "refused", "failed"]
 
 
 @dataclass(frozen=True)
 class ServiceCall:
-    """What a service may know about the call: who (if identified), where, and what was collected."""
+    """What a service may know about the call: who (what the domain said of the caller at call
+    start; `facts.known` is False for an unknown number), where, and what was collected."""
 
     service: str
     call_id: str
     caller: str
     line: str
     language: str
-    customer: Customer | None
+    facts: CallerFacts
     variables: Mapping[str, Any]
     params: Mapping[str, Any] = field(default_factory=dict)
 

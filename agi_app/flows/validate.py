@@ -17,14 +17,22 @@ from typing import Any
 
 from agi_app.flows.disclosure import ACCOUNT, load_catalogue, prompt_disclosures
 from agi_app.flows.loader import Issue
-from agi_app.flows.model import FlowSet, Node
-from agi_app.flows.prompts import PromptError, missing_sounds, render
-from agi_app.flows.refs import RETURN, node_refs, resolve
+from agi_app.flows.model import (
+    RETURN,
+    CollectNode,
+    FlowSet,
+    MenuNode,
+    Node,
+    Option,
+    ProcessNode,
+    SubNode,
+    TransferNode,
+)
+from agi_app.flows.prompts import PromptError, render
+from agi_app.media.items import missing_sounds
 from agi_app.secure import SecretDigits, for_templates
 
-INTERACTIVE = frozenset({"menu", "collect", "survey"})
 SECRET_NAMES = re.compile(r"pin|otp|password|passcode|cvv|card|code")
-_PROMPT_FIELDS = ("prompt", "intro", "invalid_prompt", "timeout_prompt", "thanks_prompt")
 
 
 class _AnyVars(dict[str, Any]):
@@ -41,8 +49,8 @@ class _AnyVars(dict[str, Any]):
 
 def secure_variables(fs: FlowSet) -> frozenset[str]:
     """Variables a `secure: true` collect fills, in any flow."""
-    return frozenset(node.get("variable") for flow in fs.flows.values() for node in flow.nodes.values()
-                     if node.type == "collect" and node.get("secure"))
+    return frozenset(node.variable for flow in fs.flows.values() for node in flow.nodes.values()
+                     if isinstance(node, CollectNode) and node.secure)
 
 
 def sample_contexts(secure: Collection[str] = ()) -> list[dict[str, Any]]:
@@ -58,16 +66,6 @@ def sample_contexts(secure: Collection[str] = ()) -> list[dict[str, Any]]:
         "vars": _AnyVars(secure),
     }
     return [{**base, "customer": None}, {**base, "customer": customer}]
-
-
-def _prompts(node: Node) -> Iterator[tuple[str, dict[str, str]]]:
-    for key in _PROMPT_FIELDS:
-        value = node.prompt if key == "prompt" else node.get(key)
-        if value is not None:
-            yield key, dict(value)
-    for key, option in (node.get("options") or {}).items():
-        if option.get("say") is not None:
-            yield f"option {key} say", dict(option["say"])
 
 
 def semantic_issues(fs: FlowSet, file: str, *, sounds_dir: Path | None = None,
@@ -96,49 +94,52 @@ def semantic_issues(fs: FlowSet, file: str, *, sounds_dir: Path | None = None,
 
 
 def _node_problems(fs: FlowSet, flow: str, node: Node, services: Collection[str] | None) -> Iterator[str]:
-    for label, ref in node_refs(node):
-        if ref != RETURN and resolve(fs, flow, ref) is None:
+    for label, ref in node.refs():
+        if ref != RETURN and fs.resolve(flow, ref) is None:
             yield f"{label} refers to unknown node {ref!r}"
-    if node.type == "transfer" and node.get("destination") not in (None, *fs.destinations):
-        yield (f"transfer destination {node.get('destination')!r} is not configured"
-               f" (configured: {', '.join(sorted(fs.destinations))})")
-    if node.type == "process" and services is not None and node.get("service") not in services:
-        yield f"unknown service {node.get('service')!r} (known: {', '.join(sorted(services)) or 'none'})"
-    if node.type == "sub" and node.get("flow") not in fs.flows:
-        yield f"sub-flow {node.get('flow')!r} does not exist"
-    if node.type == "collect" and node.get("min_length", 1) > node.get("max_length"):
-        yield "min_length is greater than max_length"
-    if node.type == "collect" and not node.get("secure") and SECRET_NAMES.search(node.get("variable")):
-        yield f"variable {node.get('variable')!r} looks like secret input: set `secure: true`"
-    if node.type == "menu":
-        yield from _menu_problems(fs, node)
+    match node:
+        case TransferNode() if node.destination not in (None, *fs.destinations):
+            yield (f"transfer destination {node.destination!r} is not configured"
+                   f" (configured: {', '.join(sorted(fs.destinations))})")
+        case ProcessNode() if services is not None and node.service not in services:
+            yield f"unknown service {node.service!r} (known: {', '.join(sorted(services)) or 'none'})"
+        case SubNode() if node.flow not in fs.flows:
+            yield f"sub-flow {node.flow!r} does not exist"
+        case CollectNode():
+            if node.min_length > node.max_length:
+                yield "min_length is greater than max_length"
+            if not node.secure and SECRET_NAMES.search(node.variable):
+                yield f"variable {node.variable!r} looks like secret input: set `secure: true`"
+        case MenuNode():
+            yield from _menu_problems(fs, node)
 
 
-def _menu_problems(fs: FlowSet, node: Node) -> Iterator[str]:
-    options = node.get("options") or {}
-    if node.prompt is None and node.get("intro") is None:
+def _menu_problems(fs: FlowSet, node: MenuNode) -> Iterator[str]:
+    options = node.options
+    if node.prompt is None and node.intro is None:
         yield "missing prompt: a menu needs `prompt` or `intro`"
-    if node.prompt is None and node.get("intro") is not None:
+    if node.prompt is None and node.intro is not None:
         for key, option in options.items():
-            if option.get("say") is None:
+            if option.say is None:
                 yield f"option {key} is never announced: a composed menu needs `say` on every option"
-    if node.get("universal_keys", True):
+    if node.universal_keys:
         universal = {"agent": fs.keys.agent, "back": fs.keys.back, "repeat": fs.keys.repeat}
-        for name, key in universal.items():
-            if key is not None and key in options and not (name == "agent" and _is_agent_option(fs, options[key])):
-                yield (f"key {key} is both option {options[key].get('label') or options[key]['next']!r} and the"
+        for name, universal_key in universal.items():
+            clash = options.get(universal_key) if universal_key is not None else None
+            if clash is not None and not (name == "agent" and _is_agent_option(clash)):
+                yield (f"key {universal_key} is both option {clash.shown!r} and the"
                        f" universal {name} key (set universal_keys: false on this menu, or pick another key)")
 
 
-def _is_agent_option(fs: FlowSet, option: dict[str, Any]) -> bool:
+def _is_agent_option(option: Option) -> bool:
     """An explicit option for the agent key is fine when it says what the key does anyway."""
-    return option.get("service") == "agent"
+    return option.service == "agent"
 
 
 def _prompt_issues(node: Node, where: str, file: str, languages: list[str], sounds_dir: Path | None,
                    secure: Collection[str]) -> list[Issue]:
     issues: set[Issue] = set()
-    for label, prompt in _prompts(node):
+    for label, prompt in node.prompts():
         for language in languages:
             for context in sample_contexts(secure):
                 try:
@@ -199,7 +200,7 @@ def _disclosure_issues(fs: FlowSet, file: str, languages: list[str], sounds_dir:
         opt_in = (f"set greet_by_name: before_auth on line{'s' * (len(without) > 1)} {', '.join(without)}"
                   " to allow the name" if without
                   else "set greet_by_name: before_auth on its line to allow the name")
-        for label, prompt in _prompts(node):
+        for label, prompt in node.prompts():
             for found in sorted(prompt_disclosures(prompt, catalogue, sample_contexts(), languages)):
                 if found.kind != ACCOUNT and name_allowed:
                     continue
@@ -219,7 +220,7 @@ def _edges(fs: FlowSet) -> dict[tuple[str, str], set[tuple[str, str]]]:
     graph: dict[tuple[str, str], set[tuple[str, str]]] = {}
     for flow in fs.flows.values():
         for node in flow.nodes.values():
-            targets = {resolve(fs, flow.name, ref) for _, ref in node_refs(node)}
+            targets = {fs.resolve(flow.name, ref) for _, ref in node.refs()}
             graph[(flow.name, node.id)] = {t for t in targets if t is not None}
     return graph
 
@@ -249,24 +250,12 @@ def _loops(fs: FlowSet, file: str) -> list[Issue]:
         members = set(component)
         names = " → ".join(f"{f}/{n}" for f, n in component)
         nodes = [fs.flows[f].nodes[n] for f, n in component]
-        exits = any(t not in members for c in component for t in graph[c]) or any(_can_end(n) for n in nodes)
+        exits = any(t not in members for c in component for t in graph[c]) or any(n.can_end() for n in nodes)
         if not exits:
             issues.append(Issue(file, f"{first[0]}/{first[1]}", f"loop with no exit: {names}"))
-        elif not any(n.type in INTERACTIVE for n in nodes):
+        elif not any(n.waits_for_caller for n in nodes):
             issues.append(Issue(file, f"{first[0]}/{first[1]}", f"loop never waits for the caller: {names}"))
     return issues
-
-
-def _can_end(node: Node) -> bool:
-    """Whether the call can leave the flow at this node (hang up, transfer, return, or stop)."""
-    if node.type in ("hangup", "transfer", "return"):
-        return True
-    if node.type == "menu":
-        return not node.get("on_invalid_exceeded") or not node.get("on_timeout_exceeded") or bool(
-            node.get("universal_keys", True))
-    if node.type == "collect":
-        return not node.get("on_failure")
-    return any(ref == RETURN for _, ref in node_refs(node))
 
 
 def _strongly_connected(graph: dict[tuple[str, str], set[tuple[str, str]]]) -> list[list[tuple[str, str]]]:

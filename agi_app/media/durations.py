@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from agi_app.flows.prompts import MediaItem, Sound, Speech, sound_path
+from agi_app.media.items import MediaItem, Sound, Speech, sound_path
 from agi_app.media.tts import SpeechSynthesizer
 from agi_app.media.voice import wav_duration
 

@@ -11,8 +11,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from agi_app.flows.prompts import MediaItem, Sound, Speech
 from agi_app.logs import log_event
+from agi_app.media.items import MediaItem, Sound, Speech
 from agi_app.media.tts import SpeechError, SpeechSynthesizer
 from agi_app.media.voice import load_prompt_texts
 

@@ -9,9 +9,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from agi_app.admin.simulate import SimulatedChannel, simulated_session
+from agi_app.calendar.info import CalendarInfo
+from agi_app.caller_facts import CallerFacts
+from agi_app.directory.facts import caller_facts
 from agi_app.directory.models import Customer
-from agi_app.engine.journey import CallRecord, MemorySink
-from agi_app.flows.context import CalendarInfo, CallContext
+from agi_app.engine.journey import JourneyRecord, MemorySink
+from agi_app.flows.context import FlowContext
 from agi_app.flows.loader import load_document
 from agi_app.flows.runner import FlowRunner
 from agi_app.flows.services import ServiceRegistry
@@ -46,14 +49,17 @@ def customer(segment: str = "standard", language: str = "en", **kw: Any) -> Cust
 
 
 async def run_flow(document: dict[str, Any], *, digits: str = "", who: Customer | None = None,
-                   calendar: str = "open", services: ServiceRegistry | None = None,
-                   language: str = "en") -> tuple[CallRecord, SimulatedChannel, MemorySink, CallContext]:
+                   facts: CallerFacts | None = None, calendar: str = "open", services: ServiceRegistry | None = None,
+                   language: str = "en") -> tuple[JourneyRecord, SimulatedChannel, MemorySink, FlowContext]:
+    """`who` is a directory customer, seen as live calls see one; `facts` what any domain says."""
     flows, _ = load_document(document, services=services.names() if services else None)
     session, channel, sink = simulated_session("13800138000", "95000")
     for digit in digits:
         session.on_dtmf(digit)
     line, _ = flows.line_for("95000")
-    ctx = CallContext(caller="13800138000", line=line, language=language, now=NOON, customer=who,
+    if facts is None:
+        facts = caller_facts(who, today=NOON.date(), bill_due_days=flows.bill_due_days)
+    ctx = FlowContext(caller="13800138000", line=line, language=language, now=NOON, facts=facts,
                       calendar=CalendarInfo(calendar))
     await FlowRunner(session, flows, ctx, MediaResolver(None), services).run()
     return session.journey.record, channel, sink, ctx

@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import MISSING, Field, fields
 from datetime import date
+from typing import Any
 
 import pytest
 
-from agi_app.flows.prompts import Sound
+from agi_app.caller_facts import CallerFacts
+from agi_app.flows.loader import load_document, schema
+from agi_app.flows.model import (
+    NODE_TYPES,
+    SERVICE_TIMEOUT_S,
+    Branch,
+    CollectNode,
+    ConditionNode,
+    MenuNode,
+    Option,
+    ProcessNode,
+    field_key,
+)
 from agi_app.flows.services import ServiceCall, ServiceOutcome, ServiceRegistry
+from agi_app.media.items import Sound
 from agi_app.secure import SecretDigits
 from tests.fast.flowkit import customer, doc, run_flow
 
@@ -87,7 +102,7 @@ async def test_process_calls_a_registered_service(behaviour: str, expected_node:
              "done": BYE, "refused": BYE, "failed": BYE}
     record, _, _, ctx = await run_flow(doc(nodes, start="p"), services=registry, who=customer())
     assert record.path == ["p", expected_node] and record.services == [("balance", expected_result)]
-    assert seen[0].params["kind"] == "savings" and seen[0].customer is not None
+    assert seen[0].params["kind"] == "savings" and seen[0].facts.known
     assert (ctx.variables.get("answer") == 42) == (behaviour in ("ok", "refused", "failed"))
 
 
@@ -159,3 +174,68 @@ async def test_a_template_error_at_run_time_gives_a_safe_prompt(caplog: pytest.L
     _, channel, _, _ = await run_flow(doc(nodes, start="a"))
     assert channel.played[0] == "sound:hotline/en/technical_difficulty", "never silence"
     assert "event=prompt_error" in caplog.text and "node=a" in caplog.text
+
+
+# --- node types are typed classes, one per schema entry ------------------------------------------
+def _keys(cls: type[Any], *, required: bool = False) -> set[str]:
+    def is_required(f: Field[Any]) -> bool:
+        return f.default is MISSING and f.default_factory is MISSING
+
+    return {field_key(f) for f in fields(cls) if f.name != "id" and (is_required(f) or not required)}
+
+
+def test_each_node_type_is_one_class_holding_exactly_the_fields_its_schema_entry_allows() -> None:
+    node = schema()["$defs"]["node"]
+    entries = {rule["if"]["properties"]["type"]["const"]: rule["then"] for rule in node["allOf"]}
+    assert set(entries) == set(node["properties"]["type"]["enum"]) == set(NODE_TYPES)
+    for name, cls in NODE_TYPES.items():
+        assert cls.type == name
+        assert _keys(cls) == set(entries[name]["properties"]) - {"type"}, name
+        assert _keys(cls, required=True) == set(entries[name]["required"]), name
+    option = entries["menu"]["properties"]["options"]["additionalProperties"]
+    branch = entries["condition"]["properties"]["branches"]["items"]
+    assert (_keys(Option), _keys(Option, required=True)) == (set(option["properties"]), set(option["required"]))
+    assert (_keys(Branch), _keys(Branch, required=True)) == (set(branch["properties"]), set(branch["required"]))
+
+
+def test_the_loader_builds_typed_nodes_with_their_types_defaults() -> None:
+    nodes = {"menu": {"type": "menu", "prompt": "{{ sound('menu_main') }}", "options": {"1": {"next": "c"}}},
+             "c": {"type": "condition", "branches": [{"if": {"segment": "vip", "bill_due_within_days": 3},
+                                                      "next": "acct"}], "else": "acct"},
+             "acct": {"type": "collect", "prompt": "x", "variable": "acct", "max_length": 8, "next": "p"},
+             "p": {"type": "process", "service": "balance", "params": {"kind": "savings"}, "next": "q"},
+             "q": {"type": "process", "service": "balance", "params": {"timeout": 0.2}, "next": "bye"},
+             "bye": {"type": "hangup"}}
+    flows, _ = load_document(doc(nodes))
+    built = flows.flows["main"].nodes
+    menu, condition, collect, process, quick = (built[n] for n in ("menu", "c", "acct", "p", "q"))
+    assert isinstance(menu, MenuNode) and isinstance(condition, ConditionNode) and isinstance(collect, CollectNode)
+    assert (menu.timeout, menu.inter_digit_timeout, menu.max_invalid, menu.universal_keys) == (5.0, 3.0, 3, True)
+    assert menu.options["1"] == Option(next="c") and menu.prompt == {"*": "{{ sound('menu_main') }}"}
+    assert condition.branches[0].when.segment == ("vip",) and condition.branches[0].when.within_days == {"bill_due": 3}
+    assert list(condition.refs()) == [("else", "acct"), ("branch 1", "acct")]
+    assert (collect.min_length, collect.terminator, collect.secure, collect.max_attempts) == (1, "#", False, 3)
+    assert isinstance(process, ProcessNode) and isinstance(quick, ProcessNode)
+    assert process.timeout == SERVICE_TIMEOUT_S and quick.timeout == 0.2
+
+
+@pytest.mark.parametrize(("test", "taken"), [
+    ({"segment": "gold"}, "yes"), ({"flag": "card_expiring"}, "yes"), ({"flag": "bill_due"}, "no"),
+    ({"known": True}, "yes"), ({"bill_due_within_days": 5}, "no"),
+])
+async def test_conditions_test_whatever_the_domain_says_of_the_caller(test: dict[str, object], taken: str) -> None:
+    """Flags and attributes are the domain's: a new one needs no change to the flows."""
+    facts = CallerFacts(known=True, attributes={"segment": "gold"}, flags={"card_expiring": True})
+    nodes = {"c": {"type": "condition", "branches": [{"if": test, "next": "yes"}], "else": "no"},
+             "yes": BYE, "no": BYE}
+    record, _, _, _ = await run_flow(doc(nodes, start="c"), facts=facts)
+    assert record.path == ["c", taken]
+
+
+async def test_a_known_callers_attributes_are_what_templates_call_customer() -> None:
+    nodes = {"a": {"type": "announcement", "prompt": "{{ sound('welcome') }}", "next": "bye"}, "bye": BYE}
+    _, _, _, known = await run_flow(doc(nodes, start="a"), who=customer("vip"))
+    _, _, _, unknown = await run_flow(doc(nodes, start="a"))
+    seen = known.template_context()["customer"]
+    assert (seen["name"], seen["salutation"], seen["segment"], seen["customer_id"]) == ("Wang", "Mr", "vip", "C9")
+    assert unknown.template_context()["customer"] is None

@@ -21,7 +21,7 @@ from agi_app.db.repositories import calendar as calendar_repo
 from agi_app.db.repositories import customers as customer_repo
 from agi_app.db.repositories import operations
 from agi_app.directory.models import Customer
-from agi_app.engine.call import HotlineCall
+from agi_app.engine.call import HotlineFlow
 from agi_app.serve.app import build_services, call_handler
 from tests.fast.conftest import Hotline, demo_flows, import_demo_customers
 from tests.support.prompts import REPO_SOUNDS
@@ -35,7 +35,7 @@ DISCLOSING = {"bill_due_notice", "menu_vip", "salutation_mr", "salutation_ms", "
 
 
 @pytest_asyncio.fixture
-async def handler(dsn: str, tmp_path: Path) -> AsyncIterator[HotlineCall]:
+async def handler(dsn: str, tmp_path: Path) -> AsyncIterator[HotlineFlow]:
     await import_demo_customers(dsn)
     async with connection(dsn) as conn:  # agents work 08:00-20:00 every day
         await calendar_repo.set_weekly_hours(conn, "*", range(7), [(time(8), time(20))])
@@ -46,11 +46,11 @@ async def handler(dsn: str, tmp_path: Path) -> AsyncIterator[HotlineCall]:
     await pool.close()
 
 
-async def first_menu(handler: HotlineCall, caller: str, line: str = "95000", at: datetime = TUESDAY_NOON) -> Preview:
+async def first_menu(handler: HotlineFlow, caller: str, line: str = "95000", at: datetime = TUESDAY_NOON) -> Preview:
     return await preview(handler, caller=caller, line=line, at=at)
 
 
-async def test_each_variant_hears_a_different_first_menu(handler: HotlineCall) -> None:
+async def test_each_variant_hears_a_different_first_menu(handler: HotlineFlow) -> None:
     unknown = await first_menu(handler, UNKNOWN)
     vip = await first_menu(handler, VIP_EN, "95001")
     elderly = await first_menu(handler, ELDERLY)
@@ -72,7 +72,7 @@ async def test_each_variant_hears_a_different_first_menu(handler: HotlineCall) -
     assert [o["key"] for o in closed.options] == ["1", "2", "3"]
 
 
-async def test_decision_order_emergency_then_holiday(handler: HotlineCall, dsn: str) -> None:
+async def test_decision_order_emergency_then_holiday(handler: HotlineFlow, dsn: str) -> None:
     async with connection(dsn) as conn:
         await calendar_repo.put_day(conn, DayRule(date(2026, 11, 24), "holiday", "Bank holiday"))
         await operations.switch_on_emergency(conn, line=None, text_zh=None, text_en=None,
@@ -83,7 +83,7 @@ async def test_decision_order_emergency_then_holiday(handler: HotlineCall, dsn: 
     assert result.record.path[:3] == ["@emergency", "entry", "holiday_notice"]
 
 
-async def test_emergency_text_on_one_line_only(handler: HotlineCall, dsn: str) -> None:
+async def test_emergency_text_on_one_line_only(handler: HotlineFlow, dsn: str) -> None:
     async with connection(dsn) as conn:
         await operations.switch_on_emergency(conn, line="95001", text_zh=None, text_en="Systems are down.",
                                              sound=None, until=None, actor="test")
@@ -93,7 +93,7 @@ async def test_emergency_text_on_one_line_only(handler: HotlineCall, dsn: str) -
     assert vip.media[0].startswith("sound:hotline-tts/") and vip.record.path[0] == "@emergency"
 
 
-async def test_bill_due_by_date_within_the_configured_days(handler: HotlineCall, dsn: str) -> None:
+async def test_bill_due_by_date_within_the_configured_days(handler: HotlineFlow, dsn: str) -> None:
     async with connection(dsn) as conn:
         await customer_repo.import_customers(conn, [
             Customer("D1", "Soon", "Ms", "standard", "en", ("13200000001",), date(2026, 11, 28)),
@@ -102,7 +102,7 @@ async def test_bill_due_by_date_within_the_configured_days(handler: HotlineCall,
     assert (await first_menu(handler, "13200000002")).menu == "main"
 
 
-async def test_valid_notices_are_inserted_into_the_greeting(handler: HotlineCall, dsn: str) -> None:
+async def test_valid_notices_are_inserted_into_the_greeting(handler: HotlineFlow, dsn: str) -> None:
     async with connection(dsn) as conn:
         await operations.add_notice(conn, kind="branch", line=None, text_zh="新网点开业。", text_en=None, sound=None,
                                     valid_from=date(2026, 11, 1), valid_to=date(2026, 11, 30), priority=0, actor="t")
@@ -114,7 +114,7 @@ async def test_valid_notices_are_inserted_into_the_greeting(handler: HotlineCall
     assert later.media[1:3] == ["sound:hotline/zh/service_notice_intro", "sound:hotline/zh/announcement_rates"]
 
 
-async def test_personalised_variants_reach_their_top_service_faster(handler: HotlineCall) -> None:
+async def test_personalised_variants_reach_their_top_service_faster(handler: HotlineFlow) -> None:
     generic = {c.service: c for c in await cost_for_persona(handler, name="generic", line="95000", at=TUESDAY_NOON,
                                                            sounds_dir=REPO_SOUNDS)}
     for persona, top in (("elderly", "agent"), ("vip", "agent"), ("bill_due", "bill_payment")):
@@ -124,7 +124,7 @@ async def test_personalised_variants_reach_their_top_service_faster(handler: Hot
         assert costs[0].depth == 1 and len(costs[0].keys) == 1
 
 
-async def test_cost_for_one_caller_has_the_interface_fields(handler: HotlineCall) -> None:
+async def test_cost_for_one_caller_has_the_interface_fields(handler: HotlineFlow) -> None:
     costs = [c.as_json() for c in await cost_for_caller(handler, caller=BILL_DUE, line="95000", at=TUESDAY_NOON,
                                                         sounds_dir=REPO_SOUNDS)]
     services = {c["service"]: c for c in costs}

@@ -14,7 +14,7 @@ import pytest
 
 from agi_app.config import ConfigError, Settings
 from agi_app.flows.loader import demo_flow_path
-from agi_app.flows.prompts import Sound
+from agi_app.media.items import Sound
 from agi_app.serve.app import media_resolver
 from tests.support.prompts import PROMPTS_FILE
 

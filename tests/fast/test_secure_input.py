@@ -16,11 +16,12 @@ import pytest
 
 from agi_app.admin.simulate import SimulatedChannel, simulated_session
 from agi_app.engine.dtmf import DtmfBuffer
-from agi_app.engine.journey import CallRecord, MemorySink
-from agi_app.flows.context import CallContext
+from agi_app.engine.journey import JourneyRecord, MemorySink
+from agi_app.flows.context import FlowContext
 from agi_app.flows.loader import FlowFileError, build, load_document
-from agi_app.flows.prompts import PromptError, Sound, Speech, render
+from agi_app.flows.prompts import PromptError, render
 from agi_app.flows.runner import FlowRunner
+from agi_app.media.items import Sound, Speech
 from agi_app.media.resolver import MediaResolver
 from agi_app.secure import SecretDigits
 from tests.fake_ari.server import FakeAri
@@ -125,7 +126,7 @@ BYE = {"type": "hangup", "prompt": "{{ sound('goodbye') }}"}
 
 
 async def run(document: dict[str, Any], digits: str = "", *, then: str = "", validated: bool = True
-              ) -> tuple[CallRecord, SimulatedChannel, MemorySink, CallContext]:
+              ) -> tuple[JourneyRecord, SimulatedChannel, MemorySink, FlowContext]:
     """Run a flow on the real engine over a simulated channel: `digits` typed ahead, `then` typed
     while it runs (a key every 50 ms). Unvalidated, it shows what a caller would hear if a flow
     that validation refuses slipped through."""
@@ -141,7 +142,7 @@ async def run(document: dict[str, Any], digits: str = "", *, then: str = "", val
             session.on_dtmf(digit)
 
     line, _ = flows.line_for("95000")
-    ctx = CallContext(caller="13800138000", line=line, language="en", now=NOON)
+    ctx = FlowContext(caller="13800138000", line=line, language="en", now=NOON)
     typist = asyncio.create_task(typing())
     try:
         await FlowRunner(session, flows, ctx, MediaResolver(None)).run()
@@ -213,7 +214,7 @@ async def test_a_template_cannot_speak_a_secure_value(template: str) -> None:
 def test_the_template_context_holds_no_secure_digits() -> None:
     flows, _ = load_document(doc(), version=1)
     line, _ = flows.line_for("95000")
-    ctx = CallContext(caller="1", line=line, language="en", now=NOON,
+    ctx = FlowContext(caller="1", line=line, language="en", now=NOON,
                       variables={"pin": SecretDigits(PIN), "acct": "1234"})
     seen = ctx.template_context()["vars"]
     assert not isinstance(seen["pin"], SecretDigits) and str(seen["pin"]) == "******"
