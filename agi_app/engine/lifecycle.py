@@ -74,8 +74,8 @@ async def run_call(session: CallSession, handler: CallHandler, fallback: Fallbac
             if session.state is CallState.CALLER_GONE:
                 ending = "caller_left"
             else:  # not cut: it goes on in the dialplan; shielded, so a second cancel cannot cut it short
-                ending = "handed_over" if await asyncio.shield(to_fallback(session, fallback, why_given_up())) \
-                    else "failed"
+                handed = await asyncio.shield(to_fallback(session, fallback, why_given_up()))
+                ending = "handed_over" if handed else "failed"
         except ChannelGone:
             session.on_hangup()
             ending = "caller_left"
