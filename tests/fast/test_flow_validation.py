@@ -165,6 +165,15 @@ def test_process_with_an_unknown_service() -> None:
     assert any("main/p: error: unknown service 'balance' (known: complaint)" in p for p in found)
 
 
+@pytest.mark.parametrize("timeout", ["fast", 0, 120])
+def test_a_service_time_budget_must_be_seconds(timeout: object) -> None:
+    """`params` go to the service as written, but `params.timeout` is the runner's budget for it."""
+    found = problems(doc({"menu": {"type": "menu", "prompt": "x", "options": {"1": {"next": "p"}}},
+                          "p": {"type": "process", "service": "balance", "params": {"timeout": timeout, "kind": 1},
+                                "next": "menu"}}))
+    assert any(p.startswith("menus.yaml: flows/main/nodes/p/params/timeout: error:") for p in found), found
+
+
 @pytest.mark.parametrize(("template", "message"), [
     ("{{ sound('welcome') ", "template syntax error"),
     ("{{ customer.nmae }}", "template error"),
