@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import asyncpg
 
+from agi_app.admin import Refused
 from agi_app.calendar.localtime import parse_local
 from agi_app.calendar.model import (
     ALL_LINES,
@@ -30,10 +31,6 @@ from agi_app.calendar.model import (
 )
 from agi_app.db.repositories import audit
 from agi_app.db.repositories import calendar as repo
-
-
-class Refused(ValueError):
-    """An administrator's request refused before anything changed; the message says why."""
 
 
 def hours_json(intervals: tuple[Interval, ...] | list[Interval]) -> list[list[str]]:

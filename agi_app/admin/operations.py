@@ -14,7 +14,8 @@ from typing import Any
 
 import asyncpg
 
-from agi_app.admin.calendar import Refused, load, local_time
+from agi_app.admin import Refused
+from agi_app.admin.calendar import load, local_time
 from agi_app.db.repositories import audit, operations
 
 NOTICE_KINDS: tuple[str, ...] = ("product", "fee", "branch", "hours", "other")

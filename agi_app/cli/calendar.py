@@ -8,11 +8,9 @@ are caught before the database is touched.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import date
-from typing import Any, TypeVar
+from typing import Any
 
-import asyncpg
 import click
 
 from agi_app.admin import calendar as admin
@@ -27,10 +25,7 @@ from agi_app.calendar.model import (
     parse_time,
     parse_weekdays,
 )
-from agi_app.cli.common import actor, dsn, echo_json, fail, run
-from agi_app.db.pool import connection
-
-T = TypeVar("T")
+from agi_app.cli.common import actor, admin_call, echo_json, fail
 
 line_option = click.option("--line", metavar="LINE",
                            help="A line number (e.g. 95001) whose own calendar to use; default: all lines ('*').")
@@ -63,17 +58,6 @@ def _times(opens: tuple[str, ...], closes: tuple[str, ...]) -> tuple[Interval, .
 
 
 # -- one service call, then printing --------------------------------------------------------------
-
-def _call(ctx: click.Context, verb: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    """Run one admin verb on a connection; what it refuses exits 1 with its message."""
-    async def main() -> T:
-        async with connection(dsn(ctx)) as conn:
-            return await verb(conn)
-
-    try:
-        return run(main())
-    except admin.Refused as exc:
-        fail(str(exc))
 
 
 def _report(as_json: bool, text: str, detail: Any) -> None:
@@ -119,7 +103,7 @@ def calendar() -> None:
 def show(ctx: click.Context, line: str | None, show_all: bool, as_json: bool) -> None:
     """Weekly hours, upcoming holidays and exceptions, time zone."""
     _scope(line)
-    view = _call(ctx, lambda conn: admin.show(conn, line, include_past=show_all))
+    view = admin_call(ctx, lambda conn: admin.show(conn, line, include_past=show_all))
     if as_json:
         echo_json(view.as_json())
         return
@@ -153,7 +137,7 @@ def status(ctx: click.Context, line: str | None, at_text: str | None, as_json: b
     A time without an offset is read in the calendar's time zone.
     """
     _scope(line)
-    result = _call(ctx, lambda conn: admin.status(conn, line, at_text))
+    result = admin_call(ctx, lambda conn: admin.status(conn, line, at_text))
     if as_json:
         echo_json(result.as_json())
         return
@@ -201,7 +185,7 @@ def hours(ctx: click.Context, days_text: str | None, opens: tuple[str, ...], clo
         fail("give exactly one of: --open/--close hours, --closed, --unset")
     scope = _scope(line)
     intervals = None if unset else _times(opens, closes)
-    change = _call(ctx, lambda conn: admin.set_hours(conn, scope, weekdays, intervals, actor=actor()))
+    change = admin_call(ctx, lambda conn: admin.set_hours(conn, scope, weekdays, intervals, actor=actor()))
     if change.intervals is None:
         text = f"{','.join(change.days)}: own hours removed{_where(scope)}"
     else:
@@ -225,7 +209,7 @@ def holiday_add(ctx: click.Context, when: str, name: str, line: str | None, as_j
     if not name.strip():
         fail('--name is required (e.g. --name "National Day")')
     scope, dates = _scope(line), _dates(when)
-    _report_days(as_json, _call(ctx, lambda conn: admin.add_holidays(conn, dates, name, scope, actor=actor())))
+    _report_days(as_json, admin_call(ctx, lambda conn: admin.add_holidays(conn, dates, name, scope, actor=actor())))
 
 
 @holiday.command("remove")
@@ -236,7 +220,7 @@ def holiday_add(ctx: click.Context, when: str, name: str, line: str | None, as_j
 def holiday_remove(ctx: click.Context, when: str, line: str | None, as_json: bool) -> None:
     """Remove a holiday (or every holiday in a range)."""
     scope, dates = _scope(line), _dates(when)
-    _report_removed(as_json, _call(ctx, lambda conn: admin.remove_holidays(conn, dates, scope, actor=actor())))
+    _report_removed(as_json, admin_call(ctx, lambda conn: admin.remove_holidays(conn, dates, scope, actor=actor())))
 
 
 @calendar.group("exception")
@@ -268,7 +252,7 @@ def exception_add(ctx: click.Context, when: str, opens: str | None, closes: str 
         if not (opens and closes):
             fail("special opening hours need both --open and --close")
         hours = _times((opens,), (closes,))[0]
-    _report_days(as_json, _call(ctx, lambda conn: admin.add_exceptions(conn, dates, hours, name, scope,
+    _report_days(as_json, admin_call(ctx, lambda conn: admin.add_exceptions(conn, dates, hours, name, scope,
                                                                        actor=actor())))
 
 
@@ -280,7 +264,7 @@ def exception_add(ctx: click.Context, when: str, opens: str | None, closes: str 
 def exception_remove(ctx: click.Context, when: str, line: str | None, as_json: bool) -> None:
     """Remove an exception (or every exception in a range); holidays are left alone."""
     scope, dates = _scope(line), _dates(when)
-    _report_removed(as_json, _call(ctx, lambda conn: admin.remove_exceptions(conn, dates, scope, actor=actor())))
+    _report_removed(as_json, admin_call(ctx, lambda conn: admin.remove_exceptions(conn, dates, scope, actor=actor())))
 
 
 def _report_days(as_json: bool, added: admin.DaysAdded) -> None:
@@ -310,9 +294,9 @@ def timezone(ctx: click.Context, name: str | None, line: str | None, as_json: bo
     """
     scope = _scope(line)
     if name is None:
-        shown = _call(ctx, lambda conn: admin.timezone_of(conn, line))
+        shown = admin_call(ctx, lambda conn: admin.timezone_of(conn, line))
         _report(as_json, shown.timezone, shown.as_json())
         return
-    done = _call(ctx, lambda conn: admin.set_timezone(conn, scope, name, actor=actor()))
+    done = admin_call(ctx, lambda conn: admin.set_timezone(conn, scope, name, actor=actor()))
     was = f" (was {done.previous})" if done.previous and done.previous != name else ""
     _report(as_json, f"time zone{_where(scope, 'for')}: {name}{was}", done.as_json())

@@ -7,15 +7,16 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import asyncpg
 import click
 
+from agi_app.admin import Refused
 from agi_app.config import ConfigError, Settings
-from agi_app.db.pool import DatabaseUnavailable
+from agi_app.db.pool import DatabaseUnavailable, connection
 
 T = TypeVar("T")
 
@@ -62,6 +63,18 @@ def prompts_folder(ctx: click.Context) -> Path:
         return settings(ctx).prompts_folder()
     except ConfigError as exc:
         fail(str(exc), EXIT_CONFIG)
+
+
+def admin_call(ctx: click.Context, verb: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """Run one admin verb on a connection; what it refuses exits 1 with its message."""
+    async def main() -> T:
+        async with connection(dsn(ctx)) as conn:
+            return await verb(conn)
+
+    try:
+        return run(main())
+    except Refused as exc:
+        fail(str(exc))
 
 
 def echo_json(data: Any) -> None:

@@ -6,31 +6,14 @@ Parsing and printing only: the verbs, their rules and audit records are agi_app/
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
-import asyncpg
 import click
 
+from agi_app.admin import Refused
 from agi_app.admin import operations as admin
-from agi_app.admin.calendar import Refused
-from agi_app.cli.common import actor, dsn, echo_json, fail, prompts_folder, run
-from agi_app.db.pool import connection
-
-T = TypeVar("T")
-
-
-def _call(ctx: click.Context, verb: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    """Run one admin verb on a connection; what it refuses exits 1 with its message."""
-    async def main() -> T:
-        async with connection(dsn(ctx)) as conn:
-            return await verb(conn)
-
-    try:
-        return run(main())
-    except Refused as exc:
-        fail(str(exc))
+from agi_app.cli.common import actor, admin_call, echo_json, fail, prompts_folder
 
 
 def _texts(ctx: click.Context, text: str | None, text_zh: str | None, text_en: str | None,
@@ -69,7 +52,7 @@ def emergency_on(ctx: click.Context, text: str | None, text_zh: str | None, text
                  sound: str | None, line: str | None, until_text: str | None) -> None:
     """Switch an emergency announcement on; the next caller hears it first."""
     said = _texts(ctx, text, text_zh, text_en, sound)
-    on = _call(ctx, lambda conn: admin.emergency_on(conn, said, line=line, until=until_text or None, actor=actor()))
+    on = admin_call(ctx, lambda conn: admin.emergency_on(conn, said, line=line, until=until_text or None, actor=actor()))
     click.echo(f"emergency {on.id} on for {'line ' + line if line else 'all lines'}"
                + (f" until {on.until:%Y-%m-%d %H:%M %Z}" if on.until else ""))
 
@@ -80,7 +63,7 @@ def emergency_on(ctx: click.Context, text: str | None, text_zh: str | None, text
 @click.pass_context
 def emergency_off(ctx: click.Context, line: str | None, all_lines: bool) -> None:
     """Switch the emergency announcement off."""
-    ended = _call(ctx, lambda conn: admin.emergency_off(conn, line=line, all_lines=all_lines, actor=actor()))
+    ended = admin_call(ctx, lambda conn: admin.emergency_off(conn, line=line, all_lines=all_lines, actor=actor()))
     click.echo(f"{ended} emergency announcement(s) switched off" if ended else "no emergency was on")
 
 
@@ -90,7 +73,7 @@ def emergency_off(ctx: click.Context, line: str | None, all_lines: bool) -> None
 @click.pass_context
 def emergency_status(ctx: click.Context, as_json: bool, history: bool) -> None:
     """Live emergency announcements."""
-    _rows(_call(ctx, lambda conn: admin.emergencies(conn, history=history)), as_json,
+    _rows(admin_call(ctx, lambda conn: admin.emergencies(conn, history=history)), as_json,
           "no emergency announcement is on")
 
 
@@ -114,7 +97,7 @@ def notices_add(ctx: click.Context, kind: str, text: str | None, text_zh: str | 
                 sound: str | None, valid_from: datetime, valid_to: datetime, line: str | None, priority: int) -> None:
     """Add a notice valid from --from to --to (inclusive)."""
     said = _texts(ctx, text, text_zh, text_en, sound)
-    added = _call(ctx, lambda conn: admin.add_notice(conn, said, kind=kind, line=line, valid_from=valid_from.date(),
+    added = admin_call(ctx, lambda conn: admin.add_notice(conn, said, kind=kind, line=line, valid_from=valid_from.date(),
                                                      valid_to=valid_to.date(), priority=priority, actor=actor()))
     click.echo(f"notice {added.id} added ({added.valid_from} .. {added.valid_to})")
 
@@ -125,7 +108,7 @@ def notices_add(ctx: click.Context, kind: str, text: str | None, text_zh: str | 
 @click.pass_context
 def notices_list(ctx: click.Context, as_json: bool, include_old: bool) -> None:
     """Current and future notices."""
-    _rows(_call(ctx, lambda conn: admin.list_notices(conn, include_old=include_old)), as_json, "no notices")
+    _rows(admin_call(ctx, lambda conn: admin.list_notices(conn, include_old=include_old)), as_json, "no notices")
 
 
 @notices.command("remove")
@@ -133,7 +116,7 @@ def notices_list(ctx: click.Context, as_json: bool, include_old: bool) -> None:
 @click.pass_context
 def notices_remove(ctx: click.Context, notice_id: int) -> None:
     """Withdraw a notice."""
-    _call(ctx, lambda conn: admin.remove_notice(conn, notice_id, actor=actor()))
+    admin_call(ctx, lambda conn: admin.remove_notice(conn, notice_id, actor=actor()))
     click.echo(f"notice {notice_id} removed")
 
 

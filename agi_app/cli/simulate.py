@@ -12,7 +12,8 @@ from pathlib import Path
 
 import click
 
-from agi_app.admin.calendar import Refused, local_time
+from agi_app.admin import Refused
+from agi_app.admin.calendar import local_time
 from agi_app.admin.cost import GENERIC, PERSONAS, cost_for_caller, cost_for_persona
 from agi_app.admin.simulate import preview as run_preview
 from agi_app.admin.simulate import simulate as run_simulate

@@ -106,8 +106,10 @@ async def test_preview_cost_and_simulate_from_the_command_line(dsn: str) -> None
     assert "path entry > greeting > segment > main > agent_cards" in walked.stdout
 
 
-async def test_serve_refuses_to_start_without_its_dependencies(dsn: str, fake_ari: FakeAri) -> None:
-    base = {**os.environ, "HOTLINE_ARI_USER": "hotline", "HOTLINE_ARI_PASSWORD": "hotline-dev"}
+async def test_serve_refuses_to_start_without_its_dependencies(dsn: str, fake_ari: FakeAri, tmp_path: Path) -> None:
+    # Its own state folder: a menu cached by another run would (rightly) let serve start degraded.
+    base = {**os.environ, "HOTLINE_ARI_USER": "hotline", "HOTLINE_ARI_PASSWORD": "hotline-dev",
+            "HOTLINE_STATE_DIR": str(tmp_path / "state")}
 
     async def serve(**env: str) -> tuple[int, str]:
         proc = await asyncio.create_subprocess_exec(HOTLINE, "serve", env={**base, **env},
