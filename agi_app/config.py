@@ -121,7 +121,22 @@ class Settings:
     # The dialplan fallback (extensions.conf): where calls go that we cannot serve.
     fallback_context: str = "hotline-fallback"
     fallback_extension: str = "s"
+    # Money services (yuan, exact to the fen, as text: money is never a float): a transfer above
+    # this needs the second factor (a one-time code); transfers to payees stop at this per day.
+    transfer_second_factor_above: str = "5000.00"
+    transfer_daily_limit: str = "50000.00"
     log_level: str = "INFO"
+    # Phone-banking security (agi_app/banking): wrong PINs in a row that lock phone banking for the
+    # customer, and for how long; one-time codes' life and tries; the risk rules (banking/risk.py).
+    pin_max_failures: int = 3
+    pin_lockout_minutes: int = 30
+    otp_ttl_s: int = 300
+    otp_max_attempts: int = 3
+    risk_window_hours: int = 24
+    risk_max_pin_changes: int = 2
+    risk_max_pin_failures: int = 5
+    risk_new_payee_hours: int = 24
+    risk_large_transfer: str = "10000.00"  # a Decimal as text
 
     # Each `_ms` budget as seconds, the unit asyncio takes: the one place milliseconds are converted.
     lookup_budget_s = _seconds("lookup_budget_ms")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import click
 
+from agi_app.banking.pin import InvalidPin, check_pin_format, hash_in_thread
 from agi_app.cli.common import EXIT_INVALID, actor, dsn, echo_json, fail, run
 from agi_app.db.pool import connection
-from agi_app.db.repositories import audit
+from agi_app.db.repositories import audit, security
 from agi_app.db.repositories import customers as repo
 from agi_app.directory.csv_import import parse_customers
 from agi_app.directory.models import Customer
@@ -105,3 +107,29 @@ def show(ctx: click.Context, phone_or_id: str, as_json: bool) -> None:
     else:
         for key, value in data.items():
             click.echo(f"{key:>14}: {value}")
+
+
+@customers.command("set-pin")
+@click.argument("customer_id")
+def set_pin(customer_id: str) -> None:
+    """Set a customer's phone-banking PIN (exactly 6 digits), read from standard input — never an
+    argument (argument lists are visible to every user of the host). Only a salted hash is stored;
+    failures and any lockout are cleared; the audit log records the change, not the PIN."""
+    ctx = click.get_current_context()
+    if sys.stdin.isatty():
+        pin = click.prompt("new PIN", hide_input=True, confirmation_prompt=True, err=True)
+    else:
+        pin = sys.stdin.readline().rstrip("\r\n")
+    try:
+        check_pin_format(pin)
+    except InvalidPin as exc:
+        fail(f"{exc}; nothing changed")
+
+    async def main() -> bool:
+        pin_hash = await hash_in_thread(pin)
+        async with connection(dsn(ctx)) as conn:
+            return await security.set_pin(conn, customer_id, pin_hash, actor=actor())
+
+    if not run(main()):
+        fail(f"no customer {customer_id}; nothing changed")
+    click.echo(f"PIN set for customer {customer_id}")
