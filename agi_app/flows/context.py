@@ -1,10 +1,11 @@
 """Everything a flow may branch on or speak about for one call, decided at call start.
 
 Conditions read it (the caller's attributes and flags, language, line, calendar, notices,
-percentage split); prompt templates get `template_context()`. The caller is generic
-`CallerFacts` the domain supplies (the engine builds them at call start), so a new flag or
-attribute never touches the flows. Only pre-authentication data is here: a calling number alone
-never authorises access to accounts.
+percentage split, whether the caller has authenticated); prompt templates get
+`template_context()`. The caller is generic `CallerFacts` the domain supplies (the engine builds
+them at call start), so a new flag or attribute never touches the flows. Until a service
+authenticates the caller (`authenticated`, set by the runner) the facts are pre-authentication
+data: a calling number alone never authorises access to accounts.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ class FlowContext:
     notices: Sequence[Notice] = ()
     emergency: Emergency | None = None
     variables: dict[str, Any] = field(default_factory=dict)
+    #: Set by the runner when a service authenticated the caller (a PIN check); `facts` are then the
+    #: authenticated customer's. The calling number alone never sets it.
+    authenticated: bool = False
 
     @property
     def time_of_day(self) -> str:
@@ -71,4 +75,5 @@ def matches(test: Condition, ctx: FlowContext) -> bool:
         and (test.calendar is None or ctx.calendar.status == test.calendar)
         and (test.percent is None or ctx.percent_bucket() < test.percent)
         and (test.notices is None or bool(ctx.notices) == test.notices)
+        and (test.authenticated is None or ctx.authenticated == test.authenticated)
     )

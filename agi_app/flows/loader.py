@@ -213,7 +213,7 @@ def _condition(test: Mapping[str, Any]) -> Condition:
     return Condition(segment=_one_of(test.get("segment")), language=_one_of(test.get("language")),
                      line=_one_of(test.get("line")), known=test.get("known"), flag=test.get("flag"),
                      within_days=within, calendar=test.get("calendar"), percent=test.get("percent"),
-                     notices=test.get("notices"))
+                     notices=test.get("notices"), authenticated=test.get("authenticated"))
 
 
 _Built = TypeVar("_Built")

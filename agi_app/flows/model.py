@@ -76,6 +76,9 @@ class Condition:
     calendar: str | None = None
     percent: float | None = None
     notices: bool | None = None
+    #: The caller passed authentication in this call (a PIN check, by a service): what follows the
+    #: `true` side of such a test is the only place `menus validate` lets account data be spoken.
+    authenticated: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Sequence
 from typing import Protocol, assert_never
 
+from agi_app.caller_facts import CallerFacts
 from agi_app.flows.context import FlowContext, matches
 from agi_app.flows.model import (
     RETURN,
@@ -325,7 +326,7 @@ async def _process(run: FlowRunner, node: ProcessNode) -> str | None:
     name = node.service
     service = run.services.get(name)
     request = ServiceCall(name, run.call.call_id, run.ctx.caller, run.ctx.line.number, run.language,
-                          run.ctx.facts, dict(run.ctx.variables), dict(node.params))
+                          run.ctx.facts, dict(run.ctx.variables), dict(node.params), run.ctx.authenticated)
     outcome = ServiceOutcome("failed")
     if service is None:
         run.call.log("service_missing", level=logging.ERROR, node=node.id, service=name)
@@ -338,14 +339,30 @@ async def _process(run: FlowRunner, node: ProcessNode) -> str | None:
     run.ctx.variables.update(outcome.variables)
     run.call.journey.service(name, result)
     run.call.log("service", node=node.id, service=name, result=result)
+    if outcome.authenticated is not None and result == "ok":
+        _authenticated(run, node, outcome.authenticated)
     await run.call.play(await run.uris(outcome.say))
     after = await run.media_for(node, node.prompt)
+    if outcome.transfer is not None:
+        if outcome.transfer in run.flows.destinations:
+            await run.transfer_to(outcome.transfer, after or [])
+            return None
+        run.call.log("service_route_unknown", level=logging.ERROR, node=node.id, service=name,
+                     destination=outcome.transfer)
     await run.call.play(after or [])
     if result == "refused":
         return node.on_refused or node.next
     if result == "failed":
         return node.on_failed or node.next
     return node.next
+
+
+def _authenticated(run: FlowRunner, node: ProcessNode, facts: CallerFacts) -> None:
+    """The service checked the caller's credentials: from here on the call is theirs — conditions see
+    `authenticated`, templates greet them by name, services act for `facts`' customer."""
+    run.ctx.authenticated = True
+    run.ctx.facts = facts
+    run.call.log("authenticated", node=node.id, service=node.service, customer=facts.text("customer_id"))
 
 
 def _condition(run: FlowRunner, node: ConditionNode) -> str | None:

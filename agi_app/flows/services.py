@@ -26,6 +26,9 @@ class ServiceCall:
     facts: CallerFacts
     variables: Mapping[str, Any]
     params: Mapping[str, Any] = field(default_factory=dict)
+    #: The caller passed authentication in this call: `facts` are then the authenticated customer's
+    #: (`facts.attributes["customer_id"]`). Account services refuse anything while it is False.
+    authenticated: bool = False
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,11 @@ class ServiceOutcome:
     result: Result
     say: list[MediaItem] = field(default_factory=list)  # played to the caller before moving on
     variables: Mapping[str, Any] = field(default_factory=dict)  # merged into the call's variables
+    #: The caller has just authenticated as this customer: the runner marks the call authenticated
+    #: and these become the call's facts (what flows test and templates greet by).
+    authenticated: CallerFacts | None = None
+    #: Send the call to this destination of the menus (e.g. `risk`, the risk desk) instead of going on.
+    transfer: str | None = None
 
 
 Service = Callable[[ServiceCall], Awaitable[ServiceOutcome]]

@@ -20,6 +20,7 @@ from agi_app.flows.loader import Issue
 from agi_app.flows.model import (
     RETURN,
     CollectNode,
+    ConditionNode,
     FlowSet,
     MenuNode,
     Node,
@@ -80,13 +81,15 @@ def semantic_issues(fs: FlowSet, file: str, *, sounds_dir: Path | None = None,
             issues.append(Issue(file, f"lines/{number}", f"agent destination {line.agent!r} is not configured"))
     languages = sorted({line.language for line in fs.lines.values()} | {"zh", "en"})
     secure = secure_variables(fs)
+    before_auth = reachable_before_auth(fs)
     for flow in fs.flows.values():
         if flow.start not in flow.nodes:
             issues.append(Issue(file, f"{flow.name}", f"start node {flow.start!r} does not exist"))
         for node in flow.nodes.values():
             where = f"{flow.name}/{node.id}"
             issues.extend(Issue(file, where, message) for message in _node_problems(fs, flow.name, node, services))
-            issues.extend(_prompt_issues(node, where, file, languages, sounds_dir, secure))
+            issues.extend(_prompt_issues(node, where, file, languages, sounds_dir, secure,
+                                         authenticated=(flow.name, node.id) not in before_auth))
     issues.extend(_reachability(fs, file))
     issues.extend(_loops(fs, file))
     issues.extend(_disclosure_issues(fs, file, languages, sounds_dir))
@@ -137,11 +140,13 @@ def _is_agent_option(option: Option) -> bool:
 
 
 def _prompt_issues(node: Node, where: str, file: str, languages: list[str], sounds_dir: Path | None,
-                   secure: Collection[str]) -> list[Issue]:
+                   secure: Collection[str], *, authenticated: bool = False) -> list[Issue]:
+    """Each prompt renders for every sample caller; after authentication the caller is always known."""
     issues: set[Issue] = set()
+    contexts = [c for c in sample_contexts(secure) if c["customer"] is not None or not authenticated]
     for label, prompt in node.prompts():
         for language in languages:
-            for context in sample_contexts(secure):
+            for context in contexts:
                 try:
                     items = render(prompt, language, context)
                 except PromptError as exc:
@@ -154,14 +159,28 @@ def _prompt_issues(node: Node, where: str, file: str, languages: list[str], soun
 
 
 def reachable_before_auth(fs: FlowSet) -> frozenset[tuple[str, str]]:
-    """(flow, node) a caller may reach before passing PIN authentication in this call.
+    """(flow, node) a caller may reach before passing authentication in this call: a walk from each
+    line's entry that never takes a branch testing `{authenticated: true}` (the runner sets that
+    state only when a service authenticated the caller). What it does not reach is reachable
+    solely after authentication, where the caller's name and account data may be spoken.
 
-    Today every node: there is no authentication yet. The seam for banking: once the PIN check sets
-    an `authenticated` fact, this becomes a walk from each line's entry that stops where
-    authentication has succeeded, and the nodes only reachable after it may speak the caller's
-    name and account data.
+    Deliberately simple: a node the walk reaches is pre-authentication however else it may be
+    reached (e.g. a sub-flow used both before and after), and the walk does not follow a sub-flow's
+    `return` into the caller's `next` (the sub node's own `next` edge already leads there).
     """
-    return frozenset((flow.name, node_id) for flow in fs.flows.values() for node_id in flow.nodes)
+    seen: set[tuple[str, str]] = set()
+    stack = [(line.flow, fs.flows[line.flow].start) for line in fs.lines.values() if line.flow in fs.flows]
+    while stack:
+        here = stack.pop()
+        flow = fs.flows.get(here[0])
+        if here in seen or flow is None or here[1] not in flow.nodes:
+            continue
+        seen.add(here)
+        node = flow.nodes[here[1]]
+        refs = ([b.next for b in node.branches if b.when.authenticated is not True] + [node.otherwise]
+                if isinstance(node, ConditionNode) else [ref for _, ref in node.refs()])
+        stack.extend(t for t in (fs.resolve(flow.name, ref) for ref in refs) if t is not None)
+    return frozenset(seen)
 
 
 def _lines_reaching(fs: FlowSet) -> dict[tuple[str, str], set[str]]:
