@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from agi_app.cli import calendar, calls, customers, db, menus, operations, serve, simulate
+from agi_app.cli import accounts, calendar, calls, customers, db, menus, operations, serve, simulate
 from agi_app.cli.common import EXIT_CONFIG, fail
 from agi_app.config import ConfigError, Settings, dsn_has_password, redact_dsn
 
@@ -43,6 +43,7 @@ def cli(ctx: click.Context, dsn: str | None, ari_url: str | None, ari_user: str 
 
 cli.add_command(db.db)
 cli.add_command(customers.customers)
+cli.add_command(accounts.accounts)
 cli.add_command(calls.calls)
 cli.add_command(serve.serve)
 cli.add_command(calendar.calendar)

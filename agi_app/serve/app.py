@@ -14,17 +14,23 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
 
 from agi_app.ari.client import AriClient, AriError
 from agi_app.ari.router import EventRouter, EventsLost
+from agi_app.banking.risk import RiskRules, RuleGuard
+from agi_app.banking.services import register_money_services
 from agi_app.config import Settings
 from agi_app.db.journey_spill import spill_dir_for
 from agi_app.db.journey_writer import PgJourneySink
 from agi_app.db.pool import DatabaseUnavailable, create_pool
 from agi_app.db.repositories import calendar, customers, menus, operations
+from agi_app.db.repositories.banking import PgBank
+from agi_app.db.repositories.security import PgSecurity
 from agi_app.directory.service import Directory
 from agi_app.engine.call import HotlineFlow
 from agi_app.engine.registry import CallRegistry
@@ -51,9 +57,27 @@ class StartupError(Exception):
         self.unreachable = unreachable
 
 
-def build_services() -> ServiceRegistry:
-    """Every business service `process` nodes may call (domains register theirs here)."""
-    return ServiceRegistry()
+def build_services(settings: Settings | None = None,
+                   pool: Callable[[], asyncpg.Pool] | None = None) -> ServiceRegistry:
+    """Every business service `process` nodes may call (domains register theirs here). Without a
+    pool (validation, offline simulation) the money services exist by name and fail if called:
+    a rehearsal must not move the stand-in bank's money."""
+    settings = settings or Settings()
+    registry = ServiceRegistry()
+    risk = RuleGuard(PgSecurity(pool), risk_rules(settings)) if pool else None
+    register_money_services(registry, PgBank(pool or _no_bank), settings, risk)
+    return registry
+
+
+def risk_rules(settings: Settings) -> RiskRules:
+    return RiskRules(window=timedelta(hours=settings.risk_window_hours),
+                     max_pin_changes=settings.risk_max_pin_changes, max_pin_failures=settings.risk_max_pin_failures,
+                     new_payee_window=timedelta(hours=settings.risk_new_payee_hours),
+                     large_transfer=Decimal(settings.risk_large_transfer))
+
+
+def _no_bank() -> asyncpg.Pool:
+    raise RuntimeError("no database for the banking services here")
 
 
 def media_resolver(settings: Settings) -> MediaResolver:
@@ -119,7 +143,7 @@ class Server:
     async def start(cls, settings: Settings, *, flows: FlowSet | None = None,
                     services: ServiceRegistry | None = None) -> Server:
         settings.require("dsn", "ari_user", "ari_password")
-        services = services or build_services()
+        services = services or build_services(settings, lambda: pool)
         hot_reload = flows is None and not settings.flows_file
         cache = MenuCache(Path(settings.state_dir)) if hot_reload else None
         outage: DatabaseUnavailable | None = None

@@ -1,0 +1,99 @@
+"""`hotline accounts`: the banking stand-in's accounts and cards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from agi_app.banking.accounts import Account
+from agi_app.banking.csv_import import parse_accounts
+from agi_app.cli.common import EXIT_INVALID, actor, dsn, echo_json, fail, run
+from agi_app.db.pool import connection
+from agi_app.db.repositories import audit
+from agi_app.db.repositories import banking as repo
+
+
+@click.group()
+def accounts() -> None:
+    """Bank accounts and cards (the core-banking stand-in)."""
+
+
+def _read(file: Path) -> str:
+    try:
+        return file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        fail(f"{file}: not UTF-8 text (byte {exc.start}); nothing imported")
+
+
+@accounts.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+def import_(ctx: click.Context, file: Path, as_json: bool) -> None:
+    """Import accounts from a CSV file, all or nothing.
+
+    Columns: customer_id (in the directory already), account_id (digits), kind
+    (savings|current|credit), currency (e.g. CNY), balance (yuan, e.g. 1024.50; negative only on
+    credit), optional card_number (only its digest and last 4 digits are kept; a card already
+    blocked stays blocked). An account in the file gets the file's balance.
+
+    Any problem: nothing is imported, every problem is listed with its line number, exit code 1.
+    """
+    parsed = parse_accounts(_read(file))
+    if parsed.errors:
+        for error in parsed.errors:
+            click.echo(f"{file}: {error}", err=True)
+        fail(f"{len(parsed.errors)} problem(s); nothing imported", EXIT_INVALID)
+
+    async def main() -> tuple[list[str], int]:
+        async with connection(dsn(ctx)) as conn:
+            async with conn.transaction():
+                unknown = await repo.missing_customers(conn, sorted({a.customer_id for a in parsed.accounts}))
+                problems = [f"line {parsed.lines[a.account_id]}: customer_id {a.customer_id} is not in the"
+                            " directory (import customers first)" for a in parsed.accounts if a.customer_id in unknown]
+                problems += [f"line {parsed.lines[account]}: card_number ending {parsed.cards[account][-4:]}"
+                             f" belongs to account {other}" for account, other in
+                             (await repo.cards_elsewhere(conn, parsed.cards)).items()]
+                if problems:
+                    return problems, 0
+                await repo.import_accounts(conn, parsed.accounts, parsed.cards)
+                await audit.record(conn, actor(), "accounts.import", {
+                    "file": str(file), "accounts": len(parsed.accounts), "cards": len(parsed.cards)})
+            return [], len(await repo.list_accounts(conn))
+
+    problems, total = run(main())
+    if problems:
+        for problem in problems:
+            click.echo(f"{file}: {problem}", err=True)
+        fail(f"{len(problems)} problem(s); nothing imported", EXIT_INVALID)
+    if as_json:
+        echo_json({"imported": len(parsed.accounts), "cards": len(parsed.cards), "total_accounts": total})
+    else:
+        click.echo(f"imported {len(parsed.accounts)} accounts ({len(parsed.cards)} cards); {total} in the bank")
+
+
+def as_row(account: Account) -> dict[str, Any]:
+    """The SPEC's JSON object: balance a decimal string, the card by status (its number never)."""
+    return {"customer_id": account.customer_id, "account_id": account.account_id, "kind": account.kind,
+            "currency": account.currency, "balance": str(account.balance), "card_status": account.card_status}
+
+
+@accounts.command("list")
+@click.option("--customer", "customer_id", help="Only this customer's accounts.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def list_(ctx: click.Context, customer_id: str | None, as_json: bool) -> None:
+    """List accounts: customer, account, kind, currency, balance, card (last 4 digits) and status."""
+    async def main() -> list[Account]:
+        async with connection(dsn(ctx)) as conn:
+            return await repo.list_accounts(conn, customer_id)
+
+    found = run(main())
+    if as_json:
+        echo_json([as_row(a) for a in found])
+        return
+    for a in found:
+        card = f"card ****{a.card_last4} {a.card_status}" if a.card_last4 else "no card"
+        click.echo(f"{a.customer_id:<10} {a.account_id:<22} {a.kind:<8} {a.currency} {a.balance!s:>14}  {card}")

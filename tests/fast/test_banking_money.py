@@ -1,0 +1,261 @@
+"""Money services on the real PostgreSQL stand-in: what each operation does, what it refuses, and
+what it leaves in the audit (`banking_operations`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from agi_app.banking.money import Money, MoneyError
+from agi_app.banking.risk import RuleGuard
+from agi_app.banking.services import register_money_services
+from agi_app.caller_facts import CallerFacts
+from agi_app.config import Settings
+from agi_app.db.pool import create_pool
+from agi_app.db.repositories.banking import PgBank
+from agi_app.db.repositories.security import PgSecurity
+from agi_app.flows.loader import load_document
+from agi_app.flows.services import ServiceCall, ServiceOutcome, ServiceRegistry
+from agi_app.media.items import Sound
+from agi_app.serve.app import Server, risk_rules
+from tests.fake_ari.server import FakeAri
+from tests.fast.conftest import Hotline, fetch, import_demo_customers, settings_for
+from tests.fast.flowkit import doc
+from tests.support.banking_money import seed_accounts, service_call
+
+
+@pytest_asyncio.fixture
+async def bank(dsn: str) -> AsyncIterator[ServiceRegistry]:
+    await import_demo_customers(dsn)
+    await seed_accounts(dsn)
+    pool = await create_pool(dsn, budget_s=5)
+    registry = ServiceRegistry()
+    register_money_services(registry, PgBank(lambda: pool), Settings(transfer_daily_limit="6000.00"))
+    yield registry
+    await pool.close()
+
+
+async def call(registry: ServiceRegistry, service: str, **kw: Any) -> ServiceOutcome:
+    found = registry.get(service)
+    assert found is not None
+    return await found(service_call(service, **kw))
+
+
+async def balances(dsn: str) -> dict[str, str]:
+    rows = await fetch(dsn, "SELECT account_id, balance_fen FROM bank_accounts")
+    return {r["account_id"][-4:]: str(Money(r["balance_fen"])) for r in rows}
+
+
+async def audit(dsn: str) -> list[tuple[str, str, str | None]]:
+    rows = await fetch(dsn, "SELECT operation, result, reason FROM banking_operations ORDER BY id")
+    return [(r["operation"], r["result"], r["reason"]) for r in rows]
+
+
+def test_money_is_whole_fen_and_refuses_anything_it_would_have_to_round() -> None:
+    assert Money.parse("1024.50").fen == 102450
+    assert str(Money.parse("1024.5")) == "1024.50"
+    assert str(Money.parse("-3")) == "-3.00"
+    assert Money.of(Decimal("0.10")).yuan == Decimal("0.10")
+    for bad in ("1.005", "1e3", "NaN", "", "1,000.00", "0x10"):
+        with pytest.raises(MoneyError):
+            Money.parse(bad)
+    with pytest.raises(MoneyError):
+        Money.of(Decimal("1.005"))
+    with pytest.raises(MoneyError):
+        Money(10.5)  # type: ignore[arg-type]
+
+
+async def test_a_call_that_has_not_authenticated_hears_no_balance_and_moves_no_money(
+        bank: ServiceRegistry, dsn: str) -> None:
+    before = await balances(dsn)
+    for service in ("balance", "bill_payment", "transfer", "card_loss"):
+        outcome = await call(bank, service, authenticated=False, confirm="1", to="1", amount="10")
+        assert (outcome.result, outcome.say, outcome.variables["refusal"]) == ("refused", [], "not_authenticated")
+    assert await balances(dsn) == before
+    assert await audit(dsn) == [(s, "refused", "not_authenticated")
+                                for s in ("balance", "bill_payment", "transfer", "card_loss")]
+    assert {r["status"] for r in await fetch(dsn, "SELECT status FROM bank_cards")} == {"active"}
+
+
+async def test_balance_says_each_accounts_ending_kind_and_balance(bank: ServiceRegistry) -> None:
+    outcome = await call(bank, "balance", language="en")
+    assert outcome.result == "ok"
+    sounds = [item.id for item in outcome.say if isinstance(item, Sound)]
+    # 1001: one thousand yuan; 2002: twenty thousand yuan; 3003: minus one hundred fifty yuan twenty five fen
+    assert sounds == [
+        "digits/1", "digits/0", "digits/0", "digits/1", "your_balance_is", "digits/1", "digits/thousand", "yuan",
+        "digits/2", "digits/0", "digits/0", "digits/2", "your_balance_is", "digits/20", "digits/thousand", "yuan",
+        "digits/3", "digits/0", "digits/0", "digits/3", "your_balance_is",
+        "minus", "digits/1", "digits/hundred", "digits/50", "yuan", "digits/20", "digits/5", "fen"]
+    spoken = " ".join(getattr(item, "text", "") for item in outcome.say)
+    assert "current account" in spoken and "savings account" in spoken and "credit card account" in spoken
+    assert "6222" not in spoken  # only the ending is said
+
+
+async def test_bill_payment_pays_the_due_bill_from_the_current_account_and_gives_a_receipt(
+        bank: ServiceRegistry, dsn: str) -> None:
+    outcome = await call(bank, "bill_payment", confirm="1")
+    assert outcome.result == "ok" and outcome.variables["receipt"].isdigit()
+    assert (await balances(dsn))["1001"] == "700.00"
+    paid = await fetch(dsn, "SELECT t.receipt, t.call_id FROM bank_bills b JOIN bank_transactions t"
+                            " ON t.txn_id = b.paid_txn")
+    assert [(r["receipt"], r["call_id"]) for r in paid] == [(outcome.variables["receipt"], "call-1")]
+    again = await call(bank, "bill_payment", confirm="1")  # the same request retried in the same call
+    assert again.variables["receipt"] == outcome.variables["receipt"]
+    assert (await balances(dsn))["1001"] == "700.00"
+    assert (await call(bank, "bill_payment", confirm="1", call_id="call-2")).variables["refusal"] == "no_bill"
+
+
+async def test_a_money_service_without_the_callers_confirmation_moves_nothing(bank: ServiceRegistry, dsn: str) -> None:
+    before = await balances(dsn)
+    assert (await call(bank, "bill_payment", confirm="2")).variables["refusal"] == "not_confirmed"
+    assert (await call(bank, "transfer", to="2002", amount="10")).variables["refusal"] == "not_confirmed"
+    assert await balances(dsn) == before
+
+
+async def test_bill_payment_is_refused_when_the_balance_is_short(bank: ServiceRegistry, dsn: str) -> None:
+    await fetch(dsn, "UPDATE bank_accounts SET balance_fen = 29999 WHERE account_id LIKE '%1001'")
+    outcome = await call(bank, "bill_payment", confirm="1")
+    assert (outcome.result, outcome.variables["refusal"]) == ("refused", "insufficient_funds")
+    assert outcome.say  # the caller hears why
+    assert (await balances(dsn))["1001"] == "299.99"
+    assert await audit(dsn) == [("bill_payment", "refused", "insufficient_funds")]
+
+
+async def test_a_transfer_between_own_accounts_moves_the_amount_and_nothing_else(
+        bank: ServiceRegistry, dsn: str) -> None:
+    outcome = await call(bank, "transfer", account="2002", to="1001", amount="500", confirm="1")
+    assert outcome.result == "ok" and outcome.variables["receipt"]
+    assert await balances(dsn) == {"1001": "1500.00", "2002": "19500.00", "3003": "-150.25", "4004": "50.00"}
+    assert await audit(dsn) == [("transfer", "ok", None)]
+
+
+async def test_a_transfer_above_the_threshold_needs_the_second_factor(bank: ServiceRegistry, dsn: str) -> None:
+    outcome = await call(bank, "transfer", account="2002", to="1001", amount="5000.01", confirm="1")
+    assert (outcome.result, outcome.variables["needs_second_factor"]) == ("refused", True)
+    assert (await balances(dsn))["2002"] == "20000.00"
+    outcome = await call(bank, "transfer", account="2002", to="1001", amount="5000.01", confirm="1",
+                         second_factor=True)
+    assert outcome.result == "ok"
+    assert (await balances(dsn))["2002"] == "14999.99"
+
+
+async def test_transfers_to_payees_stop_at_the_daily_limit(bank: ServiceRegistry, dsn: str) -> None:
+    first = await call(bank, "transfer", account="2002", to="1", amount="4000", confirm="1")
+    assert first.result == "ok"
+    second = await call(bank, "transfer", account="2002", to="1", amount="2000.01", confirm="1", call_id="call-2")
+    assert (second.result, second.variables["refusal"]) == ("refused", "daily_limit")
+    assert (await balances(dsn))["2002"] == "16000.00"
+
+
+async def test_a_transfer_to_someone_not_registered_is_refused(bank: ServiceRegistry) -> None:
+    outcome = await call(bank, "transfer", account="2002", to="99", amount="10", confirm="1")
+    assert (outcome.result, outcome.variables["refusal"]) == ("refused", "no_payee")
+    other = await call(bank, "transfer", account="2002", to="4004", amount="10", confirm="1")  # C002's account
+    assert other.variables["refusal"] == "no_payee"
+
+
+async def test_card_loss_blocks_the_card_at_once_and_again_is_still_blocked(bank: ServiceRegistry, dsn: str) -> None:
+    outcome = await call(bank, "card_loss", card="1001")
+    assert outcome.result == "ok" and outcome.variables["receipt"]
+    status = {r["last4"]: r["status"] for r in await fetch(dsn, "SELECT last4, status FROM bank_cards")}
+    assert status == {"1001": "blocked", "3003": "active", "4004": "active"}
+    assert (await call(bank, "card_loss", card="1001", call_id="call-2")).result == "ok"
+    refused = await call(bank, "bill_payment", confirm="1", call_id="call-3")
+    assert (refused.result, refused.variables["refusal"]) == ("refused", "card_blocked")
+
+
+async def test_two_calls_racing_on_one_account_neither_lose_nor_create_money(bank: ServiceRegistry, dsn: str) -> None:
+    """Many transfers at once, both ways between two accounts and out to a payee: every one
+    either happens whole or not at all, and the books balance to the fen."""
+    await fetch(dsn, "UPDATE bank_accounts SET balance_fen = 100000 WHERE account_id LIKE '%1001'"
+                     " OR account_id LIKE '%2002'")  # 1000.00 each
+    requests = [dict(account="1001", to="2002", amount="70"), dict(account="2002", to="1001", amount="30"),
+                dict(account="1001", to="1", amount="90")] * 10
+    outcomes = await asyncio.gather(*(call(bank, "transfer", confirm="1", call_id=f"race-{n}", **r)
+                                      for n, r in enumerate(requests)))
+    paid_out = sum(Money.parse(str(r["amount"])).fen for r, o in zip(requests, outcomes, strict=True)
+                   if o.result == "ok" and r["to"] == "1")
+    after = await balances(dsn)
+    assert Money.parse(after["1001"]).fen + Money.parse(after["2002"]).fen == 200000 - paid_out
+    moved = await fetch(dsn, "SELECT coalesce(sum(amount_fen), 0) AS s FROM bank_transactions WHERE payee_id = '1'")
+    assert moved[0]["s"] == paid_out
+    assert all(Money.parse(v).fen >= 0 for k, v in after.items() if k != "3003")
+    assert {o.result for o in outcomes} <= {"ok", "refused"}
+
+
+async def test_a_large_transfer_to_a_payee_registered_today_goes_to_the_risk_desk(dsn: str) -> None:
+    await import_demo_customers(dsn)
+    await seed_accounts(dsn)  # payee 1 registered just now
+    pool = await create_pool(dsn, budget_s=5)
+    try:
+        registry = ServiceRegistry()
+        settings = Settings()
+        register_money_services(registry, PgBank(lambda: pool), settings,
+                                RuleGuard(PgSecurity(lambda: pool), risk_rules(settings)))
+        outcome = await call(registry, "transfer", account="2002", to="1", amount="10000", confirm="1",
+                             second_factor=True)
+    finally:
+        await pool.close()
+    assert (outcome.result, outcome.variables["risk_flagged"], outcome.transfer) == ("refused", True, "risk")
+    assert (await balances(dsn))["2002"] == "20000.00"
+    flags = await fetch(dsn, "SELECT flags FROM customers WHERE customer_id = 'C001'")
+    assert '"risk_hold": true' in flags[0]["flags"]
+    assert await audit(dsn) == [("transfer", "refused", "risk")]
+
+
+async def test_each_money_service_result_lands_in_the_calls_services(fake_ari: FakeAri, dsn: str,
+                                                                     tmp_path: Path) -> None:
+    """Through a real server: a call that is not authenticated is refused its balance; one that
+    authenticates hears its accounts, and both results are in `calls list`."""
+    await import_demo_customers(dsn)
+    await seed_accounts(dsn)
+    fake_ari.media_duration = lambda uri: 0.01
+    server: Server | None = None
+
+    async def login(request: ServiceCall) -> ServiceOutcome:  # SECURITY's PIN check stands here
+        known = request.variables.get("who") == "1"
+        facts = CallerFacts(known=True, attributes={"customer_id": "C001"})
+        return ServiceOutcome("ok" if known else "refused", authenticated=facts if known else None)
+
+    registry = ServiceRegistry()
+    registry.register("test_login", login)
+    settings = settings_for(fake_ari, dsn, tmp_path)
+    register_money_services(registry, PgBank(lambda: server.pool if server else _no_pool()), settings)
+    document = doc({
+        "who": {"type": "collect", "variable": "who", "prompt": "{{ sound('enter_pin') }}", "max_length": 1,
+                "timeout": 0.2, "next": "login"},
+        "login": {"type": "process", "service": "test_login", "next": "bal", "on_refused": "bal"},
+        "bal": {"type": "process", "service": "balance", "next": "bye"},
+        "bye": {"type": "hangup", "prompt": "{{ sound('goodbye') }}"},
+    }, start="who")
+    flows, _ = load_document(document, services=registry.names())
+    server = await Server.start(settings, flows=flows, services=registry)
+    shutdown = asyncio.Event()
+    task = asyncio.create_task(server.run(shutdown))
+    try:
+        await fake_ari.wait_connected()
+        line = Hotline(server, fake_ari, dsn, shutdown, task)
+        stranger = await line.call("13900000001")
+        await fake_ari.press(stranger, "2")
+        member = await line.call("13800138000")
+        await fake_ari.press(member, "1")
+        refused, served = await line.wait_ended(stranger), await line.wait_ended(member)
+    finally:
+        shutdown.set()
+        await asyncio.wait_for(task, 15)
+    assert [s["service"] + ":" + s["result"] for s in refused["services"]] == ["test_login:refused", "balance:refused"]
+    assert [s["service"] + ":" + s["result"] for s in served["services"]] == ["test_login:ok", "balance:ok"]
+    assert "sound:hotline/zh/your_balance_is" in line.played(member)  # C001 speaks zh
+    assert not [uri for uri in line.played(stranger) if uri.endswith("/your_balance_is")]
+
+
+def _no_pool() -> asyncpg.Pool:
+    raise RuntimeError("the server has not started")
