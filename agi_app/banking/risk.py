@@ -2,8 +2,9 @@
 call goes to the risk desk.
 
 The rules (each a `RiskRules` setting, from `Settings`):
-- `pin_changes`: a PIN change when `max_pin_changes - 1` were already made within `window`
-  (default: the second change within 24 h is refused);
+- `pin_changes`: a PIN change by phone when `max_pin_changes - 1` were already made by phone
+  within `window` (default: the second change within 24 h is refused; the bank's own
+  `hotline customers set-pin` does not count);
 - `pin_failures`: `max_pin_failures` wrong PINs within `window` (default 5 in 24 h), checked after
   each wrong PIN (the lockout stops a single call far sooner; this catches slow guessing);
 - `new_payee_large_transfer`: a transfer of at least `large_transfer` to a payee registered less

@@ -73,10 +73,15 @@ async def mark_sent(conn: Db, outbox_id: int) -> None:
 
 
 class PgSecurity:
-    """The banking security protocols over one pool."""
+    """The banking security protocols over one pool (or a connection; or a function giving the
+    server's pool, which exists only once the server has started)."""
 
-    def __init__(self, pool: Db) -> None:
-        self.pool = pool
+    def __init__(self, db: Db | Callable[[], asyncpg.Pool]) -> None:
+        self._db = db
+
+    @property
+    def pool(self) -> Db:
+        return self._db() if callable(self._db) else self._db
 
     # --- PinStore ------------------------------------------------------------------------
     async def check_pin(self, attempt: Attempt, check: PinCheck, policy: LockoutPolicy) -> AuthVerdict:
@@ -139,7 +144,8 @@ class PgSecurity:
             sql = ("SELECT count(*) FROM auth_attempts WHERE customer_id = $1 AND result = 'wrong_pin'"
                    " AND at >= $2")
         else:
-            sql = "SELECT count(*) FROM security_events WHERE customer_id = $1 AND kind = 'pin_change' AND at >= $2"
+            sql = ("SELECT count(*) FROM security_events WHERE customer_id = $1 AND kind = 'pin_change'"
+                   " AND call_id <> '' AND at >= $2")  # by phone; the bank's set-pin is not the caller's activity
         return int(await self.pool.fetchval(sql, customer_id, since))
 
     async def flag(self, customer_id: str, rule: str, *, call_id: str) -> None:
@@ -179,9 +185,8 @@ class PgSecurity:
 
     def _connection(self) -> Any:
         """A connection: the given one, or one from the pool for this operation."""
-        if isinstance(self.pool, asyncpg.Pool):
-            return self.pool.acquire()
-        return _Borrowed(self.pool)
+        db = self.pool
+        return _Borrowed(db) if isinstance(db, asyncpg.Connection) else db.acquire()
 
 
 class _Borrowed:
