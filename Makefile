@@ -44,6 +44,9 @@ db: venv
 
 demo: db
 	$(HOTLINE) customers import config/demo/customers.csv
+	$(HOTLINE) accounts import config/demo/accounts.csv
+	$(HOTLINE) accounts import-bills config/demo/bills.csv
+	$(HOTLINE) accounts import-payees config/demo/payees.csv
 	$(HOTLINE) menus publish agi_app/flows/demo/bank.yaml -m "demo bank menus"
 
 run: venv deps

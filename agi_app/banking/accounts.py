@@ -10,7 +10,7 @@ exception means the bank failed, and the call hears that the operation did not h
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal, Protocol
 
 from agi_app.banking.money import Money
@@ -45,6 +45,25 @@ class Account:
     def ending(self) -> str:
         """The last 4 digits, which is all a caller hears of an account number."""
         return self.account_id[-4:]
+
+
+@dataclass(frozen=True)
+class Bill:
+    customer_id: str
+    biller_id: str
+    biller_name: str
+    amount: Money
+    due_date: date
+
+
+@dataclass(frozen=True)
+class Payee:
+    """Someone the customer registered (at a branch or online) as a transfer target."""
+
+    customer_id: str
+    payee_id: str  # what the caller keys in
+    name: str
+    account_number: str
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
-"""Parsing and checking the accounts CSV (`hotline accounts import`), all or nothing like the
-customer import: every bad row is reported with its line number and a file with any bad row
-imports nothing.
+"""Parsing and checking the banking stand-in's CSV files (`hotline accounts import`,
+`import-bills`, `import-payees`), all or nothing like the customer import: every bad row is
+reported with its line number and a file with any bad row imports nothing. Control characters are
+refused in every column (names become speech).
 
 Columns (SPEC): customer_id, account_id (digits: callers hear its last 4), kind
 (savings|current|credit), currency (ISO code, e.g. CNY), balance (yuan exact to the fen, e.g.
@@ -14,9 +15,11 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date
 
-from agi_app.banking.accounts import KINDS, Account, mask_card
+from agi_app.banking.accounts import KINDS, Account, Bill, Payee, mask_card
 from agi_app.banking.money import Money, MoneyError
 from agi_app.directory.csv_import import control_character
 
@@ -27,23 +30,28 @@ _CURRENCY = re.compile(r"[A-Z]{3}")
 
 
 @dataclass
-class ParsedAccounts:
+class Parsed:
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ParsedAccounts(Parsed):
     accounts: list[Account] = field(default_factory=list)
     cards: dict[str, str] = field(default_factory=dict)  # account id → card number
-    errors: list[str] = field(default_factory=list)
     lines: dict[str, int] = field(default_factory=dict)  # account id → line, for later row errors
 
 
-def parse_accounts(text: str, *, max_errors: int = 50) -> ParsedAccounts:
-    result = ParsedAccounts()
-    seen_cards: dict[str, int] = {}
+def read_rows(text: str, required: tuple[str, ...], result: Parsed, *, max_errors: int = 50) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line, row) for each well-formed row, counting the header as line 1; malformed CSV, a
+    missing column or a row of the wrong width goes to `result.errors` with its line."""
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    start = 1
     try:
         header = [h.strip() for h in next(reader, [])]
-        missing = [c for c in REQUIRED if c not in header]
+        missing = [c for c in required if c not in header]
         if missing:
             result.errors.append(f"line 1: missing column(s): {', '.join(missing)}")
-            return result
+            return
         start = reader.line_num + 1
         for fields in reader:
             line, start = start, reader.line_num + 1
@@ -52,12 +60,24 @@ def parse_accounts(text: str, *, max_errors: int = 50) -> ParsedAccounts:
             if len(fields) != len(header):
                 result.errors.append(f"line {line}: wrong number of fields")
             else:
-                _check(line, dict(zip(header, fields, strict=True)), result, seen_cards)
+                row = dict(zip(header, fields, strict=True))
+                bad = [f"line {line}: {column} contains a control character ({code})"
+                       for column, value in row.items() if (code := control_character(value))]
+                result.errors.extend(bad)
+                if not bad:
+                    yield line, row
             if len(result.errors) >= max_errors:
                 result.errors.append("too many errors, stopped checking")
-                break
+                return
     except csv.Error as exc:
         result.errors.append(f"line {start}: malformed CSV: {exc}")
+
+
+def parse_accounts(text: str) -> ParsedAccounts:
+    result = ParsedAccounts()
+    seen_cards: dict[str, int] = {}
+    for line, row in read_rows(text, REQUIRED, result):
+        _check(line, row, result, seen_cards)
     if not result.accounts and not result.errors:
         result.errors.append("no account rows in file")
     return result
@@ -65,9 +85,6 @@ def parse_accounts(text: str, *, max_errors: int = 50) -> ParsedAccounts:
 
 def _check(line: int, row: dict[str, str], result: ParsedAccounts, seen_cards: dict[str, int]) -> None:
     errors: list[str] = []
-    for column in (*REQUIRED, "card_number"):
-        if (code := control_character(row.get(column) or "")):
-            errors.append(f"line {line}: {column} contains a control character ({code})")
     customer_id = row["customer_id"].strip()
     if not customer_id:
         errors.append(f"line {line}: customer_id is empty")
@@ -102,3 +119,89 @@ def _check(line: int, row: dict[str, str], result: ParsedAccounts, seen_cards: d
     if card:
         seen_cards[card] = line
         result.cards[account_id] = card
+
+
+BILL_COLUMNS = ("customer_id", "biller_id", "biller_name", "amount", "due_date")
+PAYEE_COLUMNS = ("customer_id", "payee_id", "name", "account_number")
+_BILLER_ID = re.compile(r"[0-9A-Za-z_-]{1,32}")
+_PAYEE_ID = re.compile(r"[0-9]{1,8}")
+
+
+@dataclass
+class ParsedBills(Parsed):
+    bills: list[Bill] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)  # the line of each bill
+
+
+def parse_bills(text: str) -> ParsedBills:
+    """Bills: customer_id, biller_id, biller_name, amount (yuan, more than 0), due_date (YYYY-MM-DD)."""
+    result = ParsedBills()
+    seen: dict[tuple[str, str, date], int] = {}
+    for line, row in read_rows(text, BILL_COLUMNS, result):
+        errors: list[str] = []
+        customer_id, biller_id, name = row["customer_id"].strip(), row["biller_id"].strip(), row["biller_name"].strip()
+        if not customer_id:
+            errors.append(f"line {line}: customer_id is empty")
+        if not _BILLER_ID.fullmatch(biller_id):
+            errors.append(f"line {line}: biller_id {biller_id!r} is not 1 to 32 letters, digits, _ or -")
+        if not name:
+            errors.append(f"line {line}: biller_name is empty")
+        amount: Money | None = None
+        try:
+            amount = Money.parse(row["amount"])
+            if amount.fen <= 0:
+                errors.append(f"line {line}: amount {amount} is not more than 0")
+        except MoneyError:
+            errors.append(f"line {line}: amount {row['amount'].strip()!r} is not an amount like 1024.50")
+        due: date | None = None
+        try:
+            due = date.fromisoformat(row["due_date"].strip())
+        except ValueError:
+            errors.append(f"line {line}: due_date {row['due_date'].strip()!r} is not YYYY-MM-DD")
+        if due is not None and (customer_id, biller_id, due) in seen:
+            errors.append(f"line {line}: the same bill is already on line {seen[(customer_id, biller_id, due)]}")
+        if errors or amount is None or due is None:
+            result.errors.extend(errors)
+            continue
+        seen[(customer_id, biller_id, due)] = line
+        result.bills.append(Bill(customer_id, biller_id, name, amount, due))
+        result.lines.append(line)
+    if not result.bills and not result.errors:
+        result.errors.append("no bill rows in file")
+    return result
+
+
+@dataclass
+class ParsedPayees(Parsed):
+    payees: list[Payee] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+
+
+def parse_payees(text: str) -> ParsedPayees:
+    """Registered payees: customer_id, payee_id (1 to 8 digits, what the caller keys in), name,
+    account_number (digits)."""
+    result = ParsedPayees()
+    seen: dict[tuple[str, str], int] = {}
+    for line, row in read_rows(text, PAYEE_COLUMNS, result):
+        errors: list[str] = []
+        customer_id, payee_id, name = row["customer_id"].strip(), row["payee_id"].strip(), row["name"].strip()
+        number = "".join(row["account_number"].split())
+        if not customer_id:
+            errors.append(f"line {line}: customer_id is empty")
+        if not _PAYEE_ID.fullmatch(payee_id):
+            errors.append(f"line {line}: payee_id {payee_id!r} is not 1 to 8 digits")
+        elif (customer_id, payee_id) in seen:
+            errors.append(f"line {line}: payee {payee_id} of {customer_id} already on line {seen[(customer_id, payee_id)]}")
+        if not name:
+            errors.append(f"line {line}: name is empty")
+        if not _ACCOUNT_ID.fullmatch(number):
+            errors.append(f"line {line}: account_number is not 4 to 34 digits")
+        if errors:
+            result.errors.extend(errors)
+            continue
+        seen[(customer_id, payee_id)] = line
+        result.payees.append(Payee(customer_id, payee_id, name, number))
+        result.lines.append(line)
+    if not result.payees and not result.errors:
+        result.errors.append("no payee rows in file")
+    return result

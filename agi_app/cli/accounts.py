@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import click
 
 from agi_app.banking.accounts import Account
-from agi_app.banking.csv_import import parse_accounts
+from agi_app.banking.csv_import import parse_accounts, parse_bills, parse_payees
 from agi_app.cli.common import EXIT_INVALID, actor, dsn, echo_json, fail, run
 from agi_app.db.pool import connection
 from agi_app.db.repositories import audit
@@ -42,17 +43,13 @@ def import_(ctx: click.Context, file: Path, as_json: bool) -> None:
     Any problem: nothing is imported, every problem is listed with its line number, exit code 1.
     """
     parsed = parse_accounts(_read(file))
-    if parsed.errors:
-        for error in parsed.errors:
-            click.echo(f"{file}: {error}", err=True)
-        fail(f"{len(parsed.errors)} problem(s); nothing imported", EXIT_INVALID)
+    _refuse(file, parsed.errors)
 
     async def main() -> tuple[list[str], int]:
         async with connection(dsn(ctx)) as conn:
             async with conn.transaction():
-                unknown = await repo.missing_customers(conn, sorted({a.customer_id for a in parsed.accounts}))
-                problems = [f"line {parsed.lines[a.account_id]}: customer_id {a.customer_id} is not in the"
-                            " directory (import customers first)" for a in parsed.accounts if a.customer_id in unknown]
+                problems = await _unknown_customers(conn, [a.customer_id for a in parsed.accounts],
+                                                    [parsed.lines[a.account_id] for a in parsed.accounts])
                 problems += [f"line {parsed.lines[account]}: card_number ending {parsed.cards[account][-4:]}"
                              f" belongs to account {other}" for account, other in
                              (await repo.cards_elsewhere(conn, parsed.cards)).items()]
@@ -64,14 +61,75 @@ def import_(ctx: click.Context, file: Path, as_json: bool) -> None:
             return [], len(await repo.list_accounts(conn))
 
     problems, total = run(main())
-    if problems:
-        for problem in problems:
-            click.echo(f"{file}: {problem}", err=True)
-        fail(f"{len(problems)} problem(s); nothing imported", EXIT_INVALID)
+    _refuse(file, problems)
     if as_json:
         echo_json({"imported": len(parsed.accounts), "cards": len(parsed.cards), "total_accounts": total})
     else:
         click.echo(f"imported {len(parsed.accounts)} accounts ({len(parsed.cards)} cards); {total} in the bank")
+
+
+def _refuse(file: Path, problems: list[str]) -> None:
+    if problems:
+        for problem in problems:
+            click.echo(f"{file}: {problem}", err=True)
+        fail(f"{len(problems)} problem(s); nothing imported", EXIT_INVALID)
+
+
+async def _unknown_customers(conn: asyncpg.Connection, customers: list[str], lines: list[int]) -> list[str]:
+    unknown = await repo.missing_customers(conn, sorted(set(customers)))
+    return [f"line {line}: customer_id {c} is not in the directory (import customers first)"
+            for c, line in zip(customers, lines, strict=True) if c in unknown]
+
+
+@accounts.command("import-bills")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def import_bills(ctx: click.Context, file: Path) -> None:
+    """Import bills from a CSV file, all or nothing.
+
+    Columns: customer_id, biller_id, biller_name, amount (yuan, e.g. 356.80), due_date
+    (YYYY-MM-DD). One bill per customer, biller and due date: importing again updates an unpaid
+    bill's amount and adds nothing. A caller's bill payment pays the oldest unpaid bill.
+    """
+    parsed = parse_bills(_read(file))
+    _refuse(file, parsed.errors)
+
+    async def main() -> list[str]:
+        async with connection(dsn(ctx)) as conn, conn.transaction():
+            problems = await _unknown_customers(conn, [b.customer_id for b in parsed.bills], parsed.lines)
+            if not problems:
+                await repo.import_bills(conn, parsed.bills)
+                await audit.record(conn, actor(), "accounts.import_bills", {"file": str(file), "bills": len(parsed.bills)})
+            return problems
+
+    _refuse(file, run(main()))
+    click.echo(f"imported {len(parsed.bills)} bills")
+
+
+@accounts.command("import-payees")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def import_payees(ctx: click.Context, file: Path) -> None:
+    """Import registered payees from a CSV file, all or nothing.
+
+    Columns: customer_id, payee_id (1 to 8 digits: what the caller keys in to choose the payee),
+    name, account_number (digits). A payee whose account number changes counts as newly
+    registered (the risk rule on a new payee followed by a large transfer reads that time).
+    """
+    parsed = parse_payees(_read(file))
+    _refuse(file, parsed.errors)
+
+    async def main() -> list[str]:
+        async with connection(dsn(ctx)) as conn, conn.transaction():
+            problems = await _unknown_customers(conn, [p.customer_id for p in parsed.payees], parsed.lines)
+            if not problems:
+                await repo.import_payees(conn, parsed.payees)
+                await audit.record(conn, actor(), "accounts.import_payees",
+                                   {"file": str(file), "payees": len(parsed.payees)})
+            return problems
+
+    _refuse(file, run(main()))
+    click.echo(f"imported {len(parsed.payees)} payees")
 
 
 def as_row(account: Account) -> dict[str, Any]:

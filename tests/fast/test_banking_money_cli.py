@@ -108,3 +108,61 @@ def test_reimporting_does_not_reactivate_a_card_reported_lost(db: str, tmp_path:
     assert import_csv(db, tmp_path, ACCOUNTS_CSV).exit_code == 0
     listed = {a["account_id"]: a["card_status"] for a in json.loads(hotline(db, "list", "--json").output)}
     assert listed["6222000000001001"] == "blocked"
+
+
+DEMO = Path(__file__).resolve().parents[2] / "config" / "demo"
+
+
+def test_the_demo_bank_loads_and_loading_it_again_adds_nothing(db: str) -> None:
+    for _ in range(2):
+        for command, name in (("import", "accounts.csv"), ("import-bills", "bills.csv"),
+                              ("import-payees", "payees.csv")):
+            result = hotline(db, command, str(DEMO / name))
+            assert result.exit_code == 0, result.output
+    counts = asyncio.run(fetch(db, "SELECT (SELECT count(*) FROM bank_accounts) AS a, (SELECT count(*) FROM bank_cards)"
+                                   " AS c, (SELECT count(*) FROM bank_bills) AS b, (SELECT count(*) FROM bank_payees) AS p"))
+    assert dict(counts[0]) == {"a": 11, "c": 9, "b": 5, "p": 6}
+    customers = {a["customer_id"] for a in json.loads(hotline(db, "list", "--json").output)}
+    assert customers == {f"C00{n}" for n in range(1, 8)}  # every demo customer banks with us
+
+
+def test_bills_and_payees_import_all_or_nothing_with_line_numbers(db: str, tmp_path: Path) -> None:
+    bills = tmp_path / "bills.csv"
+    bills.write_text("customer_id,biller_id,biller_name,amount,due_date\n"
+                     "C001,power,City Power,356.80,2026-11-30\n"
+                     "C001,power,City Power,0.00,2026-12-30\n"
+                     "C001,po wer,City Power,1.00,2026-13-01\n"
+                     "C999,power,City Power,1.00,2026-12-01\n", encoding="utf-8")
+    result = hotline(db, "import-bills", str(bills))
+    assert result.exit_code == 1
+    for expected in ("line 3: amount 0.00 is not more than 0", "line 4: biller_id 'po wer'",
+                     "line 4: due_date '2026-13-01' is not YYYY-MM-DD"):
+        assert expected in result.output
+    bills.write_text("customer_id,biller_id,biller_name,amount,due_date\n"
+                     "C001,power,City Power,356.80,2026-11-30\n"
+                     "C999,power,City Power,1.00,2026-12-01\n", encoding="utf-8")
+    result = hotline(db, "import-bills", str(bills))
+    assert result.exit_code == 1 and "line 3: customer_id C999 is not in the directory" in result.output
+    payees = tmp_path / "payees.csv"
+    payees.write_text("customer_id,payee_id,name,account_number\nC001,1,Li,6217000011112222\nC001,1,Wang,12\n",
+                      encoding="utf-8")
+    result = hotline(db, "import-payees", str(payees))
+    assert result.exit_code == 1
+    assert "line 3: payee 1 of C001 already on line 2" in result.output
+    assert "line 3: account_number is not 4 to 34 digits" in result.output
+    assert asyncio.run(fetch(db, "SELECT 1 FROM bank_bills UNION ALL SELECT 1 FROM bank_payees")) == []
+
+
+def test_a_payee_stays_registered_since_its_first_import_unless_its_account_changes(db: str, tmp_path: Path) -> None:
+    payees = tmp_path / "payees.csv"
+
+    def load(number: str) -> object:
+        payees.write_text(f"customer_id,payee_id,name,account_number\nC001,1,Li,{number}\n", encoding="utf-8")
+        assert hotline(db, "import-payees", str(payees)).exit_code == 0
+        asyncio.run(fetch(db, "UPDATE bank_payees SET registered_at = registered_at - interval '10 days'"
+                              " WHERE registered_at > now() - interval '1 day'"))
+        return asyncio.run(fetch(db, "SELECT registered_at FROM bank_payees"))[0]["registered_at"]
+
+    first = load("6217000011112222")
+    assert load("6217000011112222") == first
+    assert load("6217000099998888") != first

@@ -39,6 +39,8 @@ CREATE TABLE bank_bills (
     paid_txn    bigint  -- the transaction that paid it; NULL while due
 );
 CREATE INDEX bank_bills_unpaid ON bank_bills (customer_id, due_date) WHERE paid_txn IS NULL;
+-- One bill per customer, biller and due date: importing the same file twice adds nothing.
+CREATE UNIQUE INDEX bank_bills_once ON bank_bills (customer_id, biller_id, due_date);
 
 -- Registered payees: the only accounts outside the customer's own a phone transfer may reach.
 CREATE TABLE bank_payees (

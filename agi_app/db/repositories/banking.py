@@ -16,7 +16,7 @@ from typing import TypeAlias
 
 import asyncpg
 
-from agi_app.banking.accounts import Account, CardStatus, Kind, Order, Outcome, Reason
+from agi_app.banking.accounts import Account, Bill, CardStatus, Kind, Order, Outcome, Payee, Reason
 from agi_app.banking.money import Money
 
 Executor: TypeAlias = "asyncpg.Connection | asyncpg.Pool"
@@ -65,6 +65,31 @@ async def import_accounts(conn: asyncpg.Connection, accounts: Sequence[Account],
             " status = CASE WHEN bank_cards.card_digest = EXCLUDED.card_digest THEN bank_cards.status"
             " ELSE 'active' END",
             [(account_id, card_digest(number), number[-4:]) for account_id, number in cards.items()])
+
+
+async def import_bills(conn: asyncpg.Connection, bills: Sequence[Bill]) -> None:
+    """Upsert billers and bills (one per customer, biller and due date); a paid bill keeps its amount."""
+    async with conn.transaction():
+        await conn.executemany(
+            "INSERT INTO bank_billers (biller_id, name) VALUES ($1, $2)"
+            " ON CONFLICT (biller_id) DO UPDATE SET name = EXCLUDED.name",
+            sorted({(b.biller_id, b.biller_name) for b in bills}))
+        await conn.executemany(
+            "INSERT INTO bank_bills (customer_id, biller_id, amount_fen, due_date) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (customer_id, biller_id, due_date) DO UPDATE SET amount_fen = EXCLUDED.amount_fen"
+            " WHERE bank_bills.paid_txn IS NULL",
+            [(b.customer_id, b.biller_id, b.amount.fen, b.due_date) for b in bills])
+
+
+async def import_payees(conn: asyncpg.Connection, payees: Sequence[Payee]) -> None:
+    """Upsert registered payees. A payee whose account number changes is a new payee (its
+    registration time restarts, which the risk rule on new payees reads); otherwise it is kept."""
+    await conn.executemany(
+        "INSERT INTO bank_payees (customer_id, payee_id, name, account_number) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (customer_id, payee_id) DO UPDATE SET name = EXCLUDED.name,"
+        " account_number = EXCLUDED.account_number, registered_at = CASE WHEN"
+        " bank_payees.account_number = EXCLUDED.account_number THEN bank_payees.registered_at ELSE now() END",
+        [(p.customer_id, p.payee_id, p.name, p.account_number) for p in payees])
 
 
 async def missing_customers(conn: Executor, customer_ids: Sequence[str]) -> set[str]:
