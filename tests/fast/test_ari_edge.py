@@ -6,9 +6,6 @@ crash, a failing cleanup step."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -22,12 +19,12 @@ from agi_app.ari.client import AriClient
 from agi_app.ari.router import EventsLost
 from agi_app.cli.serve import EXIT_REPLACED
 from agi_app.engine.channel import ChannelFailed, ChannelGone
-from agi_app.flows.loader import demo_flow_path, load_document
+from agi_app.flows.loader import load_document
 from agi_app.flows.model import FlowSet
 from tests.fake_ari.server import FakeAri
-from tests.fast.conftest import Hotline, fetch, settings_for, start_hotline
+from tests.fast.conftest import Hotline, fetch, serve_process, settings_for, start_hotline
 from tests.fast.flowkit import doc
-from tests.fast.test_calls import UNKNOWN
+from tests.support.demo import UNKNOWN
 
 FALLBACK = ("hotline-fallback", "s", 1)
 
@@ -145,13 +142,9 @@ async def test_a_hangup_that_failed_leaves_the_caller_to_the_fallback_not_to_sil
 async def test_a_server_whose_application_another_takes_over_hands_its_calls_to_the_fallback_and_exits_non_zero(
         fake_ari: FakeAri, dsn: str, tmp_path: Path) -> None:
     fake_ari.media_duration = lambda uri: 5.0  # the first server's call is mid-prompt
-    env = {**os.environ, "HOTLINE_DSN": dsn, "HOTLINE_ARI_URL": fake_ari.url, "HOTLINE_ARI_USER": "hotline",
-           "HOTLINE_ARI_PASSWORD": "hotline-dev", "HOTLINE_SOUNDS_ROOT": str(tmp_path / "sounds")}
     stderr = tmp_path / "first.stderr"
     with stderr.open("w") as err:
-        first = subprocess.Popen([str(Path(sys.executable).with_name("hotline")), "serve",
-                                  "--flows-file", str(demo_flow_path())], env=env,
-                                 stdout=subprocess.DEVNULL, stderr=err)
+        first = serve_process(fake_ari, dsn, tmp_path, stderr=err)
     try:
         await fake_ari.wait_connected(timeout=20)
         call = await fake_ari.place_call(UNKNOWN, "95000")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -28,13 +27,7 @@ from agi_app.config import Settings
 from agi_app.db.pool import connection
 from agi_app.db.repositories.calendar import load_calendar
 from agi_app.flows.loader import demo_flow_path
-from tests.support import pg
-
-
-@pytest.fixture
-def db(session_dsn: str) -> Iterator[str]:
-    asyncio.run(pg.truncate(session_dsn))
-    yield session_dsn
+from tests.fast.conftest import query
 
 
 def hotline_calendar(dsn: str, *args: str, command: click.Command = calendar) -> Result:
@@ -47,13 +40,6 @@ def ok(dsn: str, *args: str, command: click.Command = calendar) -> Any:
     result = hotline_calendar(dsn, *args, command=command)
     assert result.exit_code == 0, (args, result.output)
     return json.loads(result.stdout) if "--json" in args else result.stdout
-
-
-def query(dsn: str, sql: str, *params: object) -> list[asyncpg.Record]:
-    async def main() -> list[asyncpg.Record]:
-        async with connection(dsn) as conn:
-            return await conn.fetch(sql, *params)
-    return asyncio.run(main())
 
 
 def audit_actions(dsn: str) -> list[str]:

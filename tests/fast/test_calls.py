@@ -5,25 +5,19 @@ from __future__ import annotations
 import asyncio
 
 from tests.fast.conftest import Hotline
-
-KNOWN_ZH = "13800138000"  # C001 王伟, standard, zh
-KNOWN_EN_VIP = "13700137000"  # C003 John Smith, vip, en
-UNKNOWN = "13111111111"
+from tests.support.demo import KNOWN_ZH, MAIN_ZH, UNKNOWN
 
 
 def is_speech(uri: str) -> bool:
     return uri.startswith("sound:hotline-tts/")
 
 
-MAIN_ZH = "sound:hotline/zh/opt_accounts"  # the main menu's first option is playing
-
-
 async def test_known_caller_is_greeted_without_a_name_and_walks_the_menus(hotline: Hotline) -> None:
     call = await hotline.call(KNOWN_ZH)
     ari = hotline.ari
-    await ari.wait_for(lambda: MAIN_ZH in hotline.played(call))
+    await hotline.heard(call, MAIN_ZH)
     await ari.press(call, "1")  # balance and accounts
-    await ari.wait_for(lambda: "sound:hotline/zh/opt_transfer" in hotline.played(call))
+    await hotline.heard(call, "sound:hotline/zh/opt_transfer")
     await ari.press(call, "3")  # deposit rates announcement, then back to the accounts menu
     await ari.wait_for(lambda: hotline.played(call).count("sound:hotline/zh/opt_transfer") == 2)
     await ari.press(call, "*")  # universal back key: the main menu
@@ -47,7 +41,7 @@ async def test_known_caller_is_greeted_without_a_name_and_walks_the_menus(hotlin
 
 async def test_unknown_caller_gets_the_general_menu_without_a_name(hotline: Hotline) -> None:
     call = await hotline.call(UNKNOWN)
-    await hotline.ari.wait_for(lambda: MAIN_ZH in hotline.played(call))
+    await hotline.heard(call, MAIN_ZH)
     await hotline.ari.press(call, "0")
     row = await hotline.wait_ended(call)
     assert not any(is_speech(u) for u in hotline.played(call))
@@ -58,8 +52,8 @@ async def test_unknown_caller_gets_the_general_menu_without_a_name(hotline: Hotl
 
 
 async def test_vip_line_plays_the_vip_menu_in_the_callers_language(hotline: Hotline) -> None:
-    call = await hotline.call("+86 137 0013 7000", dnis="95001")
-    await hotline.ari.wait_for(lambda: "sound:hotline/en/digits/0" in hotline.played(call))
+    call = await hotline.call("+86 137 0013 7000", dnis="95001")  # C003, as people write it
+    await hotline.heard(call, "sound:hotline/en/digits/0")
     await hotline.ari.press(call, "0")
     row = await hotline.wait_ended(call)
     played = hotline.played(call)
@@ -73,9 +67,9 @@ async def test_vip_line_plays_the_vip_menu_in_the_callers_language(hotline: Hotl
 
 async def test_invalid_digit_then_valid_choice(hotline: Hotline) -> None:
     call = await hotline.call(UNKNOWN)
-    await hotline.ari.wait_for(lambda: MAIN_ZH in hotline.played(call))
+    await hotline.heard(call, MAIN_ZH)
     await hotline.ari.press(call, "7")
-    await hotline.ari.wait_for(lambda: "sound:hotline/zh/invalid" in hotline.played(call))
+    await hotline.heard(call, "sound:hotline/zh/invalid")
     await hotline.ari.press(call, "3")
     row = await hotline.wait_ended(call)
     assert row["path"] == ["entry", "greeting", "segment", "main", "agent_cards"]
@@ -96,10 +90,10 @@ async def test_timeouts_lead_to_the_final_destination(hotline: Hotline) -> None:
 
 async def test_invalid_keys_are_counted_apart_from_timeouts(hotline: Hotline) -> None:
     call = await hotline.call(UNKNOWN)
-    await hotline.ari.wait_for(lambda: MAIN_ZH in hotline.played(call))
+    await hotline.heard(call, MAIN_ZH)
     await hotline.ari.press(call, "7")
-    await hotline.ari.wait_for(lambda: "sound:hotline/zh/invalid" in hotline.played(call))
-    await hotline.ari.wait_for(lambda: "sound:hotline/zh/timeout" in hotline.played(call))  # one timeout
+    await hotline.heard(call, "sound:hotline/zh/invalid")
+    await hotline.heard(call, "sound:hotline/zh/timeout")  # one timeout
     await hotline.ari.press(call, "8")
     await hotline.ari.wait_for(lambda: hotline.played(call).count("sound:hotline/zh/invalid") == 2)
     await hotline.ari.press(call, "8")
@@ -122,7 +116,7 @@ async def test_type_ahead_during_a_prompt_stops_it_and_counts(hotline: Hotline) 
 async def test_caller_hangs_up_during_a_prompt(hotline: Hotline) -> None:
     hotline.ari.media_duration = lambda uri: 5.0
     call = await hotline.call(UNKNOWN)
-    await hotline.ari.wait_for(lambda: "sound:hotline/zh/welcome" in hotline.played(call))
+    await hotline.heard(call, "sound:hotline/zh/welcome")
     await hotline.ari.hangup(call)
     row = await hotline.wait_ended(call)
     assert row["outcome"] == "abandoned" and row["path"] == ["entry", "greeting"]
@@ -132,7 +126,7 @@ async def test_caller_hangs_up_during_a_prompt(hotline: Hotline) -> None:
 
 async def test_dtmf_flood_and_garbage_never_break_the_call(hotline: Hotline) -> None:
     call = await hotline.call(UNKNOWN)
-    await hotline.ari.wait_for(lambda: MAIN_ZH in hotline.played(call))
+    await hotline.heard(call, MAIN_ZH)
     await hotline.ari.press(call, "7" * 200, gap=0)
     row = await hotline.wait_ended(call)
     assert row["path"][-2:] == ["main", "too_many"]
@@ -141,7 +135,7 @@ async def test_dtmf_flood_and_garbage_never_break_the_call(hotline: Hotline) -> 
 
 async def test_unknown_dialled_number_gets_the_general_flow(hotline: Hotline, caplog) -> None:  # type: ignore[no-untyped-def]
     call = await hotline.call(UNKNOWN, dnis="99999")
-    await hotline.ari.wait_for(lambda: MAIN_ZH in hotline.played(call))
+    await hotline.heard(call, MAIN_ZH)
     await hotline.ari.hangup(call)
     row = await hotline.wait_ended(call)
     assert row["dnis"] == "99999" and row["path"][:4] == ["entry", "greeting", "segment", "main"]

@@ -8,27 +8,17 @@ session database, emptied at the start of each test.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from click.testing import CliRunner, Result
 
 from agi_app.cli.customers import customers
 from agi_app.config import Settings
-from agi_app.db.pool import connection
-from tests.support import pg
+from tests.fast.conftest import query
 
 HEADER = "customer_id,phone,name,salutation,segment,language,flags\n"
-
-
-@pytest.fixture
-def db(session_dsn: str) -> Iterator[str]:
-    asyncio.run(pg.truncate(session_dsn))
-    yield session_dsn
 
 
 def import_csv(dsn: str, tmp_path: Path, rows: str, *options: str) -> Result:
@@ -36,13 +26,6 @@ def import_csv(dsn: str, tmp_path: Path, rows: str, *options: str) -> Result:
     path.write_text(HEADER + rows, encoding="utf-8")
     return CliRunner().invoke(customers, ["import", str(path), *options], obj={"settings": Settings(dsn=dsn)},
                               env={"HOTLINE_ACTOR": "tester"})
-
-
-def query(dsn: str, sql: str, *params: object) -> list[asyncpg.Record]:
-    async def main() -> list[asyncpg.Record]:
-        async with connection(dsn) as conn:
-            return await conn.fetch(sql, *params)
-    return asyncio.run(main())
 
 
 def owners(dsn: str) -> dict[str, str]:

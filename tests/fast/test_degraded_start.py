@@ -4,7 +4,6 @@ returns. Without a usable cache it refuses to start, saying why."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import stat
@@ -18,10 +17,8 @@ from agi_app.serve.app import StartupError
 from agi_app.serve.menu_cache import MenuCache
 from tests.fake_ari.server import FakeAri
 from tests.fast.conftest import Hotline, import_demo_customers, settings_for, start_hotline
-from tests.fast.test_calls import KNOWN_ZH, MAIN_ZH
-from tests.fast.test_menu_versions import cli, menus_file
-from tests.fast.test_resilience import db_proxy  # noqa: F401 - the fixture
-from tests.support import pg
+from tests.support.cli import hotline_cli
+from tests.support.demo import KNOWN_ZH, MAIN_ZH, demo_menus_file
 from tests.support.proxy import TcpProxy
 
 DEAD_DSN = "postgresql://hotline@127.0.0.1:1/hotline"  # nothing listens on port 1
@@ -36,53 +33,49 @@ def cached_version(state: Path) -> int | None:
     return int(json.loads(path.read_text(encoding="utf-8"))["version"]) if path.exists() else None
 
 
-async def stop(line: Hotline) -> None:
-    line.shutdown.set()
-    await asyncio.wait_for(line.task, 20)
-
-
 async def start_published(fake_ari: FakeAri, dsn: str, tmp_path: Path) -> Hotline:
+    """A server on the published menus, caching them in `tmp_path / "state"`."""
     fake_ari.media_duration = lambda uri: 0.05
-    settings = settings_for(fake_ari, dsn, tmp_path).with_overrides(state_dir=str(tmp_path / "state"))
+    settings = settings_for(fake_ari, dsn, tmp_path, state_dir=str(tmp_path / "state"))
     return await start_hotline(fake_ari, dsn, settings, published=True)
 
 
 async def test_the_menu_cache_is_written_at_start_and_on_every_reload(fake_ari: FakeAri, dsn: str,
                                                                       tmp_path: Path) -> None:
-    assert cli(dsn, "menus", "publish", str(menus_file(tmp_path, "v1.yaml"))).returncode == 0
+    assert hotline_cli(dsn, "menus", "publish", str(demo_menus_file(tmp_path, "v1.yaml"))).returncode == 0
     line = await start_published(fake_ari, dsn, tmp_path)
     try:
         state = tmp_path / "state"
         assert cached_version(state) == 1
         assert stat.S_IMODE(cache_file(state).stat().st_mode) == 0o600
         assert stat.S_IMODE(cache_file(state).parent.stat().st_mode) == 0o700
-        v2 = menus_file(tmp_path, "v2.yaml", intro="{{ sound('announcement_hours') }}")
-        assert cli(dsn, "menus", "publish", str(v2)).returncode == 0
+        v2 = demo_menus_file(tmp_path, "v2.yaml", main_intro="{{ sound('announcement_hours') }}")
+        assert hotline_cli(dsn, "menus", "publish", str(v2)).returncode == 0
         await fake_ari.wait_for(lambda: cached_version(state) == 2)
         assert stat.S_IMODE(cache_file(state).stat().st_mode) == 0o600
         assert not list(cache_file(state).parent.glob(".*")), "no temp file is left behind"
     finally:
-        await stop(line)
+        await line.stop()
 
 
 async def test_serve_starts_from_the_cached_menus_while_postgresql_is_down_and_recovers_when_it_returns(
-        fake_ari: FakeAri, dsn: str, db_proxy: TcpProxy, tmp_path: Path,  # noqa: F811 - the fixture
+        fake_ari: FakeAri, dsn: str, db_proxy: TcpProxy, tmp_path: Path,
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     await import_demo_customers(dsn)
-    assert cli(dsn, "menus", "publish", str(menus_file(tmp_path, "v1.yaml"))).returncode == 0
-    await stop(await start_published(fake_ari, dsn, tmp_path))  # a normal run leaves version 1 cached
-    v2 = menus_file(tmp_path, "v2.yaml", intro="{{ sound('announcement_hours') }}")
-    assert cli(dsn, "menus", "publish", str(v2)).returncode == 0  # published while this server was down
+    assert hotline_cli(dsn, "menus", "publish", str(demo_menus_file(tmp_path, "v1.yaml"))).returncode == 0
+    first = await start_published(fake_ari, dsn, tmp_path)
+    await first.stop()  # a normal run leaves version 1 cached
+    v2 = demo_menus_file(tmp_path, "v2.yaml", main_intro="{{ sound('announcement_hours') }}")
+    assert hotline_cli(dsn, "menus", "publish", str(v2)).returncode == 0  # published while this server was down
 
     db_proxy.refuse = True
-    proxied = dsn.replace(f":{pg.PORT}/", f":{db_proxy.port}/")
-    line = await start_published(fake_ari, proxied, tmp_path)
+    line = await start_published(fake_ari, db_proxy.through(dsn), tmp_path)
     try:
         assert line.server.flows.version == 1
         assert "event=serve_degraded reason=database_unreachable menu_version=1 source=cache" in caplog.text
         during = await line.call(KNOWN_ZH)
-        await fake_ari.wait_for(lambda: MAIN_ZH in line.played(during))
+        await line.heard(during, MAIN_ZH)
         assert line.played(during)[0] == "sound:hotline/zh/welcome", "an unknown caller: the general greeting"
         assert fake_ari.channel(during).continued_to is None, "served, not sent to the dialplan fallback"
         await fake_ari.hangup(during)
@@ -92,17 +85,17 @@ async def test_serve_starts_from_the_cached_menus_while_postgresql_is_down_and_r
         await fake_ari.wait_for(lambda: "event=serve_recovered" in caplog.text)
         assert cached_version(tmp_path / "state") == 2
         after = await line.call(KNOWN_ZH)
-        await fake_ari.wait_for(lambda: MAIN_ZH in line.played(after))
+        await line.heard(after, MAIN_ZH)
         await fake_ari.press(after, "0")
         row = await line.wait_ended(after, timeout=30)
         assert (row["customer_id"], row["menu_version"]) == ("C001", 2), "recognised again, on the new version"
     finally:
-        await stop(line)
+        await line.stop()
 
 
 async def test_without_a_cached_menu_and_without_the_database_serve_refuses_to_start(
         fake_ari: FakeAri, tmp_path: Path) -> None:
-    settings = settings_for(fake_ari, DEAD_DSN, tmp_path).with_overrides(state_dir=str(tmp_path / "state"))
+    settings = settings_for(fake_ari, DEAD_DSN, tmp_path, state_dir=str(tmp_path / "state"))
     with pytest.raises(StartupError) as refused:
         await start_hotline(fake_ari, DEAD_DSN, settings, published=True)
     assert refused.value.unreachable
@@ -134,7 +127,7 @@ async def test_a_damaged_cached_menu_is_refused_with_a_clear_message(
     state = tmp_path / "state"
     assert await MenuCache(state).save(3, valid_document())
     damage(cache_file(state))
-    settings = settings_for(fake_ari, DEAD_DSN, tmp_path).with_overrides(state_dir=str(state))
+    settings = settings_for(fake_ari, DEAD_DSN, tmp_path, state_dir=str(state))
     with pytest.raises(StartupError) as refused:
         await start_hotline(fake_ari, DEAD_DSN, settings, published=True)
     assert "cannot connect to PostgreSQL" in str(refused.value)
@@ -146,7 +139,7 @@ async def test_a_cached_menu_this_server_finds_invalid_is_refused(fake_ari: Fake
     bad = valid_document()
     bad["flows"]["general"]["nodes"]["main"]["options"]["1"]["next"] = "nowhere"
     assert await MenuCache(state).save(4, bad)  # e.g. written by a newer build whose rules differ
-    settings = settings_for(fake_ari, DEAD_DSN, tmp_path).with_overrides(state_dir=str(state))
+    settings = settings_for(fake_ari, DEAD_DSN, tmp_path, state_dir=str(state))
     with pytest.raises(StartupError) as refused:
         await start_hotline(fake_ari, DEAD_DSN, settings, published=True)
     assert "cached menu version 4" in str(refused.value) and "unknown node 'nowhere'" in str(refused.value)
@@ -154,9 +147,9 @@ async def test_a_cached_menu_this_server_finds_invalid_is_refused(fake_ari: Fake
 
 async def test_a_flows_file_run_neither_writes_nor_reads_the_cache(fake_ari: FakeAri, dsn: str, tmp_path: Path) -> None:
     state = tmp_path / "state"
-    settings = settings_for(fake_ari, dsn, tmp_path).with_overrides(state_dir=str(state), flows_file=str(demo_flow_path()))
+    settings = settings_for(fake_ari, dsn, tmp_path, state_dir=str(state), flows_file=str(demo_flow_path()))
     line = await start_hotline(fake_ari, dsn, settings, published=True)
-    await stop(line)
+    await line.stop()
     assert not cache_file(state).exists()
     assert await MenuCache(state).save(5, valid_document())
     with pytest.raises(StartupError, match="cannot connect to PostgreSQL"):

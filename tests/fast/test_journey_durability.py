@@ -7,13 +7,12 @@ import asyncio
 import logging
 import os
 import stat
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import asyncpg
 import pytest
-import pytest_asyncio
 
 from agi_app.db.journey_spill import spill_dir_for
 from agi_app.db.journey_writer import PgJourneySink
@@ -22,28 +21,10 @@ from agi_app.db.repositories.calls import list_calls
 from agi_app.engine.journey import JourneyRecord
 from tests.fake_ari.server import FakeAri
 from tests.fast.conftest import fetch, import_demo_customers, settings_for, start_hotline
-from tests.fast.test_calls import KNOWN_ZH, MAIN_ZH, UNKNOWN
-from tests.support import pg
+from tests.support.demo import KNOWN_ZH, MAIN_ZH, UNKNOWN
 from tests.support.proxy import TcpProxy
 
 T0 = datetime(2026, 11, 23, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=8)))
-
-
-@pytest_asyncio.fixture
-async def db_proxy() -> AsyncIterator[TcpProxy]:
-    proxy = TcpProxy("127.0.0.1", int(pg.PORT))
-    await proxy.start()
-    yield proxy
-    await proxy.stop()
-
-
-def database_down(proxy: TcpProxy) -> None:
-    proxy.refuse = True
-    proxy.cut()
-
-
-def through(proxy: TcpProxy, dsn: str) -> str:
-    return dsn.replace(f":{pg.PORT}/", f":{proxy.port}/")
 
 
 def spill_files(tmp_path: Path) -> list[Path]:
@@ -58,7 +39,7 @@ def writer(pool: asyncpg.Pool, tmp_path: Path, *, retry_for_s: float = 0.3, **kw
     return sink
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:  # noqa: ASYNC109
+async def until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
         if asyncio.get_running_loop().time() > deadline:
@@ -101,6 +82,31 @@ async def assert_journey_found(dsn: str, record: JourneyRecord) -> None:
     assert entered == [T0 + timedelta(seconds=s) for s in (1, 2, 3)]
 
 
+async def drain(sink: PgJourneySink) -> None:
+    """Wait until everything recorded is written (or refused for good), then stop the writer."""
+    await asyncio.wait_for(sink.flush(), 15)
+    await sink.close()
+
+
+async def spilled_at_shutdown(dsn: str, proxy: TcpProxy, tmp_path: Path, prefix: str, count: int
+                              ) -> list[JourneyRecord]:
+    """`count` journeys recorded while the database is down, spilled when their writer stops."""
+    pool = await create_pool(proxy.through(dsn), budget_s=0.3)
+    sink = writer(pool, tmp_path, retry_for_s=60)  # no time to give up: shutdown spills
+    proxy.go_down()
+    records = [record_journey(sink, f"{prefix}-{n}") for n in range(count)]
+    await sink.close()
+    proxy.refuse = False
+    await pool.close()
+    return records
+
+
+async def replay(dsn: str, tmp_path: Path) -> None:
+    """The next writer, on a healthy database: it replays what was spilled."""
+    async with await create_pool(dsn, budget_s=0.3) as pool:
+        await drain(writer(pool, tmp_path))
+
+
 def events(caplog: pytest.LogCaptureFixture, name: str) -> list[str]:
     return [m for m in caplog.messages if m.startswith(f"event={name} ")]
 
@@ -109,19 +115,18 @@ async def test_calls_during_an_outage_longer_than_the_retries_and_a_restart_are_
         fake_ari: FakeAri, dsn: str, db_proxy: TcpProxy, tmp_path: Path) -> None:
     await import_demo_customers(dsn)
     fake_ari.media_duration = lambda uri: 0.05
-    settings = settings_for(fake_ari, through(db_proxy, dsn), tmp_path, journey_retry_s=0.3)
+    settings = settings_for(fake_ari, db_proxy.through(dsn), tmp_path, journey_retry_s=0.3)
     first = await start_hotline(fake_ari, dsn, settings)
-    database_down(db_proxy)
+    db_proxy.go_down()
     calls = {}
     for caller, key in ((KNOWN_ZH, "3"), (UNKNOWN, "0")):
         call = await first.call(caller)
-        await fake_ari.wait_for(lambda call=call: MAIN_ZH in first.played(call))
+        await first.heard(call, MAIN_ZH)
         await fake_ari.press(call, key)
         await fake_ari.wait_for(lambda call=call: call not in first.server.calls.sessions)
         calls[call] = key
     await until(lambda: first.server.sink.spilled > 0)  # retried for longer than its budget: on disk now
-    first.shutdown.set()  # the server stops while the database is still down
-    await asyncio.wait_for(first.task, 20)
+    await first.stop()  # the server stops while the database is still down
     assert spill_files(tmp_path), "the journeys wait on disk"
 
     db_proxy.refuse = False
@@ -135,31 +140,20 @@ async def test_calls_during_an_outage_longer_than_the_retries_and_a_restart_are_
             assert row["transfer_target"] == ("cards" if key == "3" else "general")
         assert not spill_files(tmp_path), "a replayed spill file is removed"
     finally:
-        second.shutdown.set()
-        await asyncio.wait_for(second.task, 20)
+        await second.stop()
 
 
 async def test_journeys_pending_at_shutdown_are_spilled_and_replayed_by_the_next_writer(
         dsn: str, db_proxy: TcpProxy, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="hotline.journey")
-    pool = await create_pool(through(db_proxy, dsn), budget_s=0.3)
-    sink = writer(pool, tmp_path, retry_for_s=60)  # no time to give up: shutdown spills
-    database_down(db_proxy)
-    records = [record_journey(sink, f"shutdown-{n}") for n in range(3)]
-    await sink.close()
-    db_proxy.refuse = False
-    await pool.close()
-
+    records = await spilled_at_shutdown(dsn, db_proxy, tmp_path, "shutdown", 3)
     files = spill_files(tmp_path)
     assert files and events(caplog, "journey_spilled")
     assert stat.S_IMODE(os.stat(files[0].parent).st_mode) == 0o700
     assert all(stat.S_IMODE(os.stat(f).st_mode) == 0o600 for f in files)
     assert not await fetch(dsn, "SELECT 1 FROM calls")
 
-    async with await create_pool(dsn, budget_s=0.3) as pool:
-        sink = writer(pool, tmp_path)
-        await asyncio.wait_for(sink.flush(), 15)
-        await sink.close()
+    await replay(dsn, tmp_path)
     for record in records:
         await assert_journey_found(dsn, record)
     assert not spill_files(tmp_path)
@@ -168,15 +162,14 @@ async def test_journeys_pending_at_shutdown_are_spilled_and_replayed_by_the_next
 
 async def test_journeys_spilled_during_an_outage_are_written_when_the_database_returns(
         dsn: str, db_proxy: TcpProxy, tmp_path: Path) -> None:
-    async with await create_pool(through(db_proxy, dsn), budget_s=0.3) as pool:
+    async with await create_pool(db_proxy.through(dsn), budget_s=0.3) as pool:
         sink = writer(pool, tmp_path)
-        database_down(db_proxy)
+        db_proxy.go_down()
         before = record_journey(sink, "outage-before-spill")
         await until(lambda: sink.spilled > 0)
         after = record_journey(sink, "outage-after-spill")
         db_proxy.refuse = False
-        await asyncio.wait_for(sink.flush(), 15)
-        await sink.close()
+        await drain(sink)
     await assert_journey_found(dsn, before)
     await assert_journey_found(dsn, after)
     assert not spill_files(tmp_path)
@@ -193,8 +186,7 @@ async def test_a_calls_rows_wait_for_its_calls_row_while_that_insert_keeps_faili
         record = record_journey(sink, "locked")
         await until(lambda: sink.spilled > 0)  # its INSERT failed for longer than the retries
         await holding.rollback()
-        await asyncio.wait_for(sink.flush(), 15)
-        await sink.close()
+        await drain(sink)
     await assert_journey_found(dsn, record)
     assert not events(caplog, "journey_write_failed"), "no child row went before its call's row"
 
@@ -202,20 +194,11 @@ async def test_a_calls_rows_wait_for_its_calls_row_while_that_insert_keeps_faili
 async def test_a_truncated_last_line_in_a_spill_file_is_skipped_and_the_rest_replayed(
         dsn: str, db_proxy: TcpProxy, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="hotline.journey")
-    pool = await create_pool(through(db_proxy, dsn), budget_s=0.3)
-    sink = writer(pool, tmp_path, retry_for_s=60)
-    database_down(db_proxy)
-    records = [record_journey(sink, f"crash-{n}") for n in range(2)]
-    await sink.close()
-    db_proxy.refuse = False
-    await pool.close()
+    records = await spilled_at_shutdown(dsn, db_proxy, tmp_path, "crash", 2)
     with spill_files(tmp_path)[-1].open("ab") as f:  # the process died in the middle of a line
         f.write(b'{"op": "node_entered", "args": ["crash-1", 4, "agent')
 
-    async with await create_pool(dsn, budget_s=0.3) as pool:
-        sink = writer(pool, tmp_path)
-        await asyncio.wait_for(sink.flush(), 15)
-        await sink.close()
+    await replay(dsn, tmp_path)
     for record in records:
         await assert_journey_found(dsn, record)
     assert not spill_files(tmp_path)
@@ -238,8 +221,7 @@ async def test_a_write_that_can_never_succeed_is_tried_once_and_does_not_hold_up
             sink = writer(pool, tmp_path)
             bad = record_journey(sink, "bad-score", score=9)  # the score CHECK refuses it forever
             good = record_journey(sink, "good")
-            await asyncio.wait_for(sink.flush(), 15)
-            await sink.close()
+            await drain(sink)
         attempts = await fetch(dsn, "SELECT last_value FROM survey_attempts")
     finally:
         async with connection(dsn) as conn:
@@ -255,14 +237,13 @@ async def test_a_write_that_can_never_succeed_is_tried_once_and_does_not_hold_up
 
 async def test_a_full_queue_spills_to_disk_instead_of_dropping_journeys(
         dsn: str, db_proxy: TcpProxy, tmp_path: Path) -> None:
-    async with await create_pool(through(db_proxy, dsn), budget_s=0.3) as pool:
+    async with await create_pool(db_proxy.through(dsn), budget_s=0.3) as pool:
         sink = writer(pool, tmp_path, retry_for_s=60, capacity=5)
-        database_down(db_proxy)
+        db_proxy.go_down()
         records = [record_journey(sink, f"burst-{n}") for n in range(4)]
         await until(lambda: bool(spill_files(tmp_path)))
         db_proxy.refuse = False
-        await asyncio.wait_for(sink.flush(), 15)
-        await sink.close()
+        await drain(sink)
     assert sink.dropped == 0
     for record in records:
         await assert_journey_found(dsn, record)

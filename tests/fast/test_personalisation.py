@@ -23,13 +23,13 @@ from agi_app.db.repositories import operations
 from agi_app.directory.models import Customer
 from agi_app.engine.call import HotlineFlow
 from agi_app.serve.app import build_services, call_handler
-from tests.fast.conftest import Hotline, demo_flows, import_demo_customers
+from tests.fast.conftest import Hotline, import_demo_customers
+from tests.support.demo import BILL_DUE, ELDERLY, KNOWN_ZH, UNKNOWN, VIP_EN, demo_flows
 from tests.support.prompts import REPO_SOUNDS
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 TUESDAY_NOON = datetime(2026, 11, 24, 12, 0, tzinfo=SHANGHAI)
 TUESDAY_NIGHT = datetime(2026, 11, 24, 22, 30, tzinfo=SHANGHAI)
-UNKNOWN, STANDARD, VIP_EN, ELDERLY, BILL_DUE = "13111111111", "13800138000", "13700137000", "13600136000", "13500135000"
 #: Recorded prompts whose words say something about the caller (SPEC, call handling 1).
 DISCLOSING = {"bill_due_notice", "menu_vip", "salutation_mr", "salutation_ms", "salutation_dr"}
 
@@ -137,7 +137,7 @@ async def test_cost_for_one_caller_has_the_interface_fields(handler: HotlineFlow
 async def test_a_spoofed_customer_number_hears_no_name_and_nothing_about_the_account(hotline: Hotline) -> None:
     """Numbers can be spoofed: before PIN authentication the directory shapes the call silently
     (variant, option order, language) and nothing spoken tells who the number belongs to."""
-    for caller, menu in ((STANDARD, "main"), (BILL_DUE, "bill_menu"), (VIP_EN, "priority_menu"),
+    for caller, menu in ((KNOWN_ZH, "main"), (BILL_DUE, "bill_menu"), (VIP_EN, "priority_menu"),
                          (ELDERLY, "elderly_menu")):
         call = await hotline.call(caller, "95000")
         await hotline.ari.wait_for(partial(_announced, hotline, call, "0"))

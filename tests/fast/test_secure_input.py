@@ -25,7 +25,7 @@ from agi_app.media.items import Sound, Speech
 from agi_app.media.resolver import MediaResolver
 from agi_app.secure import SecretDigits
 from tests.fake_ari.server import FakeAri
-from tests.fast.conftest import fetch, settings_for, start_hotline
+from tests.fast.conftest import fetch, running_hotline, settings_for
 from tests.fast.flowkit import NOON, doc
 
 PIN = "739164"
@@ -41,17 +41,13 @@ async def test_a_pin_leaves_no_trace(fake_ari: FakeAri, dsn: str, tmp_path: Path
         "bye": {"type": "hangup", "prompt": "{{ sound('goodbye') }}"},
     }, start="hello"), version=1)
     fake_ari.media_duration = lambda uri: 0.3
-    line = await start_hotline(fake_ari, dsn, settings_for(fake_ari, dsn, tmp_path), flows)
-    try:
+    async with running_hotline(fake_ari, dsn, settings_for(fake_ari, dsn, tmp_path), flows) as line:
         call = await line.call("13800138000")
         await fake_ari.wait_for(lambda: bool(line.played(call)))
-        await fake_ari.press(call, PIN[:2])  # typed ahead, during the welcome
-        await asyncio.sleep(0.5)
+        await fake_ari.press(call, PIN[:2])  # typed ahead, during the welcome...
+        await fake_ari.wait_for(lambda: bool(fake_ari.channel(call).stopped))  # ...which they stop
         await fake_ari.press(call, PIN[2:])
         row = await line.wait_ended(call)
-    finally:
-        line.shutdown.set()
-        await asyncio.wait_for(line.task, 15)
     assert row["path"] == ["hello", "pin", "bye"]
     assert row["inputs"] == [{"node": "pin", "input": "******", "result": "ok"}]
     assert PIN not in caplog.text and PIN[2:] not in caplog.text
@@ -94,18 +90,14 @@ async def test_extra_digits_and_a_pin_typed_ahead_into_a_menu_leave_no_trace(
         "bye": {"type": "hangup", "prompt": "{{ sound('goodbye') }}"},
     }, start="menu"), version=1)
     fake_ari.media_duration = lambda uri: 0.3
-    line = await start_hotline(fake_ari, dsn, settings_for(fake_ari, dsn, tmp_path), flows)
-    try:
+    async with running_hotline(fake_ari, dsn, settings_for(fake_ari, dsn, tmp_path), flows) as line:
         call = await line.call("13800138000")
-        await fake_ari.wait_for(lambda: "sound:hotline/en/menu_main" in line.played(call))
+        await line.heard(call, "sound:hotline/en/menu_main")
         # A PIN typed into the menu, then the option, then the PIN with extra digits, all typed ahead.
         await fake_ari.press(call, PIN_AHEAD + "1" + PIN + EXTRA)
-        await fake_ari.wait_for(lambda: "sound:hotline/en/menu_card" in line.played(call))
+        await line.heard(call, "sound:hotline/en/menu_card")
         await fake_ari.press(call, "1")
         row = await line.wait_ended(call)
-    finally:
-        line.shutdown.set()
-        await asyncio.wait_for(line.task, 15)
     assert row["path"] == ["menu", "pin", "after", "bye"]
     assert row["inputs"] == [*[{"node": "menu", "input": "", "result": "invalid"}] * len(PIN_AHEAD),
                              {"node": "menu", "input": "1", "result": "option"},
@@ -138,7 +130,7 @@ async def run(document: dict[str, Any], digits: str = "", *, then: str = "", val
 
     async def typing() -> None:
         for digit in then:
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # the caller's pace: keys arrive while the flow runs
             session.on_dtmf(digit)
 
     line, _ = flows.line_for("95000")
@@ -168,7 +160,7 @@ async def test_digits_arriving_within_the_quiet_gap_are_discarded_too() -> None:
     buffer = DtmfBuffer()
     buffer.push("7")
     quiet = asyncio.create_task(buffer.discard_until_quiet(0.4))
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # the caller pauses, for less than the quiet gap
     buffer.push("8")  # still typing: discarded, and the gap starts again
     await asyncio.sleep(0.1)
     buffer.push("9")

@@ -4,7 +4,6 @@ on demand — the real failure modes, with the real driver."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 
 class TcpProxy:
@@ -28,11 +27,21 @@ class TcpProxy:
         for task in list(self._links):
             task.cancel()
 
+    def through(self, dsn: str) -> str:
+        """`dsn` (a URL to the target) reaching the target through this proxy."""
+        return dsn.replace(f":{self.target[1]}/", f":{self.port}/")
+
     def cut(self) -> None:
-        """Drop every open connection (the database 'goes down')."""
+        """Drop every open connection."""
         for writer in list(self._writers):
             writer.close()
         self._writers.clear()
+
+    def go_down(self) -> None:
+        """The database goes down: open connections are dropped, new ones refused (until `refuse`
+        is False again)."""
+        self.refuse = True
+        self.cut()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.refuse:
@@ -50,12 +59,15 @@ class TcpProxy:
             task.add_done_callback(self._links.discard)
 
     async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError, asyncio.CancelledError):
+        try:
             while data := await src.read(65536):
                 if self.delay:
-                    await asyncio.sleep(self.delay)
+                    await asyncio.sleep(self.delay)  # the slow database: what the tests ask for
                 if self.refuse:
                     break
                 dst.write(data)
                 await dst.drain()
-        dst.close()
+        except OSError:
+            pass  # the other side went away: so does this side
+        finally:
+            dst.close()
