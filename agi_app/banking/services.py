@@ -25,16 +25,20 @@ request in one call returns the first receipt instead of paying twice.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from agi_app.banking.accounts import Account, Bank, Order, Outcome, Reason
 from agi_app.banking.money import Money, MoneyError
 from agi_app.banking.risk import RiskGuard
-from agi_app.config import Settings
+from agi_app.config import ConfigError, Settings
 from agi_app.flows.prompts import render
 from agi_app.flows.services import ServiceCall, ServiceOutcome, ServiceRegistry
+from agi_app.logs import log_event
 from agi_app.media.items import MediaItem
+
+log = logging.getLogger("hotline.banking")
 
 CONFIRMED = "1"
 
@@ -79,8 +83,8 @@ class MoneyServices:
     def __init__(self, bank: Bank, settings: Settings, risk: RiskGuard | None) -> None:
         self.bank = bank
         self.risk = risk
-        self.second_factor_above = Money.parse(settings.transfer_second_factor_above)
-        self.daily_limit = Money.parse(settings.transfer_daily_limit)
+        self.second_factor_above = _setting(settings, "transfer_second_factor_above")
+        self.daily_limit = _setting(settings, "transfer_daily_limit")
 
     async def balance(self, call: ServiceCall) -> ServiceOutcome:
         return await self._guarded(call, self._balance)
@@ -98,14 +102,21 @@ class MoneyServices:
                        operation: Callable[[ServiceCall, str], Awaitable[ServiceOutcome]]) -> ServiceOutcome:
         """Refuse an unauthenticated call; audit a bank that fails (the runner says `failed`)."""
         customer = customer_of(call)
-        if customer is None:
-            await self.bank.record(order(call, ""), call.service, Outcome.refused("not_authenticated"))
-            return _refused(call, "not_authenticated", speak=False)
         try:
-            return await operation(call, customer)
-        except Exception:
-            await self.bank.record(order(call, customer), call.service, Outcome())
+            if customer is None:
+                await self.bank.record(order(call, ""), call.service, Outcome.refused("not_authenticated"))
+                outcome = _refused(call, "not_authenticated", speak=False)
+            else:
+                outcome = await operation(call, customer)
+        except Exception as exc:
+            log_event(log, "banking_failed", level=logging.ERROR, call=call.call_id, customer=customer,
+                      operation=call.service, error=type(exc).__name__)
+            await self.bank.record(order(call, customer or ""), call.service, Outcome())
             raise
+        log_event(log, "banking_operation", call=call.call_id, customer=customer, operation=call.service,
+                  result=outcome.result, refusal=outcome.variables.get("refusal"),
+                  receipt=outcome.variables.get("receipt"))
+        return outcome
 
     async def _balance(self, call: ServiceCall, customer: str) -> ServiceOutcome:
         accounts = await self.bank.accounts(customer)
@@ -160,6 +171,14 @@ class MoneyServices:
     async def _refuse(self, call: ServiceCall, customer: str, reason: Reason, amount: Money | None = None) -> ServiceOutcome:
         await self.bank.record(order(call, customer), call.service, Outcome(reason=reason, amount=amount))
         return _refused(call, reason, speak=reason not in ("needs_second_factor", "risk", "not_confirmed"))
+
+
+def _setting(settings: Settings, name: str) -> Money:
+    try:
+        return Money.parse(getattr(settings, name))
+    except MoneyError as exc:
+        raise ConfigError(f"HOTLINE_{name.upper()}={getattr(settings, name)!r} is not an amount like"
+                          " 5000.00") from exc
 
 
 def customer_of(call: ServiceCall) -> str | None:

@@ -4,6 +4,7 @@ what it leaves in the audit (`banking_operations`)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -17,7 +18,7 @@ from agi_app.banking.money import Money, MoneyError
 from agi_app.banking.risk import RuleGuard
 from agi_app.banking.services import register_money_services
 from agi_app.caller_facts import CallerFacts
-from agi_app.config import Settings
+from agi_app.config import ConfigError, Settings
 from agi_app.db.pool import create_pool
 from agi_app.db.repositories.banking import PgBank
 from agi_app.db.repositories.security import PgSecurity
@@ -259,3 +260,21 @@ async def test_each_money_service_result_lands_in_the_calls_services(fake_ari: F
 
 def _no_pool() -> asyncpg.Pool:
     raise RuntimeError("the server has not started")
+
+
+def test_a_money_setting_that_is_not_an_exact_amount_is_a_configuration_error() -> None:
+    for bad in ("5000.001", "lots", "5e3"):
+        with pytest.raises(ConfigError, match="HOTLINE_TRANSFER_DAILY_LIMIT"):
+            register_money_services(ServiceRegistry(), PgBank(_no_pool), Settings(transfer_daily_limit=bad))
+
+
+async def test_each_operation_is_one_log_line_with_the_call_and_never_a_card_number(
+        bank: ServiceRegistry, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="hotline.banking")
+    await call(bank, "card_loss", card="6222020000001001")
+    await call(bank, "balance", authenticated=False, call_id="call-2")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2
+    assert "event=banking_operation" in lines[0] and "call=call-1" in lines[0] and "result=ok" in lines[0]
+    assert "call=call-2" in lines[1] and "refusal=not_authenticated" in lines[1]
+    assert "6222020000001001" not in caplog.text and "62220200" not in caplog.text
