@@ -67,8 +67,8 @@ class PinStore(Protocol):
 
 
 class IdentityLookup(Protocol):
-    """Who a typed number belongs to: a customer id, or None. Account and card numbers are the
-    money side's tables; until they exist these return None."""
+    """Who a typed number belongs to: a customer id, or None (account and card numbers: the money
+    side's accounts and cards)."""
 
     async def by_customer_id(self, customer_id: str) -> str | None: ...
 

@@ -14,7 +14,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,8 +22,12 @@ import asyncpg
 
 from agi_app.ari.client import AriClient, AriError
 from agi_app.ari.router import EventRouter, EventsLost
+from agi_app.banking.auth import LockoutPolicy
+from agi_app.banking.otp import OtpPolicy
 from agi_app.banking.risk import RiskRules, RuleGuard
+from agi_app.banking.security_services import SecurityServices, register_security_services
 from agi_app.banking.services import register_money_services
+from agi_app.caller_facts import CallerFacts
 from agi_app.config import Settings
 from agi_app.db.journey_spill import spill_dir_for
 from agi_app.db.journey_writer import PgJourneySink
@@ -31,6 +35,7 @@ from agi_app.db.pool import DatabaseUnavailable, create_pool
 from agi_app.db.repositories import calendar, customers, menus, operations
 from agi_app.db.repositories.banking import PgBank
 from agi_app.db.repositories.security import PgSecurity
+from agi_app.directory.facts import caller_facts
 from agi_app.directory.service import Directory
 from agi_app.engine.call import HotlineFlow
 from agi_app.engine.registry import CallRegistry
@@ -66,7 +71,22 @@ def build_services(settings: Settings | None = None,
     registry = ServiceRegistry()
     risk = RuleGuard(PgSecurity(pool), risk_rules(settings)) if pool else None
     register_money_services(registry, PgBank(pool or _no_bank), settings, risk)
+    register_security_services(registry, security_services(settings, pool or _no_bank))
     return registry
+
+
+def security_services(settings: Settings, pool: Callable[[], asyncpg.Pool]) -> SecurityServices:
+    """PIN check, one-time codes and PIN change over PostgreSQL, with the Settings' policies."""
+    store = PgSecurity(pool)
+
+    async def facts(customer_id: str) -> CallerFacts | None:
+        async with pool().acquire() as conn:
+            found = await customers.get(conn, customer_id)
+        return caller_facts(found, today=date.today(), bill_due_days=FlowSet.bill_due_days) if found else None  # the menus default
+
+    lockout = LockoutPolicy(settings.pin_max_failures, timedelta(minutes=settings.pin_lockout_minutes))
+    otp = OtpPolicy(timedelta(seconds=settings.otp_ttl_s), settings.otp_max_attempts)
+    return SecurityServices(store, store, store, RuleGuard(store, risk_rules(settings)), facts, lockout, otp)
 
 
 def risk_rules(settings: Settings) -> RiskRules:

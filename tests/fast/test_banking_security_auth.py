@@ -20,7 +20,9 @@ from agi_app.caller_facts import CallerFacts
 from agi_app.db.pool import create_pool
 from agi_app.db.repositories.security import PgSecurity, auth_attempts
 from agi_app.flows.services import ServiceRegistry
+from tests.fast.conftest import import_demo_customers
 from tests.fast.flowkit import doc, run_flow
+from tests.support.banking_money import seed_accounts
 from tests.support.banking_security import add_customer, facts_of, security_registry
 
 PIN = "246810"
@@ -54,7 +56,7 @@ def login(*, method: str | None = None) -> dict[str, Any]:
         # not secure here: digits typed ahead past a secure collect are discarded (by design), and the
         # test types everything ahead
         nodes["number"] = {"type": "collect", "prompt": "{{ sound('enter_pin') }}", "variable": "number",
-                           "max_length": 12, "timeout": 0.2, "next": "pin"}
+                           "max_length": 19, "timeout": 0.2, "next": "pin"}
     return doc(nodes, start="number" if method else "pin")
 
 
@@ -173,3 +175,18 @@ async def test_four_wrong_pins_within_a_day_raise_no_flag(pool: asyncpg.Pool) ->
                                            services=security_registry(pool))
     assert record.path == ["pin", "auth", "refused"] and channel.continued_to is None
     assert await pool.fetchval("SELECT flags ->> 'risk_hold' FROM customers WHERE customer_id = 'C100'") is None
+
+
+@pytest.mark.parametrize(("method", "number"), [("card", "6222020000001001"), ("account", "6222000000002002")])
+async def test_a_caller_from_any_number_authenticates_with_card_or_account_number_and_pin(
+        pool: asyncpg.Pool, dsn: str, method: str, number: str) -> None:
+    await import_demo_customers(dsn)
+    await seed_accounts(dsn)
+    await pool.execute("INSERT INTO customer_pins (customer_id, pin_hash) SELECT 'C001', pin_hash FROM customer_pins"
+                       " WHERE customer_id = 'C100'")
+    record, ctx = await call(security_registry(pool), number + "#" + PIN + "#", method=method)
+    assert ctx.authenticated and ctx.facts.attributes["customer_id"] == "C001"
+    [attempt] = await auth_attempts(pool, call_id=record.call_id)
+    assert (attempt["customer_id"], attempt["method"], attempt["result"]) == ("C001", method, "ok")
+    _, stranger = await call(security_registry(pool), "6222999999999999#" + PIN + "#", method=method)
+    assert not stranger.authenticated

@@ -20,6 +20,7 @@ from agi_app.banking.auth import Attempt, AuthVerdict, LockoutPolicy, PinCheck
 from agi_app.banking.otp import OtpResult, OutboxMessage
 from agi_app.banking.risk import HOLD_FLAG, EventKind
 from agi_app.db.repositories import audit
+from agi_app.db.repositories.banking import card_digest
 
 Db: TypeAlias = "asyncpg.Pool | asyncpg.Connection"
 
@@ -128,10 +129,14 @@ class PgSecurity:
         return str(found) if found is not None else None
 
     async def by_account(self, account_number: str) -> str | None:
-        return None  # the accounts table is the money side's (migration 004); not wired yet
+        found = await self.pool.fetchval("SELECT customer_id FROM bank_accounts WHERE account_id = $1", account_number)
+        return str(found) if found is not None else None
 
     async def by_card(self, card_number: str) -> str | None:
-        return None  # likewise the cards table
+        """A blocked card still identifies its holder: knowing it proves nothing without the PIN."""
+        found = await self.pool.fetchval("SELECT a.customer_id FROM bank_cards c JOIN bank_accounts a"
+                                         " USING (account_id) WHERE c.card_digest = $1", card_digest(card_number))
+        return str(found) if found is not None else None
 
     # --- RiskStore -----------------------------------------------------------------------
     async def is_held(self, customer_id: str) -> bool:
