@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,9 +13,9 @@ import pytest
 
 from agi_app.config import ConfigError, Settings
 from agi_app.db.pool import DatabaseUnavailable, connection, create_pool
+from tests.support.cli import HOTLINE
 
 SECRET = "s3cret-Pw"
-HOTLINE = str(Path(sys.executable).with_name("hotline"))
 DSNS = [
     f"postgresql://hotline:{SECRET}@127.0.0.1:1/hotline",
     f"postgresql://hotline@127.0.0.1:1/hotline?password={SECRET}&sslmode=disable",

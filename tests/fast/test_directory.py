@@ -65,7 +65,7 @@ def test_missing_columns_and_empty_files() -> None:
 
 async def test_lookup_budget_and_failures_degrade_to_unknown() -> None:
     async def slow(phone: str) -> Customer | None:
-        await asyncio.sleep(5)
+        await asyncio.sleep(5)  # a database far slower than the budget
         return None
 
     async def broken(phone: str) -> Customer | None:

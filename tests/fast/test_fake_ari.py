@@ -273,7 +273,6 @@ async def test_reconnect_after_drop_sees_no_replayed_stasis_start(fake_ari: Fake
     cid = await fake_ari.place_call("13800138000", "95000")
     await client.next_event("StasisStart")
     await fake_ari.drop_websocket()
-    await asyncio.sleep(0.05)
     assert client.ws is not None and client._reader is not None
     await asyncio.wait_for(client._reader, 2)  # the client sees its socket die
     await client.connect()

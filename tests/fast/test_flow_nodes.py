@@ -92,7 +92,7 @@ async def test_process_calls_a_registered_service(behaviour: str, expected_node:
         if behaviour == "raise":
             raise RuntimeError("core banking down")
         if behaviour == "slow":
-            await asyncio.sleep(5)
+            await asyncio.sleep(5)  # far beyond its 0.2 s budget
         return ServiceOutcome(behaviour, [Sound("operation_done", "en")], {"answer": 42})  # type: ignore[arg-type]
 
     registry = ServiceRegistry()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +12,14 @@ import yaml
 from agi_app.admin.menus import depth_issues
 from agi_app.flows.loader import FlowFileError, demo_flow_path, load_document
 from tests.fast.flowkit import doc
+from tests.support.cli import HOTLINE
+from tests.support.prompts import REPO_SOUNDS
 
-SOUNDS = Path(__file__).resolve().parents[2] / "sounds"
-HOTLINE = str(Path(sys.executable).with_name("hotline"))
+
+def validate(path: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """`hotline menus validate PATH` as an administrator runs it."""
+    return subprocess.run([HOTLINE, "menus", "validate", str(path), *options], capture_output=True, text=True,
+                          timeout=60)
 
 
 def problems(document: dict[str, Any], **kw: Any) -> list[str]:
@@ -25,7 +29,7 @@ def problems(document: dict[str, Any], **kw: Any) -> list[str]:
 
 
 def test_the_demo_menus_are_valid() -> None:
-    flows, warnings = load_document(yaml.safe_load(demo_flow_path().read_text()), sounds_dir=SOUNDS, services=())
+    flows, warnings = load_document(yaml.safe_load(demo_flow_path().read_text()), sounds_dir=REPO_SOUNDS, services=())
     assert warnings == [] and set(flows.lines) == {"95000", "95001"}
 
 
@@ -55,7 +59,7 @@ def test_account_data_may_steer_a_condition_but_is_never_spoken_before_authentic
 def test_a_recorded_sound_that_discloses_the_account_is_refused_before_authentication() -> None:
     found = problems(doc({"menu": {"type": "menu", "intro": "{{ sound('bill_due_notice') }}",
                                    "options": {"1": {"next": "bye", "say": "{{ sound('opt_bill_payment') }}"}}},
-                          "bye": {"type": "hangup"}}), sounds_dir=SOUNDS)
+                          "bye": {"type": "hangup"}}), sounds_dir=REPO_SOUNDS)
     assert ("menus.yaml: main/menu: error: intro plays recorded sound 'bill_due_notice' before authentication:"
             " its words disclose account data") in found
 
@@ -64,9 +68,9 @@ def test_a_line_that_opts_in_may_greet_by_name_but_never_speak_account_data() ->
     opted_in = {"95000": {"flow": "main", "language": "en", "agent": "general", "greet_by_name": "before_auth"}}
     salutation = "{% if customer %}{{ sound('salutation_' ~ (customer.salutation | lower)) }}{% endif %}"
     flows, _ = load_document(_greeting(NAME_GREETING + salutation, lines=opted_in), file="menus.yaml",
-                             sounds_dir=SOUNDS)
+                             sounds_dir=REPO_SOUNDS)
     assert flows.lines["95000"].greet_by_name == "before_auth"
-    found = problems(_greeting(NAME_GREETING + "{{ sound('bill_due_notice') }}", lines=opted_in), sounds_dir=SOUNDS)
+    found = problems(_greeting(NAME_GREETING + "{{ sound('bill_due_notice') }}", lines=opted_in), sounds_dir=REPO_SOUNDS)
     assert found == ["menus.yaml: main/menu: error: prompt plays recorded sound 'bill_due_notice' before"
                      " authentication: its words disclose account data"]
     assert any(p.startswith("menus.yaml: lines/95000/greet_by_name: error:")
@@ -128,7 +132,7 @@ def test_option_never_announced_in_a_composed_menu() -> None:
 
 def test_missing_recorded_sound() -> None:
     found = problems(doc({"menu": {"type": "menu", "prompt": "{{ sound('no_such_prompt') }}",
-                                   "options": {"1": {"next": "bye"}}}, "bye": {"type": "hangup"}}), sounds_dir=SOUNDS)
+                                   "options": {"1": {"next": "bye"}}}, "bye": {"type": "hangup"}}), sounds_dir=REPO_SOUNDS)
     assert "menus.yaml: main/menu: error: prompt: recorded sound 'en/no_such_prompt' does not exist" in found
 
 
@@ -142,7 +146,7 @@ def test_duplicate_keys_in_the_file(tmp_path: Path) -> None:
         "          '1': {next: bye}\n"
         "          '1': {next: menu}\n"
         "      bye: {type: hangup}\n")
-    result = subprocess.run([HOTLINE, "menus", "validate", str(path)], capture_output=True, text=True)
+    result = validate(path)
     assert result.returncode == 1
     assert f"{path}: file: error: line 13: duplicate key '1' (first on line 12)" in result.stderr
 
@@ -197,10 +201,10 @@ def test_sub_flow_that_does_not_exist_and_collect_lengths() -> None:
 def test_cli_validate_reports_and_exits(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text(yaml.safe_dump(doc({"menu": {"type": "menu", "prompt": "x", "options": {"1": {"next": "gone"}}}})))
-    result = subprocess.run([HOTLINE, "menus", "validate", str(path), "--json"], capture_output=True, text=True)
+    result = validate(path, "--json")
     assert result.returncode == 1
     assert '"where": "main/menu"' in result.stdout and "unknown node 'gone'" in result.stdout
-    ok = subprocess.run([HOTLINE, "menus", "validate", str(demo_flow_path())], capture_output=True, text=True)
+    ok = validate(demo_flow_path())
     assert ok.returncode == 0 and "ok (2 lines, 3 flows" in ok.stdout
 
 
@@ -232,7 +236,7 @@ def test_option_keys_written_as_numbers_are_refused_with_file_and_node(tmp_path:
         "      main_menu:\n        type: menu\n        prompt: x\n        options:\n"
         "          1: {next: bye}\n"
         "      bye: {type: hangup}\n")
-    result = subprocess.run([HOTLINE, "menus", "validate", str(path)], capture_output=True, text=True)
+    result = validate(path)
     assert result.returncode == 1
     assert f'{path}: main/main_menu: error: option key 1 must be a quoted string ("1")' in result.stderr
 

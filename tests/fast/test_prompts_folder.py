@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,9 +15,8 @@ from agi_app.config import ConfigError, Settings
 from agi_app.flows.loader import demo_flow_path
 from agi_app.media.items import Sound
 from agi_app.serve.app import media_resolver
+from tests.support.cli import HOTLINE
 from tests.support.prompts import PROMPTS_FILE
-
-HOTLINE = str(Path(sys.executable).with_name("hotline"))
 
 
 def validate_demo(prompts_dir: Path) -> subprocess.CompletedProcess[str]:

@@ -68,7 +68,7 @@ async def test_get_digits_with_terminator_and_inter_digit_timeout(harness: Harne
     await harness.ari.wait_request("POST", f"/channels/{call}/answer")
     await harness.ari.press(call, "1234#")
     await harness.ari.press(call, "56")  # then silence: inter-digit timeout ends it
-    await asyncio.sleep(0.6)
+    await harness.ari.wait_for(lambda: "second" in harness.results)
     await harness.ari.press(call, "789")  # max 2 digits: "9" stays buffered for the next collect
     await harness.ari.wait_for(lambda: harness.ari.channel(call).hungup)
     assert harness.results == {
