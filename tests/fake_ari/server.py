@@ -84,7 +84,6 @@ class FakePlayback:
     language: str
     state: str = "queued"
     index: int = 0
-    stop_requested: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -111,7 +110,6 @@ class FakeChannel:
     ringing: bool = False
     hangup_reason: str | None = None
     start_held: bool = False  # in Stasis, but its StasisStart not yet sent (``deliver_stasis_start``)
-    continue_requested: tuple[str, str, int] | None = None  # continue sent, maybe waiting behind playbacks
     queue: list[FakePlayback | tuple[str, str, int]] = field(default_factory=list)  # control queue
     current: FakePlayback | None = None
     worker: asyncio.Task[None] | None = None
@@ -787,7 +785,6 @@ class FakeAri:
         ch = self._live(call, "continue")
         target = (call.one("context") or "hotline", call.one("extension") or ch.dnis,
                   int(call.one("priority") or 1))
-        ch.continue_requested = target
         if ch.current is None and not ch.queue:
             self._apply_continue(ch, target)
         else:  # queued behind the playbacks, as Asterisk does

@@ -62,16 +62,12 @@ class Operation:
     nickname: str
     response_class: str
     params: Mapping[str, Param]
-    error_codes: frozenset[int]
     upgrade: str | None = None
 
     @property
     def query_params(self) -> dict[str, Param]:
         return {n: p for n, p in self.params.items() if p.param_type == "query"}
 
-    @property
-    def body_params(self) -> dict[str, Param]:
-        return {n: p for n, p in self.params.items() if p.param_type == "body"}
 
 
 @dataclass
@@ -144,7 +140,6 @@ class Swagger:
                     nickname=op.get("nickname", ""),
                     response_class=op.get("responseClass", "void"),
                     params=params,
-                    error_codes=frozenset(int(e["code"]) for e in op.get("errorResponses", [])),
                     upgrade=op.get("upgrade"),
                 )
                 node.methods[operation.method] = operation

@@ -17,7 +17,6 @@ from agi_app.db.migrate import migrate
 REPO = Path(__file__).resolve().parents[2]
 PORT = os.environ.get("HOTLINE_PG_PORT", "55432")
 ADMIN_DSN = f"postgresql://hotline@127.0.0.1:{PORT}/postgres"
-TABLES = ("call_services", "call_nodes", "calls", "customer_phones", "customers", "audit_log")
 
 
 def ensure_cluster() -> bool:
