@@ -69,7 +69,6 @@ class Operation:
         return {n: p for n, p in self.params.items() if p.param_type == "query"}
 
 
-
 @dataclass
 class _Node:
     """Path tree node: literal children are tried before the {variable} child, as Asterisk's router does."""
