@@ -278,3 +278,17 @@ async def test_each_operation_is_one_log_line_with_the_call_and_never_a_card_num
     assert "event=banking_operation" in lines[0] and "call=call-1" in lines[0] and "result=ok" in lines[0]
     assert "call=call-2" in lines[1] and "refusal=not_authenticated" in lines[1]
     assert "6222020000001001" not in caplog.text and "62220200" not in caplog.text
+
+
+async def test_the_daily_limit_counts_the_banks_day_not_the_servers(bank: ServiceRegistry, dsn: str) -> None:
+    """The day starts at midnight in the bank's zone (the calendar's, default Asia/Shanghai): of
+    two transfers a minute either side of that midnight, only the later one counts for today."""
+    for n, minutes in enumerate((-1, 1)):
+        await fetch(dsn, "INSERT INTO bank_transactions (receipt, idempotency_key, customer_id, kind, from_account,"
+                         " payee_id, amount_fen, created_at) VALUES ($1, $1, 'C001', 'transfer', '6222000000002002',"
+                         " '1', 300000, (date_trunc('day', now() AT TIME ZONE 'Asia/Shanghai')"
+                         " AT TIME ZONE 'Asia/Shanghai') + make_interval(mins => $2))", f"old-{n}", minutes)
+    ok = await call(bank, "transfer", account="2002", to="1", amount="2999", confirm="1")
+    assert ok.result == "ok"  # 3000.00 today + 2999.00 <= 6000.00
+    over = await call(bank, "transfer", account="2002", to="1", amount="2", confirm="1", call_id="call-2")
+    assert over.variables["refusal"] == "daily_limit"

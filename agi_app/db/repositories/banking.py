@@ -18,9 +18,18 @@ import asyncpg
 
 from agi_app.banking.accounts import Account, Bill, CardStatus, Kind, Order, Outcome, Payee, Reason
 from agi_app.banking.money import Money
+from agi_app.calendar.model import DEFAULT_TIMEZONE
 
 Executor: TypeAlias = "asyncpg.Connection | asyncpg.Pool"
 
+# What the customer sent to payees since midnight in the bank's zone (the all-lines calendar
+# zone, else $2): the daily limit's day.
+_SENT_TODAY = (
+    "SELECT coalesce(sum(amount_fen), 0) FROM bank_transactions WHERE customer_id = $1"
+    " AND kind = 'transfer' AND payee_id IS NOT NULL AND created_at >="
+    " (SELECT date_trunc('day', now() AT TIME ZONE z) AT TIME ZONE z FROM coalesce("
+    "(SELECT timezone FROM calendar_settings WHERE scope = '*'), $2) AS z)"
+)
 _ACCOUNTS = (
     "SELECT a.customer_id, a.account_id, a.kind, a.currency, a.balance_fen, c.last4, c.status"
     " FROM bank_accounts a LEFT JOIN bank_cards c USING (account_id)"
@@ -188,10 +197,7 @@ class PgBank:
                     and target.account_id == source.account_id:
                 reason = "same_account"
             elif reason is None and payee is not None:
-                sent = Money(int(await conn.fetchval(
-                    "SELECT coalesce(sum(amount_fen), 0) FROM bank_transactions WHERE customer_id = $1"
-                    " AND kind = 'transfer' AND payee_id IS NOT NULL AND created_at >= date_trunc('day', now())",
-                    order.customer_id)))
+                sent = Money(int(await conn.fetchval(_SENT_TODAY, order.customer_id, DEFAULT_TIMEZONE)))
                 if sent + amount > daily_limit:
                     reason = "daily_limit"
             if reason is not None or source is None:
