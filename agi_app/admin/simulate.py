@@ -72,7 +72,7 @@ def simulated_session(caller: str, line: str, on_play: Callable[[Sequence[str]],
     channel = SimulatedChannel(call_id, on_play)
     sink = MemorySink()
     record = JourneyRecord(call_id=call_id, caller=caller, dnis=line, started_at=datetime.now(UTC))
-    session = CallSession(Arrival(call_id, caller, line, "Simulated/" + caller), channel, Journey(record, sink))
+    session = CallSession(Arrival(call_id, caller, line), channel, Journey(record, sink))
     channel.session = session
     return session, channel, sink
 

@@ -94,11 +94,6 @@ class AriClient:
             self._session = None
 
     @property
-    def request_timeout(self) -> float:
-        """The time budget of one REST request."""
-        return self._timeout
-
-    @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
             raise RuntimeError("AriClient.open() was not called")

@@ -100,8 +100,8 @@ class EventRouter:
         dnis = event.args[0] if event.args else channel.exten
         log_event(log, "stasis_start", call=channel.id, caller=channel.caller_number, dnis=dnis,
                   channel=channel.name)
-        self.calls.arrive(Arrival(call_id=channel.id, caller=channel.caller_number, dnis=dnis,
-                                  channel_name=channel.name), AriChannel(self.client, channel.id))
+        self.calls.arrive(Arrival(call_id=channel.id, caller=channel.caller_number, dnis=dnis),
+                          AriChannel(self.client, channel.id))
 
     async def _resync(self) -> None:
         """Reconcile our calls with the channels Asterisk still has in our application."""

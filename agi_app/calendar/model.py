@@ -293,10 +293,6 @@ class Calendar:
         """No opening hours configured for this line at all: 24x7 (dated rules still apply)."""
         return not any(h.intervals for h in self._weekly_by_day.values())
 
-    def weekly_hours(self, weekday: int) -> WeeklyHours | None:
-        """The weekly rule in effect for a weekday (the line's, else '*'), or None when unset."""
-        return self._weekly_by_day.get(weekday)
-
     def usual_hours(self, weekday: int) -> WeekdayHours:
         """A weekday's hours from the weekly rules alone (rule 2 and 3 of the module docstring)."""
         weekly = self._weekly_by_day.get(weekday)

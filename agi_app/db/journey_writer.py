@@ -112,7 +112,6 @@ class PgJourneySink:
         self.dropped = 0  # lost: could not be spilled
         self.failed = 0  # refused by the database for good
         self.spilled = 0
-        self.replayed = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="journey-writer")
@@ -306,7 +305,6 @@ class PgJourneySink:
         else:
             log_event(log, "journey_replayed", count=spill.applied, skipped=spill.skipped, file=spill.path)
         self._files.popleft()
-        self.replayed += spill.applied
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.wrap_future(self._io.submit(fn, *args))

@@ -45,7 +45,6 @@ class Arrival:
     call_id: str
     caller: str
     dnis: str
-    channel_name: str = ""
 
 
 @dataclass(frozen=True)
