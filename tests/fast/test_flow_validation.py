@@ -22,6 +22,15 @@ def validate(path: Path, *options: str) -> subprocess.CompletedProcess[str]:
                           timeout=60)
 
 
+def handwritten(path: Path, start: str, nodes: str) -> Path:
+    """A menus file as a person may type it (what yaml.safe_dump never writes): one line, one
+    destination and the flow `main`, whose nodes are the YAML lines `nodes` (indented by six)."""
+    path.write_text("lines: {'95000': {flow: main}}\ndefault_line: '95000'\n"
+                    "destinations: {general: {context: a, extension: b}}\n"
+                    f"flows:\n  main:\n    start: {start}\n    nodes:\n" + nodes)
+    return path
+
+
 def problems(document: dict[str, Any], **kw: Any) -> list[str]:
     with pytest.raises(FlowFileError) as caught:
         load_document(document, file="menus.yaml", **kw)
@@ -137,15 +146,11 @@ def test_missing_recorded_sound() -> None:
 
 
 def test_duplicate_keys_in_the_file(tmp_path: Path) -> None:
-    path = tmp_path / "menus.yaml"
-    path.write_text(
-        "lines: {'95000': {flow: main}}\ndefault_line: '95000'\n"
-        "destinations: {general: {context: a, extension: b}}\n"
-        "flows:\n  main:\n    start: menu\n    nodes:\n"
-        "      menu:\n        type: menu\n        prompt: x\n        options:\n"
-        "          '1': {next: bye}\n"
-        "          '1': {next: menu}\n"
-        "      bye: {type: hangup}\n")
+    path = handwritten(tmp_path / "menus.yaml", "menu",
+                       "      menu:\n        type: menu\n        prompt: x\n        options:\n"
+                       "          '1': {next: bye}\n"
+                       "          '1': {next: menu}\n"
+                       "      bye: {type: hangup}\n")
     result = validate(path)
     assert result.returncode == 1
     assert f"{path}: file: error: line 13: duplicate key '1' (first on line 12)" in result.stderr
@@ -228,14 +233,10 @@ def test_secret_looking_input_must_be_secure() -> None:
 
 
 def test_option_keys_written_as_numbers_are_refused_with_file_and_node(tmp_path: Path) -> None:
-    path = tmp_path / "bank.yaml"
-    path.write_text(
-        "lines: {'95000': {flow: main}}\ndefault_line: '95000'\n"
-        "destinations: {general: {context: a, extension: b}}\n"
-        "flows:\n  main:\n    start: main_menu\n    nodes:\n"
-        "      main_menu:\n        type: menu\n        prompt: x\n        options:\n"
-        "          1: {next: bye}\n"
-        "      bye: {type: hangup}\n")
+    path = handwritten(tmp_path / "bank.yaml", "main_menu",
+                       "      main_menu:\n        type: menu\n        prompt: x\n        options:\n"
+                       "          1: {next: bye}\n"
+                       "      bye: {type: hangup}\n")
     result = validate(path)
     assert result.returncode == 1
     assert f'{path}: main/main_menu: error: option key 1 must be a quoted string ("1")' in result.stderr
