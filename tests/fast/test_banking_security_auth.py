@@ -16,10 +16,13 @@ import pytest_asyncio
 
 from agi_app.banking.auth import Attempt, LockoutPolicy
 from agi_app.banking.pin import verify_in_thread
+from agi_app.banking.risk import RiskRules
 from agi_app.caller_facts import CallerFacts
 from agi_app.db.pool import create_pool
 from agi_app.db.repositories.security import PgSecurity, auth_attempts
-from agi_app.flows.services import ServiceRegistry
+from agi_app.flows.services import ServiceCall, ServiceRegistry
+from agi_app.media.items import Speech
+from agi_app.secure import SecretDigits
 from tests.fast.conftest import import_demo_customers
 from tests.fast.flowkit import doc, run_flow
 from tests.support.banking_money import seed_accounts
@@ -190,3 +193,27 @@ async def test_a_caller_from_any_number_authenticates_with_card_or_account_numbe
     assert (attempt["customer_id"], attempt["method"], attempt["result"]) == ("C001", method, "ok")
     _, stranger = await call(security_registry(pool), "6222999999999999#" + PIN + "#", method=method)
     assert not stranger.authenticated
+
+
+async def test_the_pin_failure_rule_is_configurable(pool: asyncpg.Pool) -> None:
+    await pool.execute("INSERT INTO auth_attempts (call_id, customer_id, method, result)"
+                       " VALUES ('earlier', 'C100', 'phone', 'wrong_pin')")
+    document = login()
+    document["destinations"]["risk"] = {"context": "hotline-agents", "extension": "risk"}
+    _, channel, _, _ = await run_flow(document, digits="111111#", facts=await facts_of(pool, "C100"),
+                                      services=security_registry(pool, rules=RiskRules(max_pin_failures=2)))
+    assert channel.continued_to == ("hotline-agents", "risk", 1)
+
+
+async def test_a_locked_caller_is_told_for_how_long_and_offered_an_agent(pool: asyncpg.Pool) -> None:
+    registry = security_registry(pool, lockout=LockoutPolicy(max_failures=1, lockout=timedelta(minutes=45)))
+    authenticate = registry.get("authenticate")
+    assert authenticate is not None
+    me = await facts_of(pool, "C100")
+    assert me is not None
+    for language in ("en", "zh"):
+        outcome = await authenticate(ServiceCall("authenticate", "call-1", "13900000100", "95000", language, me,
+                                                 {"pin": SecretDigits("111111")}))
+        [said] = outcome.say
+        assert isinstance(said, Speech) and "45" in said.text and ("press 0" in said.text or "请按0" in said.text)
+        assert outcome.result == "refused" and outcome.variables["auth_refusal"] == "locked"
