@@ -43,8 +43,8 @@ class Account:
 
     @property
     def ending(self) -> str:
-        """The last 4 digits, which is all a caller hears of an account number."""
-        return self.account_id[-4:]
+        """The last 4 of its digits, which is all a caller hears of an account number ("" if none)."""
+        return "".join(c for c in self.account_id if c.isdigit())[-4:]
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,11 @@
 reported with its line number and a file with any bad row imports nothing. Control characters are
 refused in every column (names become speech).
 
-Columns (SPEC): customer_id, account_id (digits: callers hear its last 4), kind
+Columns (SPEC): customer_id, account_id (letters, digits, - and _: callers hear the last 4 of its
+digits), kind
 (savings|current|credit), currency (ISO code, e.g. CNY), balance (yuan exact to the fen, e.g.
-1024.50; only a credit account may be negative), card_number (optional, 12 to 19 digits; only its
-digest and last 4 digits are kept). Other columns are ignored. Problems name a card by its last
+1024.50; only a credit account may be negative), card_number (optional, 12 to 19 digits, spaces and
+hyphens ignored; only its digest and last 4 digits are kept). Other columns are ignored. Problems name a card by its last
 4 digits only, never the whole number.
 """
 
@@ -24,7 +25,8 @@ from agi_app.banking.money import Money, MoneyError
 from agi_app.directory.csv_import import control_character
 
 REQUIRED = ("customer_id", "account_id", "kind", "currency", "balance")
-_ACCOUNT_ID = re.compile(r"[0-9]{4,34}")
+_ACCOUNT_ID = re.compile(r"[0-9A-Za-z_-]{1,34}")
+_ACCOUNT_NUMBER = re.compile(r"[0-9]{4,34}")
 _CARD = re.compile(r"[0-9]{12,19}")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 
@@ -90,7 +92,7 @@ def _check(line: int, row: dict[str, str], result: ParsedAccounts, seen_cards: d
         errors.append(f"line {line}: customer_id is empty")
     account_id = row["account_id"].strip()
     if not _ACCOUNT_ID.fullmatch(account_id):
-        errors.append(f"line {line}: account_id {account_id!r} is not 4 to 34 digits")
+        errors.append(f"line {line}: account_id {account_id!r} is not 1 to 34 letters, digits, - or _")
     elif account_id in result.lines:
         errors.append(f"line {line}: account_id {account_id} already on line {result.lines[account_id]}")
     kind = row["kind"].strip().lower()
@@ -106,7 +108,7 @@ def _check(line: int, row: dict[str, str], result: ParsedAccounts, seen_cards: d
             errors.append(f"line {line}: balance {balance} is negative on a {kind} account (only credit may be)")
     except MoneyError:
         errors.append(f"line {line}: balance {row['balance'].strip()!r} is not an amount like 1024.50")
-    card = "".join((row.get("card_number") or "").split())
+    card = "".join((row.get("card_number") or "").replace("-", " ").split())
     if card and not _CARD.fullmatch(card):
         errors.append(f"line {line}: card_number {mask_card(card) or '?'} is not 12 to 19 digits")
     elif card in seen_cards:
@@ -194,7 +196,7 @@ def parse_payees(text: str) -> ParsedPayees:
             errors.append(f"line {line}: payee {payee_id} of {customer_id} already on line {seen[(customer_id, payee_id)]}")
         if not name:
             errors.append(f"line {line}: name is empty")
-        if not _ACCOUNT_ID.fullmatch(number):
+        if not _ACCOUNT_NUMBER.fullmatch(number):
             errors.append(f"line {line}: account_number is not 4 to 34 digits")
         if errors:
             result.errors.extend(errors)

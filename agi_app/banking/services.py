@@ -47,8 +47,9 @@ _KIND_WORDS = {
     "zh": {"savings": "储蓄账户", "current": "活期账户", "credit": "信用卡账户"},
 }
 _ACCOUNT_PROMPT = {
-    "en": "Account ending {{ digits(ending) }}, {{ kind }}. {{ sound('your_balance_is') }} {{ money }}",
-    "zh": "尾号{{ digits(ending) }}的{{ kind }}，{{ sound('your_balance_is') }}{{ money }}",
+    "en": "{% if ending %}Account ending {{ digits(ending) }}, {% endif %}{{ kind }}."
+          " {{ sound('your_balance_is') }} {{ money }}",
+    "zh": "{% if ending %}尾号{{ digits(ending) }}的{% endif %}{{ kind }}，{{ sound('your_balance_is') }}{{ money }}",
 }
 _AMOUNT_PROMPT = {"*": "{{ amount(value) }}"}
 _NO_ACCOUNTS = {"en": "You have no accounts with us that can be read by phone.",

@@ -35,7 +35,7 @@ def _read(file: Path) -> str:
 def import_(ctx: click.Context, file: Path, as_json: bool) -> None:
     """Import accounts from a CSV file, all or nothing.
 
-    Columns: customer_id (in the directory already), account_id (digits), kind
+    Columns: customer_id (in the directory already), account_id (letters, digits, - and _), kind
     (savings|current|credit), currency (e.g. CNY), balance (yuan, e.g. 1024.50; negative only on
     credit), optional card_number (only its digest and last 4 digits are kept; a card already
     blocked stays blocked). An account in the file gets the file's balance.

@@ -292,3 +292,21 @@ async def test_the_daily_limit_counts_the_banks_day_not_the_servers(bank: Servic
     assert ok.result == "ok"  # 3000.00 today + 2999.00 <= 6000.00
     over = await call(bank, "transfer", account="2002", to="1", amount="2", confirm="1", call_id="call-2")
     assert over.variables["refusal"] == "daily_limit"
+
+
+async def test_an_account_number_with_letters_is_heard_by_its_last_four_digits(dsn: str) -> None:
+    await import_demo_customers(dsn)
+    await seed_accounts(dsn, "customer_id,account_id,kind,currency,balance\nC001,SAV-0001-2345,savings,CNY,5\n"
+                             "C001,CUR_A,current,CNY,7\n")
+    pool = await create_pool(dsn, budget_s=5)
+    try:
+        registry = ServiceRegistry()
+        register_money_services(registry, PgBank(lambda: pool), Settings())
+        outcome = await call(registry, "balance")
+    finally:
+        await pool.close()
+    sounds = [item.id for item in outcome.say if isinstance(item, Sound)]
+    assert sounds == ["your_balance_is", "digits/7", "yuan",  # CUR_A: no digits to say, no "ending"
+                      "digits/2", "digits/3", "digits/4", "digits/5", "your_balance_is", "digits/5", "yuan"]
+    spoken = " ".join(getattr(item, "text", "") for item in outcome.say)
+    assert spoken.count("ending") == 1

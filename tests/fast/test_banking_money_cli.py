@@ -78,13 +78,13 @@ def test_accounts_import_is_all_or_nothing_and_names_every_bad_line(db: str, tmp
     before = rows(db)
     result = import_csv(db, tmp_path, HEADER
                         + "C001,6222000000001001,current,CNY,1.00,\n"
-                        + "C001,12AB,current,CNY,1.00,\n"
+                        + "C001,12 AB,current,CNY,1.00,\n"
                         + "C001,6222000000009009,checking,CNY,1.00,\n"
                         + "C001,6222000000009010,current,CNY,1.005,\n"
                         + "C001,6222000000009011,savings,CNY,-1.00,\n"
                         + "C001,6222000000001001,current,CNY,2.00,\n")
     assert result.exit_code == 1
-    for expected in ("line 3: account_id '12AB' is not 4 to 34 digits",
+    for expected in ("line 3: account_id '12 AB' is not 1 to 34 letters, digits, - or _",
                      "line 4: kind 'checking' is not one of savings, current, credit",
                      "line 5: balance '1.005' is not an amount like 1024.50",
                      "line 6: balance -1.00 is negative on a savings account",
@@ -166,3 +166,14 @@ def test_a_payee_stays_registered_since_its_first_import_unless_its_account_chan
     first = load("6217000011112222")
     assert load("6217000011112222") == first
     assert load("6217000099998888") != first
+
+
+def test_account_ids_may_be_a_banks_own_format_and_card_numbers_may_carry_hyphens(db: str, tmp_path: Path) -> None:
+    result = import_csv(db, tmp_path, HEADER + "C001,SAV-0001-2345,savings,CNY,1024.50,6222-0202-0000-1234\n"
+                                               "C001,CUR_A,current,cny,0,\n")
+    assert result.exit_code == 0, result.output
+    listed = json.loads(hotline(db, "list", "--json").output)
+    assert [(a["account_id"], a["currency"], a["balance"], a["card_status"]) for a in listed] == [
+        ("CUR_A", "CNY", "0.00", None), ("SAV-0001-2345", "CNY", "1024.50", "active")]
+    bad = import_csv(db, tmp_path, HEADER + "C001,SAV 1,savings,CNY,1.00,\n")
+    assert bad.exit_code == 1 and "line 2: account_id 'SAV 1' is not 1 to 34 letters, digits, - or _" in bad.output

@@ -4,7 +4,8 @@
 -- agi_app/db/repositories/banking.py; loaded by `hotline accounts import`.
 
 CREATE TABLE bank_accounts (
-    account_id  text PRIMARY KEY CHECK (account_id ~ '^[0-9]{4,34}$'),  -- digits: callers hear its ending
+    -- The bank's own format; callers hear the last 4 of its digits.
+    account_id  text PRIMARY KEY CHECK (account_id ~ '^[0-9A-Za-z_-]{1,34}$'),
     customer_id text NOT NULL REFERENCES customers (customer_id),
     kind        text NOT NULL CHECK (kind IN ('savings', 'current', 'credit')),
     currency    text NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
