@@ -5,7 +5,8 @@ The calling number alone never authorises anything: a caller the directory recog
 their PIN, and anyone may name themselves by customer, account or card number instead. Wrong PINs
 are counted per customer under a row lock in the store (so two calls guessing at once, on two
 servers, share one count); `LockoutPolicy.max_failures` in a row lock phone banking for
-`LockoutPolicy.lockout`, and while locked even the right PIN is refused. Every attempt is
+`LockoutPolicy.lockout`, and while locked even the right PIN is refused. One call gets no more
+failed attempts than that in all (so it cannot try a PIN on customer after customer). Every attempt is
 recorded (call, customer, method, result; never the PIN) by the store in the same transaction.
 """
 
@@ -58,7 +59,8 @@ class PinStore(Protocol):
     `agi_app.db.repositories.security`)."""
 
     async def check_pin(self, attempt: Attempt, check: PinCheck, policy: LockoutPolicy) -> AuthVerdict:
-        """Atomically, under the customer's lock: refuse while locked; else run `check` on the stored
+        """Atomically, under the customer's lock: refuse while locked (or when the call has already
+        failed `max_failures` times, whoever it named); else run `check` on the stored
         hash, reset the failure count on success or count a failure (locking at the policy's limit);
         record the attempt. A customer without a PIN is `no_pin`, an absent customer `unknown`."""
 

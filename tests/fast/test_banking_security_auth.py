@@ -217,3 +217,19 @@ async def test_a_locked_caller_is_told_for_how_long_and_offered_an_agent(pool: a
         [said] = outcome.say
         assert isinstance(said, Speech) and "45" in said.text and ("press 0" in said.text or "请按0" in said.text)
         assert outcome.result == "refused" and outcome.variables["auth_refusal"] == "locked"
+
+
+async def test_one_call_cannot_try_pins_on_customer_after_customer(pool: asyncpg.Pool) -> None:
+    """The lockout is per customer; a call guessing across customers is stopped after as many
+    failures as would lock one customer, and its further attempts check no PIN."""
+    registry = security_registry(pool)
+    authenticate = registry.get("authenticate")
+    assert authenticate is not None
+    for customer in ("C100", "C200", "C300", "C100"):
+        outcome = await authenticate(ServiceCall("authenticate", "call-7", "13900000999", "95000", "en",
+                                                 CallerFacts(), {"number": customer, "pin": SecretDigits("111111")},
+                                                 {"method": "customer"}))
+        assert outcome.result == "refused"
+    assert [a["result"] for a in await auth_attempts(pool, call_id="call-7")] == [
+        "wrong_pin", "no_pin", "unknown", "locked"]
+    assert await pool.fetchval("SELECT failures FROM customer_pins WHERE customer_id = 'C100'") == 1

@@ -96,6 +96,10 @@ class PgSecurity:
     async def _check_locked(self, conn: asyncpg.Connection, attempt: Attempt, check: PinCheck,
                             policy: LockoutPolicy) -> AuthVerdict:
         customer = attempt.customer_id
+        if attempt.call_id and await conn.fetchval(
+                "SELECT count(*) FROM auth_attempts WHERE call_id = $1 AND result <> 'ok'",
+                attempt.call_id) >= policy.max_failures:
+            return AuthVerdict("locked", customer)  # this call has failed enough: no more guesses in it
         if customer is None or await conn.fetchval("SELECT 1 FROM customers WHERE customer_id = $1",
                                                    customer) is None:
             return AuthVerdict("unknown")
