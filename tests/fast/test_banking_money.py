@@ -19,8 +19,8 @@ from agi_app.banking.risk import RuleGuard
 from agi_app.banking.services import register_money_services
 from agi_app.caller_facts import CallerFacts
 from agi_app.config import ConfigError, Settings
-from agi_app.db.pool import create_pool
-from agi_app.db.repositories.banking import PgBank
+from agi_app.db.pool import connection, create_pool
+from agi_app.db.repositories.banking import PgBank, customer_by_account, customer_by_card
 from agi_app.db.repositories.security import PgSecurity
 from agi_app.flows.loader import load_document
 from agi_app.flows.services import ServiceCall, ServiceOutcome, ServiceRegistry
@@ -310,3 +310,14 @@ async def test_an_account_number_with_letters_is_heard_by_its_last_four_digits(d
                       "digits/2", "digits/3", "digits/4", "digits/5", "your_balance_is", "digits/5", "yuan"]
     spoken = " ".join(getattr(item, "text", "") for item in outcome.say)
     assert spoken.count("ending") == 1
+
+
+async def test_a_customer_is_found_by_account_number_or_by_the_card_number_typed_in_full(dsn: str) -> None:
+    await import_demo_customers(dsn)
+    await seed_accounts(dsn)
+    async with connection(dsn) as conn:
+        assert await customer_by_account(conn, "6222000000004004") == "C002"
+        assert await customer_by_card(conn, "6258000000003003") == "C001"
+        assert await customer_by_card(conn, "6258 0000 0000 3003") == "C001"
+        assert await customer_by_card(conn, "3003") is None  # the last 4 digits identify no one
+        assert await customer_by_account(conn, "4004") is None
