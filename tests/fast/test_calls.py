@@ -155,8 +155,7 @@ async def test_server_shutdown_hands_calls_in_progress_to_the_dialplan(hotline: 
     hotline.ari.media_duration = lambda uri: 30.0  # the call cannot finish within the grace period
     call = await hotline.call(UNKNOWN)
     await hotline.ari.wait_for(lambda: bool(hotline.played(call)))
-    hotline.shutdown.set()
-    await asyncio.wait_for(hotline.task, 15)
+    await hotline.stop()
     assert hotline.ari.channel(call).continued_to == ("hotline-fallback", "s", 1), "not cut: handed over"
     assert not hotline.ari.channel(call).hungup
     late = await hotline.ari.place_call(UNKNOWN, "95000")
