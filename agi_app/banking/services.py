@@ -10,7 +10,8 @@ Each takes what it needs from the call and nothing else:
   a whole number such as "500"; "500.50" is accepted from flows that compose one), `confirm` ("1":
   the caller pressed 1 at the flow's "press 1 to confirm, 2 to cancel" — a money-moving service
   without it moves nothing), `card` (card loss: the card's last 4 digits; none blocks every card),
-  `second_factor` (True after SECURITY's `otp_verify`);
+  `second_factor` (True after SECURITY's `otp_verify`; a large transfer that is done sets it back
+  to False: one code, one transfer);
 * and what it hands back: variables `receipt` (digits, for the flow to read back) and `refusal`
   (a reason from `accounts.Reason`, or None), `needs_second_factor`/`risk_flagged` when those
   stopped a transfer, and `say` for the balance and the reason of a refusal. When SECURITY's risk
@@ -112,7 +113,11 @@ class MoneyServices:
         except Exception as exc:
             log_event(log, "banking_failed", level=logging.ERROR, call=call.call_id, customer=customer,
                       operation=call.service, error=type(exc).__name__)
-            await self.bank.record(order(call, customer or ""), call.service, Outcome())
+            try:
+                await self.bank.record(order(call, customer or ""), call.service, Outcome())
+            except Exception as audit_exc:  # noqa: BLE001 - the bank's own failure is the one to raise
+                log_event(log, "banking_audit_failed", level=logging.ERROR, call=call.call_id,
+                          operation=call.service, error=type(audit_exc).__name__)
             raise
         log_event(log, "banking_operation", call=call.call_id, customer=customer, operation=call.service,
                   result=outcome.result, refusal=outcome.variables.get("refusal"),
@@ -145,7 +150,8 @@ class MoneyServices:
             return await self._refuse(call, customer, "bad_amount" if to else "no_payee")
         if call.variables.get("confirm") != CONFIRMED:
             return await self._refuse(call, customer, "not_confirmed")
-        if amount > self.second_factor_above and call.variables.get("second_factor") is not True:
+        large = amount > self.second_factor_above
+        if large and call.variables.get("second_factor") is not True:
             return await self._refuse(call, customer, "needs_second_factor", amount)
         if self.risk is not None:
             payee_added = await self.bank.payee_registered_at(customer, to)
@@ -155,7 +161,10 @@ class MoneyServices:
                 return await self._to_risk_desk(call, customer, amount)
         outcome = await self.bank.transfer(order(call, customer, source, to, str(amount)), source, to, amount,
                                            self.daily_limit)
-        return _outcome(call, outcome)
+        done = _outcome(call, outcome)
+        if large and outcome.ok:  # a one-time code authorises one large transfer, not the rest of the call
+            return dataclasses.replace(done, variables={**done.variables, "second_factor": False})
+        return done
 
     async def _card_loss(self, call: ServiceCall, customer: str) -> ServiceOutcome:
         card = text_variable(call.variables, "card")

@@ -321,3 +321,13 @@ async def test_a_customer_is_found_by_account_number_or_by_the_card_number_typed
         assert await customer_by_card(conn, "6258 0000 0000 3003") == "C001"
         assert await customer_by_card(conn, "3003") is None  # the last 4 digits identify no one
         assert await customer_by_account(conn, "4004") is None
+
+
+async def test_a_one_time_code_authorises_one_large_transfer_not_every_later_one(bank: ServiceRegistry,
+                                                                                dsn: str) -> None:
+    first = await call(bank, "transfer", account="2002", to="1001", amount="6000", confirm="1", second_factor=True)
+    assert (first.result, first.variables["second_factor"]) == ("ok", False)  # spent: the runner merges this
+    second = await call(bank, "transfer", account="2002", to="1001", amount="6000", confirm="1", call_id="call-2",
+                        **first.variables)
+    assert (second.result, second.variables["refusal"]) == ("refused", "needs_second_factor")
+    assert (await balances(dsn))["2002"] == "14000.00"
