@@ -19,8 +19,7 @@ import asyncpg
 from agi_app.banking.auth import Attempt, AuthVerdict, LockoutPolicy, PinCheck
 from agi_app.banking.otp import OtpResult, OutboxMessage
 from agi_app.banking.risk import HOLD_FLAG, EventKind
-from agi_app.db.repositories import audit
-from agi_app.db.repositories.banking import card_digest
+from agi_app.db.repositories import audit, banking
 
 Db: TypeAlias = "asyncpg.Pool | asyncpg.Connection"
 
@@ -133,14 +132,11 @@ class PgSecurity:
         return str(found) if found is not None else None
 
     async def by_account(self, account_number: str) -> str | None:
-        found = await self.pool.fetchval("SELECT customer_id FROM bank_accounts WHERE account_id = $1", account_number)
-        return str(found) if found is not None else None
+        return await banking.customer_by_account(self.pool, account_number)
 
     async def by_card(self, card_number: str) -> str | None:
         """A blocked card still identifies its holder: knowing it proves nothing without the PIN."""
-        found = await self.pool.fetchval("SELECT a.customer_id FROM bank_cards c JOIN bank_accounts a"
-                                         " USING (account_id) WHERE c.card_digest = $1", card_digest(card_number))
-        return str(found) if found is not None else None
+        return await banking.customer_by_card(self.pool, card_number)
 
     # --- RiskStore -----------------------------------------------------------------------
     async def is_held(self, customer_id: str) -> bool:
