@@ -30,6 +30,7 @@ from tests.fake_ari.server import FakeAri
 from tests.fast.conftest import Hotline, fetch, import_demo_customers, settings_for
 from tests.fast.flowkit import doc
 from tests.support.banking_money import seed_accounts, service_call
+from tests.support.proxy import TcpProxy
 
 
 @pytest_asyncio.fixture
@@ -331,3 +332,21 @@ async def test_a_one_time_code_authorises_one_large_transfer_not_every_later_one
                         **first.variables)
     assert (second.result, second.variables["refusal"]) == ("refused", "needs_second_factor")
     assert (await balances(dsn))["2002"] == "14000.00"
+
+
+async def test_a_bank_that_cannot_be_reached_fails_the_service_and_moves_nothing(
+        dsn: str, db_proxy: TcpProxy, caplog: pytest.LogCaptureFixture) -> None:
+    """The runner turns the raised error into `failed`; the service says which call it failed."""
+    await import_demo_customers(dsn)
+    await seed_accounts(dsn)
+    pool = await create_pool(db_proxy.through(dsn), budget_s=0.5)
+    try:
+        registry = ServiceRegistry()
+        register_money_services(registry, PgBank(lambda: pool), Settings())
+        db_proxy.go_down()
+        with pytest.raises((OSError, asyncpg.PostgresError, asyncpg.InterfaceError)):
+            await asyncio.wait_for(call(registry, "transfer", account="2002", to="1001", amount="10", confirm="1"), 30)
+    finally:
+        pool.terminate()
+    assert "event=banking_failed" in caplog.text and "call=call-1" in caplog.text
+    assert (await balances(dsn))["2002"] == "20000.00"
