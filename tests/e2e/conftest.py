@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -29,11 +28,11 @@ import yaml
 from agi_app.config import read_env_file
 from agi_app.flows.loader import demo_flow_path, read_document
 from tests.support import pg
+from tests.support.cli import HOTLINE
 from tests.support.sipp import SipCall, SipResult, place_call
 
 REPO = Path(__file__).resolve().parents[2]
 SANDBOX = str(REPO / "scripts" / "sandbox")
-HOTLINE = str(Path(sys.executable).with_name("hotline"))
 RUN = REPO / ".run"
 
 

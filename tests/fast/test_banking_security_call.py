@@ -16,9 +16,8 @@ from agi_app.db.pool import connection
 from agi_app.db.repositories.security import mark_sent, unsent_codes
 from agi_app.flows.loader import load_document
 from tests.fake_ari.server import FakeAri
-from tests.fast.conftest import fetch, running_hotline, settings_for
+from tests.fast.conftest import every_table, fetch, running_hotline, settings_for
 from tests.fast.flowkit import doc
-from tests.fast.test_secure_input import every_table
 from tests.support.banking_security import add_customer
 
 PIN, NEW_PIN = "739164", "528046"

@@ -25,7 +25,7 @@ from agi_app.media.items import Sound, Speech
 from agi_app.media.resolver import MediaResolver
 from agi_app.secure import SecretDigits
 from tests.fake_ari.server import FakeAri
-from tests.fast.conftest import fetch, running_hotline, settings_for
+from tests.fast.conftest import every_table, fetch, running_hotline, settings_for
 from tests.fast.flowkit import NOON, doc
 
 PIN = "739164"
@@ -59,16 +59,6 @@ async def test_a_pin_leaves_no_trace(fake_ari: FakeAri, dsn: str, tmp_path: Path
 # --- digits beyond a secure entry, and secrets typed into the wrong prompt ------------------------
 PIN_AHEAD = "582736"  # typed into a menu before the PIN prompt: no key of it is an option
 EXTRA = "4862"  # typed after the 6-digit PIN: an 8-or-more-digit string into a PIN prompt
-
-
-async def every_table(dsn: str) -> str:
-    """Every row of every table of the database, as text."""
-    tables = await fetch(dsn, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
-    dumped = []
-    for (table,) in tables:
-        rows = await fetch(dsn, f'SELECT t::text AS row FROM "{table}" t')  # noqa: S608 - names from the catalogue
-        dumped += [f"{table}: {r['row']}" for r in rows]
-    return "\n".join(dumped)
 
 
 def logged_inputs(caplog: pytest.LogCaptureFixture) -> list[str]:
