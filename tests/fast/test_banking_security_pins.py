@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
-import asyncpg
 import pytest
 from click.testing import CliRunner, Result
 
@@ -14,6 +13,7 @@ from agi_app.banking.pin import InvalidPin, check_pin_format, hash_secret, verif
 from agi_app.cli.customers import customers
 from agi_app.config import Settings
 from agi_app.db.pool import connection
+from tests.fast.conftest import query
 from tests.support import pg
 from tests.support.banking_security import add_customer
 
@@ -26,13 +26,6 @@ def db(session_dsn: str) -> Iterator[str]:
             await add_customer(conn, "C100")
     asyncio.run(seed())
     yield session_dsn
-
-
-def query(dsn: str, sql: str, *params: object) -> list[asyncpg.Record]:
-    async def main() -> list[asyncpg.Record]:
-        async with connection(dsn) as conn:
-            return await conn.fetch(sql, *params)
-    return asyncio.run(main())
 
 
 def set_pin(dsn: str, customer_id: str, stdin: str) -> Result:
