@@ -100,6 +100,10 @@ class Bank(Protocol):
         """The customer's accounts, in a stable order (account id)."""
         ...
 
+    async def due_bill(self, customer_id: str) -> Bill | None:
+        """The oldest unpaid bill: the one `pay_bill` pays."""
+        ...
+
     async def pay_bill(self, order: Order, account_id: str | None) -> Outcome:
         """Pay the customer's oldest unpaid bill from `account_id` (else the first current account)."""
         ...

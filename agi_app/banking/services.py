@@ -1,4 +1,5 @@
-"""The money services `process` nodes call: `balance`, `bill_payment`, `transfer`, `card_loss`.
+"""The money services `process` nodes call: `balance`, `bill_lookup`, `bill_payment`, `transfer`,
+`card_loss`.
 
 Each takes what it needs from the call and nothing else:
 
@@ -53,6 +54,10 @@ _ACCOUNT_PROMPT = {
     "zh": "{% if ending %}尾号{{ digits(ending) }}的{% endif %}{{ kind }}，{{ sound('your_balance_is') }}{{ money }}",
 }
 _AMOUNT_PROMPT = {"*": "{{ amount(value) }}"}
+_BILL_PROMPT = {
+    "en": "Your bill from {{ biller }}: {{ amount(bill) }}, due {{ date(due) }}.",
+    "zh": "您的{{ biller }}账单金额为{{ amount(bill) }}，到期日为{{ date(due) }}。",
+}
 _NO_ACCOUNTS = {"en": "You have no accounts with us that can be read by phone.",
                 "zh": "您没有可通过电话查询的账户。"}
 _RISK_DESK = {"en": "For your security, a colleague will help you with this. Please hold.",
@@ -76,6 +81,7 @@ def register_money_services(registry: ServiceRegistry, bank: Bank, settings: Set
     """Offer the four money services to `process` nodes; `risk` (when given) vets every transfer."""
     services = MoneyServices(bank, settings, risk)
     registry.register("balance", services.balance)
+    registry.register("bill_lookup", services.bill_lookup)
     registry.register("bill_payment", services.bill_payment)
     registry.register("transfer", services.transfer)
     registry.register("card_loss", services.card_loss)
@@ -90,6 +96,9 @@ class MoneyServices:
 
     async def balance(self, call: ServiceCall) -> ServiceOutcome:
         return await self._guarded(call, self._balance)
+
+    async def bill_lookup(self, call: ServiceCall) -> ServiceOutcome:
+        return await self._guarded(call, self._bill_lookup)
 
     async def bill_payment(self, call: ServiceCall) -> ServiceOutcome:
         return await self._guarded(call, self._bill_payment)
@@ -130,6 +139,18 @@ class MoneyServices:
         say = [item for account in accounts for item in say_account(account, call.language)]
         return ServiceOutcome("ok", say or render(_NO_ACCOUNTS, call.language, {}),
                               {"refusal": None, "accounts": len(accounts)})
+
+    async def _bill_lookup(self, call: ServiceCall, customer: str) -> ServiceOutcome:
+        """What `bill_payment` would pay, said and set (`bill_amount`, `bill_due_date`, `biller`)
+        for the flow's confirmation step; moves nothing."""
+        bill = await self.bank.due_bill(customer)
+        if bill is None:
+            return await self._refuse(call, customer, "no_bill")
+        await self.bank.record(order(call, customer), "bill_lookup", Outcome(receipt="", amount=bill.amount))
+        say = render(_BILL_PROMPT, call.language, {"biller": bill.biller_name, "bill": bill.amount.yuan,
+                                                   "due": bill.due_date})
+        return ServiceOutcome("ok", say, {"refusal": None, "bill_amount": str(bill.amount),
+                                          "bill_due_date": bill.due_date.isoformat(), "biller": bill.biller_name})
 
     async def _bill_payment(self, call: ServiceCall, customer: str) -> ServiceOutcome:
         account = text_variable(call.variables, "account")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -350,3 +351,19 @@ async def test_a_bank_that_cannot_be_reached_fails_the_service_and_moves_nothing
         pool.terminate()
     assert "event=banking_failed" in caplog.text and "call=call-1" in caplog.text
     assert (await balances(dsn))["2002"] == "20000.00"
+
+
+async def test_bill_lookup_tells_the_caller_what_bill_payment_would_pay_before_they_confirm(
+        bank: ServiceRegistry, dsn: str) -> None:
+    quote = await call(bank, "bill_lookup", language="en")
+    assert quote.result == "ok"
+    assert {k: quote.variables[k] for k in ("bill_amount", "biller")} == {"bill_amount": "300.00",
+                                                                          "biller": "City Power"}
+    sounds = [item.id for item in quote.say if isinstance(item, Sound)]
+    assert sounds[:4] == ["digits/3", "digits/hundred", "yuan", f"date/month_{date.fromisoformat(quote.variables['bill_due_date']).month}"]
+    assert (await balances(dsn))["1001"] == "1000.00"  # looking moves nothing
+    assert (await call(bank, "bill_payment", confirm="1")).variables["amount_paid"] == "300.00"
+    none = await call(bank, "bill_lookup", call_id="call-2")
+    assert (none.result, none.variables["refusal"]) == ("refused", "no_bill")
+    refused = await call(bank, "bill_lookup", authenticated=False, call_id="call-3")
+    assert (refused.result, refused.say) == ("refused", [])

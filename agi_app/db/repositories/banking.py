@@ -161,6 +161,14 @@ class PgBank:
             "SELECT registered_at FROM bank_payees WHERE customer_id = $1 AND payee_id = $2", customer_id, payee_id)
         return found
 
+    async def due_bill(self, customer_id: str) -> Bill | None:
+        row = await self._pool.fetchrow(
+            "SELECT b.customer_id, b.biller_id, r.name, b.amount_fen, b.due_date FROM bank_bills b"
+            " JOIN bank_billers r USING (biller_id) WHERE b.customer_id = $1 AND b.paid_txn IS NULL"
+            " ORDER BY b.due_date, b.bill_id LIMIT 1", customer_id)
+        return Bill(row["customer_id"], row["biller_id"], row["name"], Money(row["amount_fen"]),
+                    row["due_date"]) if row else None
+
     async def pay_bill(self, order: Order, account_id: str | None) -> Outcome:
         async with self._pool.acquire() as conn, conn.transaction():
             accounts = await _lock(conn, order.customer_id)
