@@ -367,3 +367,10 @@ async def test_bill_lookup_tells_the_caller_what_bill_payment_would_pay_before_t
     assert (none.result, none.variables["refusal"]) == ("refused", "no_bill")
     refused = await call(bank, "bill_lookup", authenticated=False, call_id="call-3")
     assert (refused.result, refused.say) == ("refused", [])
+
+
+async def test_two_calls_paying_the_same_bill_at_once_pay_it_once(bank: ServiceRegistry, dsn: str) -> None:
+    outcomes = await asyncio.gather(*(call(bank, "bill_payment", confirm="1", call_id=f"race-{n}") for n in range(8)))
+    assert sorted(o.result for o in outcomes) == ["ok"] + ["refused"] * 7
+    assert {o.variables["refusal"] for o in outcomes if o.result == "refused"} == {"no_bill"}
+    assert (await balances(dsn))["1001"] == "700.00"
