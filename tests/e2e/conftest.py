@@ -9,7 +9,6 @@ beside a `make run` server, which would take the calls instead of the server und
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import os
 import signal
@@ -23,12 +22,11 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-import yaml
 
 from agi_app.config import read_env_file
-from agi_app.flows.loader import demo_flow_path, read_document
 from tests.support import pg
 from tests.support.cli import HOTLINE
+from tests.support.demo import demo_menus_file
 from tests.support.sipp import SipCall, SipResult, place_call
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,17 +58,9 @@ def sandbox_env() -> Iterator[dict[str, str]]:
 
 
 def e2e_flows_file(tmp: Path, name: str = "e2e-flows.yaml", *, main_intro: str = "") -> Path:
-    """The demo menus with 2 s menu timeouts (timeout paths take seconds, not half a minute);
-    `main_intro` replaces the general main menu's intro (to tell versions apart by ear)."""
-    doc: dict[str, Any] = copy.deepcopy(read_document(demo_flow_path()))
-    for flow in doc["flows"].values():
-        for node in flow["nodes"].values():
-            if node["type"] == "menu":
-                node["timeout"] = 2
-    doc["flows"]["general"]["nodes"]["main"]["intro"] = main_intro
-    path = tmp / name
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    return path
+    """The demo menus with 2 s menu timeouts (timeout paths take seconds, not half a minute; real
+    calls need longer than the fast suite's); `main_intro` tells versions apart by ear."""
+    return demo_menus_file(tmp, name, main_intro=main_intro, timeout=2)
 
 
 @dataclass

@@ -27,14 +27,14 @@ MAIN_ZH = "sound:hotline/zh/opt_accounts"  # the general main menu's first optio
 MENU_TIMEOUT = 0.3
 
 
-def demo_document(*, main_intro: str = "") -> dict[str, Any]:
-    """The demo menus with short timeouts; `main_intro` is the general main menu's intro (a
-    version told apart by ear)."""
+def demo_document(*, main_intro: str = "", timeout: float = MENU_TIMEOUT) -> dict[str, Any]:
+    """The demo menus with `timeout`s; `main_intro` is the general main menu's intro (a version
+    told apart by ear)."""
     doc: dict[str, Any] = copy.deepcopy(read_document(demo_flow_path()))
     for flow in doc["flows"].values():
         for node in flow["nodes"].values():
             if node["type"] == "menu":
-                node["timeout"] = node["inter_digit_timeout"] = MENU_TIMEOUT
+                node["timeout"] = node["inter_digit_timeout"] = timeout
     doc["flows"]["general"]["nodes"]["main"]["intro"] = main_intro
     return doc
 
@@ -44,9 +44,10 @@ def demo_flows() -> FlowSet:
     return load_document(demo_document(), version=1)[0]
 
 
-def demo_menus_file(folder: Path, name: str, *, main_intro: str = "") -> Path:
-    """The demo menus with short timeouts, as a file to publish."""
+def demo_menus_file(folder: Path, name: str, *, main_intro: str = "", timeout: float = MENU_TIMEOUT) -> Path:
+    """The demo menus with `timeout`s, as a file to publish."""
     path = folder / name
-    path.write_text(yaml.safe_dump(demo_document(main_intro=main_intro), allow_unicode=True, sort_keys=False),
+    doc = demo_document(main_intro=main_intro, timeout=timeout)
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False),
                     encoding="utf-8")
     return path
