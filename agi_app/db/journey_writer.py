@@ -37,7 +37,8 @@ import asyncpg
 
 from agi_app.config import DEFAULTS
 from agi_app.db.journey_spill import SpillOp, SpillStore
-from agi_app.engine.journey import JourneyRecord, ServiceResult
+from agi_app.engine.journey import JourneyRecord
+from agi_app.flows.services import ServiceResult
 from agi_app.logs import log_event
 
 log = logging.getLogger("hotline.journey")

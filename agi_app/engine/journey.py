@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
+from agi_app.flows.services import ServiceResult
 from agi_app.secure import SecretDigits, shown_input
 
 Outcome = Literal["self_service", "transferred", "abandoned", "hangup", "error"]
-ServiceResult = Literal["ok", "refused", "failed", "abandoned"]
 
 
 @dataclass

@@ -34,7 +34,7 @@ from agi_app.flows.model import (
     TransferNode,
 )
 from agi_app.flows.prompts import PromptError, render
-from agi_app.flows.services import Result, ServiceCall, ServiceOutcome, ServiceRegistry
+from agi_app.flows.services import ServiceCall, ServiceOutcome, ServiceRegistry, ServiceResult
 from agi_app.media.items import MediaItem, Sound
 from agi_app.media.resolver import MediaResolver
 from agi_app.secure import SecretDigits
@@ -55,7 +55,7 @@ class JourneyRecorder(Protocol):
     def input(self, value: str | SecretDigits, result: str) -> str:
         """Record an input; returns what may be shown of it (secure input masked)."""
 
-    def service(self, service: str, result: Result) -> None: ...
+    def service(self, service: str, result: ServiceResult) -> None: ...
 
     def survey(self, node_id: str, score: int) -> None: ...
 
@@ -333,6 +333,9 @@ async def _process(run: FlowRunner, node: ProcessNode) -> str | None:
     else:
         try:
             outcome = await asyncio.wait_for(service(request), node.timeout)
+        except asyncio.CancelledError:  # the caller left while it ran: say so in the journey, then go
+            run.call.journey.service(name, "abandoned")
+            raise
         except Exception as exc:  # noqa: BLE001 - a failing service is a "failed" result, not a dropped call
             run.call.log("service_error", level=logging.ERROR, node=node.id, service=name, error=type(exc).__name__)
     result = outcome.result

@@ -10,7 +10,9 @@ from typing import Any, Literal
 from agi_app.caller_facts import CallerFacts
 from agi_app.media.items import MediaItem
 
-Result = Literal["ok", "refused", "failed"]
+Result = Literal["ok", "refused", "failed"]  # what a service answers
+#: What a call's journey records of a service it reached: its answer, or that the caller left first.
+ServiceResult = Literal["ok", "refused", "failed", "abandoned"]
 
 
 @dataclass(frozen=True)

@@ -48,10 +48,11 @@ def customer(segment: str = "standard", language: str = "en", **kw: Any) -> Cust
     return Customer("C9", "Wang", "Mr", segment, language, ("13800138000",), **kw)
 
 
-async def run_flow(document: dict[str, Any], *, digits: str = "", who: Customer | None = None,
-                   facts: CallerFacts | None = None, calendar: str = "open", services: ServiceRegistry | None = None,
-                   language: str = "en") -> tuple[JourneyRecord, SimulatedChannel, MemorySink, FlowContext]:
-    """`who` is a directory customer, seen as live calls see one; `facts` what any domain says."""
+def prepare_flow(document: dict[str, Any], *, digits: str = "", who: Customer | None = None,
+                 facts: CallerFacts | None = None, calendar: str = "open", services: ServiceRegistry | None = None,
+                 language: str = "en") -> tuple[FlowRunner, SimulatedChannel, MemorySink]:
+    """A runner for `document` on a simulated call, `digits` already typed; `who` is a directory
+    customer, seen as live calls see one; `facts` what any domain says."""
     flows, _ = load_document(document, services=services.names() if services else None)
     session, channel, sink = simulated_session("13800138000", "95000")
     for digit in digits:
@@ -61,5 +62,11 @@ async def run_flow(document: dict[str, Any], *, digits: str = "", who: Customer 
         facts = caller_facts(who, today=NOON.date(), bill_due_days=flows.bill_due_days)
     ctx = FlowContext(caller="13800138000", line=line, language=language, now=NOON, facts=facts,
                       calendar=CalendarInfo(calendar))
-    await FlowRunner(session, flows, ctx, MediaResolver(None), services).run()
-    return session.journey.record, channel, sink, ctx
+    return FlowRunner(session, flows, ctx, MediaResolver(None), services), channel, sink
+
+
+async def run_flow(document: dict[str, Any], **how: Any) -> tuple[JourneyRecord, SimulatedChannel, MemorySink, FlowContext]:
+    """Run `document` to its end (see `prepare_flow` for `how`)."""
+    runner, channel, sink = prepare_flow(document, **how)
+    await runner.run()
+    return runner.call.journey.record, channel, sink, runner.ctx

@@ -26,7 +26,7 @@ from agi_app.flows.model import (
 from agi_app.flows.services import ServiceCall, ServiceOutcome, ServiceRegistry
 from agi_app.media.items import Sound
 from agi_app.secure import SecretDigits
-from tests.fast.flowkit import customer, doc, run_flow
+from tests.fast.flowkit import customer, doc, prepare_flow, run_flow
 
 MENU = {"type": "menu", "prompt": "{{ sound('menu_main') }}", "timeout": 0.05, "max_timeout": 1,
         "options": {"1": {"next": "bye"}}}
@@ -104,6 +104,26 @@ async def test_process_calls_a_registered_service(behaviour: str, expected_node:
     assert record.path == ["p", expected_node] and record.services == [("balance", expected_result)]
     assert seen[0].params["kind"] == "savings" and seen[0].facts.known
     assert (ctx.variables.get("answer") == 42) == (behaviour in ("ok", "refused", "failed"))
+
+
+async def test_a_caller_who_hangs_up_while_a_service_runs_leaves_it_recorded_as_abandoned() -> None:
+    started, never = asyncio.Event(), asyncio.Event()
+
+    async def service(call: ServiceCall) -> ServiceOutcome:
+        started.set()
+        await never.wait()
+        return ServiceOutcome("ok")
+
+    registry = ServiceRegistry()
+    registry.register("balance", service)
+    nodes = {"p": {"type": "process", "service": "balance", "params": {"timeout": 30}, "next": "done"}, "done": BYE}
+    runner, _, _ = prepare_flow(doc(nodes, start="p"), services=registry, who=customer())
+    flow = asyncio.create_task(runner.run())
+    await started.wait()
+    flow.cancel()  # what the caller's hangup does to the call's task
+    with pytest.raises(asyncio.CancelledError):
+        await flow
+    assert runner.call.journey.record.services == [("balance", "abandoned")]
 
 
 @pytest.mark.parametrize(("test", "who", "calendar", "taken"), [
