@@ -36,6 +36,7 @@ from agi_app.db.repositories import calendar, customers, menus, operations
 from agi_app.db.repositories.banking import PgBank
 from agi_app.db.repositories.security import PgSecurity
 from agi_app.directory.facts import caller_facts
+from agi_app.directory.models import Customer
 from agi_app.directory.service import Directory
 from agi_app.engine.call import HotlineFlow
 from agi_app.engine.registry import CallRegistry
@@ -80,8 +81,11 @@ def security_services(settings: Settings, pool: Callable[[], asyncpg.Pool]) -> S
     store = PgSecurity(pool)
 
     async def facts(customer_id: str) -> CallerFacts | None:
-        async with pool().acquire() as conn:
-            found = await customers.get(conn, customer_id)
+        async def lookup() -> Customer | None:
+            async with pool().acquire() as conn:
+                return await customers.get(conn, customer_id)
+
+        found = await asyncio.wait_for(lookup(), settings.db_budget_s)
         return caller_facts(found, today=date.today(), bill_due_days=FlowSet.bill_due_days) if found else None  # the menus default
 
     lockout = LockoutPolicy(settings.pin_max_failures, timedelta(minutes=settings.pin_lockout_minutes))
