@@ -32,15 +32,15 @@ class Placed:
 
 
 BATCH = {
-    # "1" early in the main menu (type-ahead stops it) → accounts; "1" → balance → agent queue
-    "known": SipCall(KNOWN_ZH, "95000", steps=[(3.0, "1"), (2.0, "1")], max_duration=60),
+    # "1" early in the main menu (type-ahead stops it) → accounts; "0" → the general agent queue
+    "known": SipCall(KNOWN_ZH, "95000", steps=[(3.0, "1"), (2.0, "0")], max_duration=60),
     "unknown": SipCall("13122220001", "95000", steps=[(2.0, "0")], max_duration=60),
     "invalid": SipCall("13122220002", "95000", steps=[(2.0, "7"), (1.5, "3")], max_duration=60),
     "early_hangup": SipCall("13122220003", "95000", hangup_after=1.5, max_duration=30),
     "timeouts": SipCall("13122220004", "95000", max_duration=150),
     "vip": SipCall(VIP_EN, "95001", steps=[(9.0, "0")], max_duration=60),
     "elderly": SipCall(ELDERLY, "95000", steps=[(9.0, "0")], max_duration=60),
-    "bill_due": SipCall(BILL_DUE, "95000", steps=[(9.0, "1")], max_duration=60),
+    "bill_due": SipCall(BILL_DUE, "95000", steps=[(9.0, "4")], max_duration=60),  # card and bill questions
 }
 
 

@@ -11,6 +11,7 @@ import yaml
 
 from agi_app.admin.menus import depth_issues
 from agi_app.flows.loader import FlowFileError, demo_flow_path, load_document
+from agi_app.serve.app import build_services
 from tests.fast.flowkit import doc
 from tests.support.cli import HOTLINE
 from tests.support.prompts import REPO_SOUNDS
@@ -38,7 +39,8 @@ def problems(document: dict[str, Any], **kw: Any) -> list[str]:
 
 
 def test_the_demo_menus_are_valid() -> None:
-    flows, warnings = load_document(yaml.safe_load(demo_flow_path().read_text()), sounds_dir=REPO_SOUNDS, services=())
+    flows, warnings = load_document(yaml.safe_load(demo_flow_path().read_text()), sounds_dir=REPO_SOUNDS,
+                                    services=build_services().names())
     assert warnings == [] and set(flows.lines) == {"95000", "95001"}
 
 
@@ -210,7 +212,7 @@ def test_cli_validate_reports_and_exits(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert '"where": "main/menu"' in result.stdout and "unknown node 'gone'" in result.stdout
     ok = validate(demo_flow_path())
-    assert ok.returncode == 0 and "ok (2 lines, 3 flows" in ok.stdout
+    assert ok.returncode == 0 and "ok (2 lines, 10 flows" in ok.stdout
 
 
 async def test_services_deeper_than_the_limit_are_warned_about() -> None:
