@@ -47,6 +47,9 @@ demo: db
 	$(HOTLINE) accounts import config/demo/accounts.csv
 	$(HOTLINE) accounts import-bills config/demo/bills.csv
 	$(HOTLINE) accounts import-payees config/demo/payees.csv
+# The demo customers' phone-banking PINs (sandbox only): one `customers set-pin` each, from stdin.
+	tail -n +2 config/demo/pins.csv | while IFS=, read -r customer pin; do \
+	    echo "$$pin" | $(HOTLINE) customers set-pin "$$customer" || exit 1; done
 	$(HOTLINE) menus publish agi_app/flows/demo/bank.yaml -m "demo bank menus"
 
 run: venv deps
