@@ -16,7 +16,7 @@ from agi_app.db.repositories.banking import list_accounts
 from tests.fake_ari.server import FakeAri
 from tests.fast.conftest import Hotline, fetch, import_demo_customers, settings_for, start_hotline
 from tests.support.banking_security import outbox_code
-from tests.support.demo import DEMO_PINS, KNOWN_ZH, load_demo_bank
+from tests.support.demo import DEMO_PINS, KNOWN_ZH, UNKNOWN, load_demo_bank
 
 PIN = DEMO_PINS["C001"]  # 王伟, the general line's known zh caller
 ZH = "sound:hotline/zh/"
@@ -66,6 +66,22 @@ async def test_a_known_caller_hears_the_balance_after_the_pin_and_a_greeting_by_
 
 def _time_of_day(played: list[str]) -> str:
     return next(uri.rsplit("_", 1)[1] for uri in played if uri.startswith(ZH + "greeting_"))
+
+
+async def test_a_caller_whose_number_is_not_on_file_identifies_by_account_or_card_number_and_pin(
+        bank: Hotline) -> None:
+    by_account = await bank.call(UNKNOWN)
+    await choose(bank, by_account, ("opt_accounts", "1"), ("opt_balance", "1"), ("opt_id_account", "1"),
+                 ("enter_account_number", "6222020200001234#"), ("enter_pin", PIN))
+    await bank.heard(by_account, ZH + "your_balance_is")
+    by_card = await bank.call(UNKNOWN)
+    await choose(bank, by_card, ("opt_accounts", "1"), ("opt_balance", "1"), ("opt_id_card", "2"),
+                 ("enter_card_number", "6222021234562468#"), ("enter_pin", DEMO_PINS["C002"]))
+    await bank.heard(by_card, ZH + "your_balance_is")
+    for call in (by_account, by_card):
+        row = await bank.wait_ended(call)
+        assert row["customer_id"] is None, "the number still names nobody"
+        assert results(row) == ["authenticate:ok", "balance:ok"]
 
 
 async def test_a_bill_is_read_back_and_paid_only_after_the_caller_confirms(bank: Hotline) -> None:
