@@ -26,7 +26,7 @@ import pytest_asyncio
 from agi_app.config import read_env_file
 from tests.support import pg
 from tests.support.cli import HOTLINE
-from tests.support.demo import demo_menus_file
+from tests.support.demo import DEMO_DATA, DEMO_PINS, demo_menus_file
 from tests.support.sipp import SipCall, SipResult, place_call
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,8 +96,9 @@ class Hotline:
     log_path: Path
     tmp: Path
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([HOTLINE, *args], env=self.env, capture_output=True, text=True, timeout=60)
+    def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([HOTLINE, *args], env=self.env, input=stdin, capture_output=True, text=True,
+                              timeout=60)
 
     async def call(self, call: SipCall) -> SipResult:
         result = await place_call(call)
@@ -113,6 +114,17 @@ class Hotline:
         rows = json.loads(listed.stdout)
         assert rows, f"no call from {caller} recorded"
         return rows[0]
+
+
+def _load_demo_bank(hotline: Hotline) -> None:
+    """The demo customers, accounts, cards, bills, payees and PINs, as `make demo` loads them."""
+    for args in (("customers", "import", "customers.csv"), ("accounts", "import", "accounts.csv"),
+                 ("accounts", "import-bills", "bills.csv"), ("accounts", "import-payees", "payees.csv")):
+        done = hotline.cli(*args[:-1], str(DEMO_DATA / args[-1]))
+        assert done.returncode == 0, done.stderr
+    for customer_id, pin in DEMO_PINS.items():
+        done = hotline.cli("customers", "set-pin", customer_id, stdin=pin + "\n")
+        assert done.returncode == 0, done.stderr
 
 
 async def _observe(env: dict[str, str], observer: Observer, ready: asyncio.Event) -> None:
@@ -141,8 +153,7 @@ async def hotline(sandbox_env: dict[str, str], tmp_path_factory: pytest.TempPath
     env = {**sandbox_env, "HOTLINE_DSN": dsn}
     tmp = tmp_path_factory.mktemp("e2e")
     hotline = Hotline(env, Observer(), RUN / "e2e-serve.log", tmp)
-    imported = hotline.cli("customers", "import", str(REPO / "config" / "demo" / "customers.csv"))
-    assert imported.returncode == 0, imported.stderr
+    _load_demo_bank(hotline)
     ready = asyncio.Event()
     observer = asyncio.create_task(_observe(env, hotline.observer, ready))
     await asyncio.wait_for(ready.wait(), 10)
