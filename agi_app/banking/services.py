@@ -39,6 +39,7 @@ from agi_app.flows.prompts import render
 from agi_app.flows.services import ServiceCall, ServiceOutcome, ServiceRegistry
 from agi_app.logs import log_event
 from agi_app.media.items import MediaItem
+from agi_app.secure import SecretDigits
 
 log = logging.getLogger("hotline.banking")
 
@@ -188,8 +189,7 @@ class MoneyServices:
         return done
 
     async def _card_loss(self, call: ServiceCall, customer: str) -> ServiceOutcome:
-        card = text_variable(call.variables, "card")
-        last4 = card[-4:] if card else None
+        last4 = card_ending(call.variables, "card")
         return _outcome(call, await self.bank.block_card(order(call, customer, last4), last4))
 
     async def _to_risk_desk(self, call: ServiceCall, customer: str, amount: Money | None) -> ServiceOutcome:
@@ -230,6 +230,16 @@ def text_variable(variables: Mapping[str, Any], name: str) -> str | None:
     """A plain collected value (digits); a secure value (SecretDigits) or anything else is None."""
     value = variables.get(name)
     return value.strip() or None if isinstance(value, str) else None
+
+
+def card_ending(variables: Mapping[str, Any], name: str) -> str | None:
+    """The last 4 digits of a collected card number: what is printed on the card and stored in
+    clear (`bank_cards.last4`). Flows collect card digits securely (`menus validate` insists), so
+    the digits are revealed here, for the lookup only; None when nothing was collected."""
+    value = variables.get(name)
+    digits = value.reveal() if isinstance(value, SecretDigits) else value if isinstance(value, str) else ""
+    digits = digits.strip()
+    return digits[-4:] if digits else None
 
 
 def say_account(account: Account, language: str) -> list[MediaItem]:

@@ -26,6 +26,7 @@ from agi_app.db.repositories.security import PgSecurity
 from agi_app.flows.loader import load_document
 from agi_app.flows.services import ServiceCall, ServiceOutcome, ServiceRegistry
 from agi_app.media.items import Sound
+from agi_app.secure import SecretDigits
 from agi_app.serve.app import Server, risk_rules
 from tests.fake_ari.server import FakeAri
 from tests.fast.conftest import Hotline, fetch, import_demo_customers, settings_for
@@ -173,6 +174,14 @@ async def test_card_loss_blocks_the_card_at_once_and_again_is_still_blocked(bank
     assert (await call(bank, "card_loss", card="1001", call_id="call-2")).result == "ok"
     refused = await call(bank, "bill_payment", confirm="1", call_id="call-3")
     assert (refused.result, refused.variables["refusal"]) == ("refused", "card_blocked")
+
+
+async def test_a_card_ending_collected_as_secure_input_blocks_that_card_only(bank: ServiceRegistry, dsn: str) -> None:
+    """`menus validate` insists that a collect of card digits is secure: the service reads it so."""
+    outcome = await call(bank, "card_loss", card=SecretDigits("3003"))
+    assert outcome.result == "ok"
+    status = {r["last4"]: r["status"] for r in await fetch(dsn, "SELECT last4, status FROM bank_cards")}
+    assert status == {"1001": "active", "3003": "blocked", "4004": "active"}
 
 
 async def test_two_calls_racing_on_one_account_neither_lose_nor_create_money(bank: ServiceRegistry, dsn: str) -> None:
