@@ -28,6 +28,7 @@ def cli(ctx: click.Context, dsn: str | None, ari_url: str | None, ari_user: str 
 
     \b
     Exit codes: 0 ok · 1 invalid input · 2 configuration missing · 3 PostgreSQL/Asterisk unreachable
+    · 4, 5 `hotline serve` stopped after handing its calls to the dialplan (see its --help)
     """
     if dsn and dsn_has_password(dsn):
         fail(f"--dsn carries a password, which any user can read in the process list: give the DSN without"
