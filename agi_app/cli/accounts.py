@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,24 @@ async def _unknown_customers(conn: asyncpg.Connection, customers: list[str], lin
             for c, line in zip(customers, lines, strict=True) if c in unknown]
 
 
+def _import_for_customers(ctx: click.Context, file: Path, errors: list[str], customers: list[str],
+                          lines: list[int], write: Callable[[asyncpg.Connection], Awaitable[None]],
+                          action: str, counts: dict[str, int]) -> None:
+    """Rows that each belong to a directory customer: all written and audited in one transaction,
+    or none (every problem listed with its line number, exit code 1)."""
+    _refuse(file, errors)
+
+    async def main() -> list[str]:
+        async with connection(dsn(ctx)) as conn, conn.transaction():
+            problems = await _unknown_customers(conn, customers, lines)
+            if not problems:
+                await write(conn)
+                await audit.record(conn, actor(), action, {"file": str(file), **counts})
+            return problems
+
+    _refuse(file, run(main()))
+
+
 @accounts.command("import-bills")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.pass_context
@@ -92,17 +111,9 @@ def import_bills(ctx: click.Context, file: Path) -> None:
     bill's amount and adds nothing. A caller's bill payment pays the oldest unpaid bill.
     """
     parsed = parse_bills(_read(file))
-    _refuse(file, parsed.errors)
-
-    async def main() -> list[str]:
-        async with connection(dsn(ctx)) as conn, conn.transaction():
-            problems = await _unknown_customers(conn, [b.customer_id for b in parsed.bills], parsed.lines)
-            if not problems:
-                await repo.import_bills(conn, parsed.bills)
-                await audit.record(conn, actor(), "accounts.import_bills", {"file": str(file), "bills": len(parsed.bills)})
-            return problems
-
-    _refuse(file, run(main()))
+    _import_for_customers(ctx, file, parsed.errors, [b.customer_id for b in parsed.bills], parsed.lines,
+                          lambda conn: repo.import_bills(conn, parsed.bills), "accounts.import_bills",
+                          {"bills": len(parsed.bills)})
     click.echo(f"imported {len(parsed.bills)} bills")
 
 
@@ -117,18 +128,9 @@ def import_payees(ctx: click.Context, file: Path) -> None:
     registered (the risk rule on a new payee followed by a large transfer reads that time).
     """
     parsed = parse_payees(_read(file))
-    _refuse(file, parsed.errors)
-
-    async def main() -> list[str]:
-        async with connection(dsn(ctx)) as conn, conn.transaction():
-            problems = await _unknown_customers(conn, [p.customer_id for p in parsed.payees], parsed.lines)
-            if not problems:
-                await repo.import_payees(conn, parsed.payees)
-                await audit.record(conn, actor(), "accounts.import_payees",
-                                   {"file": str(file), "payees": len(parsed.payees)})
-            return problems
-
-    _refuse(file, run(main()))
+    _import_for_customers(ctx, file, parsed.errors, [p.customer_id for p in parsed.payees], parsed.lines,
+                          lambda conn: repo.import_payees(conn, parsed.payees), "accounts.import_payees",
+                          {"payees": len(parsed.payees)})
     click.echo(f"imported {len(parsed.payees)} payees")
 
 
