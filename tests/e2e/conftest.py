@@ -14,7 +14,7 @@ import os
 import signal
 import subprocess
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,7 @@ class Observer:
     played: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     channel_names: list[str] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    news: asyncio.Event = field(default_factory=asyncio.Event)  # replaced by a fresh one at each event
 
     def handle(self, event: dict[str, Any]) -> None:
         self.events.append(event)
@@ -83,6 +84,17 @@ class Observer:
             target = event["playback"]["target_uri"]
             if target.startswith("channel:"):
                 self.played[target.removeprefix("channel:")].append(event["playback"]["media_uri"])
+        self.news.set()
+        self.news = asyncio.Event()
+
+    async def until(self, check: Callable[[], bool], timeout: float, what: str) -> None:
+        """Wait for the events that make `check` true (a call heard a prompt, a channel appeared)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while not check():
+                    await self.news.wait()
+        except TimeoutError:
+            raise AssertionError(f"not within {timeout} s: {what}") from None
 
     def heard(self, caller: str) -> list[str]:
         """Media started on the newest channel from `caller` (each item of a list counts)."""

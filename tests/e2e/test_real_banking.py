@@ -1,8 +1,8 @@
 """Phone banking on real SIP calls: the demo accounts, bills and PINs loaded as `make demo` does,
 digits sent by SIPp as RFC 4733 events at pre-scheduled times.
 
-Not here: a transfer and a PIN change, which need the one-time code read from the outbox while the
-call is on — SIPp's digits are scheduled before it starts (the fast suite covers both).
+A transfer and a PIN change need the one-time code read from the outbox while the call is on —
+SIPp's digits are scheduled before it starts: test_real_banking_codes.py places those from baresip.
 """
 
 from __future__ import annotations
