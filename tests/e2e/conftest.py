@@ -87,14 +87,15 @@ class Observer:
         self.news.set()
         self.news = asyncio.Event()
 
-    async def until(self, check: Callable[[], bool], timeout: float, what: str) -> None:
-        """Wait for the events that make `check` true (a call heard a prompt, a channel appeared)."""
+    async def until(self, check: Callable[[], bool], timeout: float, what: Callable[[], str]) -> None:
+        """Wait for the events that make `check` true (a call heard a prompt, a channel appeared);
+        `what` says, at the timeout, what was awaited and what happened instead."""
         try:
             async with asyncio.timeout(timeout):
                 while not check():
                     await self.news.wait()
         except TimeoutError:
-            raise AssertionError(f"not within {timeout} s: {what}") from None
+            raise AssertionError(f"not within {timeout} s: {what()}") from None
 
     def heard(self, caller: str) -> list[str]:
         """Media started on the newest channel from `caller` (each item of a list counts)."""

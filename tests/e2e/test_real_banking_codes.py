@@ -46,7 +46,7 @@ class Caller:
     async def after(self, sound: str, digits: str = "", *, times: int = 1) -> None:
         """Once `sound` has started (the `times`-th time), type `digits`."""
         await self.hotline.observer.until(lambda: self.heard().count(ZH + sound) >= times, PROMPT_S,
-                                          f"{sound} x{times}; heard {self.heard()}")
+                                          lambda: f"{sound} x{times}; heard {self.heard()}")
         if digits:
             await self.phone.press(digits)
 
@@ -59,7 +59,7 @@ async def known_caller(hotline: Hotline) -> AsyncIterator[Caller]:
     before = len(channels)
     async with dial(KNOWN_ZH, "95000") as phone:
         await phone.established()
-        await hotline.observer.until(lambda: len(channels) > before, 10, "the call's channel")
+        await hotline.observer.until(lambda: len(channels) > before, 10, lambda: "the call's channel")
         on = Caller(hotline, phone, channels[-1])
         yield on
         await phone.hang_up()
