@@ -138,6 +138,7 @@ async def test_the_transfers_code_is_spent_and_neither_it_nor_the_pin_is_logged_
     row, code, _, _ = transfer
     [sent] = [r for r in await outbox_rows(hotline) if r["call_id"] == row["call_id"]]
     assert sent["used_at"] is not None, "the code can be used again"
+    assert sent["code"] is None, "a spent code is not kept in clear (the sandbox has no gateway to clear it)"
     nowhere_in_log_or_journey(hotline, row, PIN, code)
 
 

@@ -68,6 +68,18 @@ async def test_a_code_goes_to_the_phone_on_file_through_the_outbox_and_verifies_
     assert again.result == "refused" and "second_factor" not in again.variables
 
 
+async def test_a_code_used_or_replaced_before_the_gateway_sent_it_is_no_longer_kept_in_clear(
+        pool: asyncpg.Pool) -> None:
+    """No code can be found after the call, even with no gateway running (the sandbox has none)."""
+    registry, me = security_registry(pool), await facts_of(pool, "C100")
+    await run_service(registry, "otp_send", me)
+    replaced = await outbox_code(pool, "C100")
+    await run_service(registry, "otp_send", me)
+    used = await outbox_code(pool, "C100")
+    assert (await run_service(registry, "otp_verify", me, variables={"otp": SecretDigits(used)})).result == "ok"
+    assert await pool.fetch("SELECT id FROM otp_outbox WHERE code IS NOT NULL") == [], (used, replaced)
+
+
 async def test_a_wrong_code_is_refused_and_the_tries_are_limited(pool: asyncpg.Pool) -> None:
     registry, me = security_registry(pool, otp=OtpPolicy(max_attempts=2)), await facts_of(pool, "C100")
     await run_service(registry, "otp_send", me)

@@ -164,8 +164,9 @@ class PgSecurity:
     # --- OtpStore ------------------------------------------------------------------------
     async def issue(self, message: OutboxMessage) -> None:
         async with self._connection() as conn, conn.transaction():
-            await conn.execute("UPDATE otp_outbox SET voided_at = now() WHERE customer_id = $1 AND used_at IS NULL"
-                               " AND voided_at IS NULL", message.customer_id)
+            # A replaced code is never sent nor accepted: its clear text goes with it.
+            await conn.execute("UPDATE otp_outbox SET voided_at = now(), code = NULL WHERE customer_id = $1"
+                               " AND used_at IS NULL AND voided_at IS NULL", message.customer_id)
             await conn.execute(
                 "INSERT INTO otp_outbox (customer_id, phone, call_id, code, code_hash, expires_at)"
                 " VALUES ($1, $2, $3, $4, $5, $6)", message.customer_id, message.phone, message.call_id,
@@ -184,8 +185,9 @@ class PgSecurity:
             if row["attempts"] >= max_attempts:
                 return "exhausted"
             ok = await check(row["code_hash"])
-            await conn.execute("UPDATE otp_outbox SET attempts = attempts + 1,"
-                               " used_at = CASE WHEN $2 THEN now() END WHERE id = $1", row["id"], ok)
+            # A used code is spent: nothing may send or show it any more (the sandbox has no gateway).
+            await conn.execute("UPDATE otp_outbox SET attempts = attempts + 1, used_at = CASE WHEN $2 THEN now() END,"
+                               " code = CASE WHEN $2 THEN NULL ELSE code END WHERE id = $1", row["id"], ok)
             return "ok" if ok else "wrong"
 
     def _connection(self) -> Any:
