@@ -37,9 +37,10 @@ from agi_app.banking.otp import OtpPolicy, OtpStore, send_code, verify_code
 from agi_app.banking.pin import InvalidPin, check_pin_format, hash_in_thread
 from agi_app.banking.risk import RuleGuard
 from agi_app.caller_facts import CallerFacts
+from agi_app.flows.prompts import render
 from agi_app.flows.services import ServiceCall, ServiceOutcome, ServiceRegistry
 from agi_app.logs import log_event
-from agi_app.media.items import MediaItem, Speech
+from agi_app.media.items import MediaItem
 from agi_app.secure import SecretDigits
 
 log = logging.getLogger(__name__)
@@ -49,9 +50,9 @@ FactsLoader = Callable[[str], Awaitable[CallerFacts | None]]
 
 _SAY: Mapping[str, Mapping[str, str]] = {
     "wrong_pin": {"en": "Sorry, that PIN is not correct.", "zh": "抱歉，密码不正确。"},
-    "locked": {"en": "For your security, phone banking is locked for {minutes} minutes after too many wrong"
+    "locked": {"en": "For your security, phone banking is locked for {{ minutes }} minutes after too many wrong"
                      " PINs. To speak to an agent, press 0.",
-               "zh": "为了您的账户安全，密码错误次数过多，电话银行已锁定{minutes}分钟。如需人工服务，请按0。"},
+               "zh": "为了您的账户安全，密码错误次数过多，电话银行已锁定{{ minutes }}分钟。如需人工服务，请按0。"},
     "unverified": {"en": "Sorry, we could not verify your identity.", "zh": "抱歉，无法验证您的身份。"},
     "risk": {"en": "For your security, we are transferring you to our risk team.",
              "zh": "为了您的账户安全，正在为您转接风险管理专员。"},
@@ -71,8 +72,8 @@ _SAY: Mapping[str, Mapping[str, str]] = {
 
 
 def _say(key: str, language: str, **values: object) -> list[MediaItem]:
-    texts = _SAY[key]
-    return [Speech(texts.get(language, texts["en"]).format(**values), language)]
+    """One of the sentences above, rendered as the money services' are (`flows.prompts.render`)."""
+    return render(_SAY[key], language, values)
 
 
 @dataclass(frozen=True)
