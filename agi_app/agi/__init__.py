@@ -1,0 +1,1 @@
+"""FastAGI hooks the dialplan calls (identify, route, status), served by `hotline serve` over panoramisk."""

@@ -1,0 +1,1 @@
+"""AMI (Asterisk Manager Interface) over panoramisk: queue and agent state, the actions ARI does not serve."""
