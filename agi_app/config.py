@@ -83,6 +83,9 @@ class Settings:
     # What must survive a restart or an outage on this host: journeys not yet written to
     # PostgreSQL, the last valid menu version. Relative paths are resolved from the working directory.
     state_dir: str = ".run/state"
+    # Where Asterisk writes ARI recordings (its /var/spool/asterisk/recording), as this host sees it:
+    # `hotline complaints` prints a complaint's recording as a file here. Empty: as `recording:<name>`.
+    recordings_dir: str = ""
     flows_file: str = ""
     # Time budgets (milliseconds; each also read as seconds, `lookup_budget_s`, ...: see below).
     # Who is calling: past it the caller is unknown, never kept waiting.
@@ -114,6 +117,9 @@ class Settings:
     # After a reconnect, how long a resync lets a StasisStart still on its way make its channel a
     # call before it sends the channel to the fallback.
     resync_settle_ms: int = 500
+    # A caller's recording (a complaint) ends by itself at its maximum length; past that plus this,
+    # with no RecordingFinished, we stop it ourselves (a lost event must not hold the call).
+    recording_grace_ms: int = 5000
     shutdown_grace_s: float = 20.0
     # Limits: calls served at once (more go to the fallback), DTMF digits buffered per call.
     max_calls: int = 500
@@ -150,6 +156,7 @@ class Settings:
     speech_budget_s = _seconds("speech_budget_ms")
     playback_check_s = _seconds("playback_check_ms")
     resync_settle_s = _seconds("resync_settle_ms")
+    recording_grace_s = _seconds("recording_grace_ms")
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

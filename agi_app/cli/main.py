@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import click
 
-from agi_app.cli import accounts, calendar, calls, customers, db, menus, operations, serve, simulate
+from agi_app.cli import (
+    accounts,
+    calendar,
+    calls,
+    complaints,
+    customers,
+    db,
+    menus,
+    operations,
+    serve,
+    simulate,
+)
 from agi_app.cli.common import EXIT_CONFIG, fail
 from agi_app.config import ConfigError, Settings, dsn_has_password, redact_dsn
 
@@ -46,6 +57,7 @@ cli.add_command(db.db)
 cli.add_command(customers.customers)
 cli.add_command(accounts.accounts)
 cli.add_command(calls.calls)
+cli.add_command(complaints.complaints)
 cli.add_command(serve.serve)
 cli.add_command(calendar.calendar)
 cli.add_command(menus.menus)
