@@ -38,6 +38,7 @@ class SimulatedChannel:
         self.played: list[str] = []
         self.continued_to: tuple[str, str, int] | None = None
         self.hung_up = False
+        self.recorded: list[str] = []
         self._on_play = on_play
 
     async def answer(self) -> None:
@@ -58,6 +59,15 @@ class SimulatedChannel:
 
     async def exists(self) -> bool:
         return not self.hung_up
+
+    async def record(self, name: str, *, max_seconds: int, max_silence_seconds: int) -> None:
+        """A rehearsal records nothing: the recording ends at once, one second long."""
+        assert self.session is not None
+        self.recorded.append(name)
+        asyncio.get_running_loop().call_soon(self.session.on_recording_finished, name, 1)
+
+    async def stop_recording(self, name: str) -> None:
+        return None
 
     async def continue_in_dialplan(self, context: str, extension: str, priority: int = 1) -> None:
         self.continued_to = (context, extension, priority)

@@ -51,6 +51,21 @@ class AriChannel:
             raise engine_error(exc) from exc
         return True
 
+    async def record(self, name: str, *, max_seconds: int, max_silence_seconds: int) -> None:
+        try:
+            await self.client.record(self.channel_id, name, max_seconds=max_seconds,
+                                     max_silence_seconds=max_silence_seconds)
+        except AriError as exc:
+            raise engine_error(exc) from exc
+
+    async def stop_recording(self, name: str) -> None:
+        try:
+            await self.client.stop_recording(name)
+        except AriNotFound:
+            pass  # it ended on its own meanwhile
+        except AriError as exc:
+            raise engine_error(exc) from exc
+
     async def exists(self) -> bool:
         try:
             await self.client.get_channel(self.channel_id)

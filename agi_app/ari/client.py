@@ -141,6 +141,20 @@ class AriClient:
     async def stop_playback(self, playback_id: str) -> None:
         await self.request("DELETE", f"/playbacks/{quote(playback_id)}")
 
+    async def record(self, channel_id: str, name: str, *, max_seconds: int, max_silence_seconds: int,
+                     terminate_on: str = "#") -> dict[str, Any]:
+        """Record what the caller says into `name`.wav after a beep; it ends at `terminate_on`, after
+        `max_silence_seconds` of silence (0: never) or at `max_seconds`, and RecordingFinished says so.
+        An existing recording of that name is never overwritten."""
+        return await self.request("POST", f"/channels/{quote(channel_id)}/record", params={
+            "name": name, "format": "wav", "maxDurationSeconds": str(max_seconds),
+            "maxSilenceSeconds": str(max_silence_seconds), "ifExists": "fail", "beep": "true",
+            "terminateOn": terminate_on})
+
+    async def stop_recording(self, name: str) -> None:
+        """End a live recording and keep what it has (DELETE would discard it)."""
+        await self.request("POST", f"/recordings/live/{quote(name)}/stop")
+
     async def continue_in_dialplan(self, channel_id: str, context: str, extension: str,
                                    priority: int = 1) -> None:
         await self.request("POST", f"/channels/{quote(channel_id)}/continue",

@@ -61,6 +61,28 @@ class PlaybackInfo:
 
 
 @dataclass(frozen=True)
+class RecordingInfo:
+    """A live recording (ARI's LiveRecording): `duration` in whole seconds, `cause` when it failed."""
+
+    name: str
+    target_uri: str = ""
+    state: str = ""
+    duration: int = 0
+    cause: str = ""
+
+    @property
+    def channel_id(self) -> str | None:
+        prefix = "channel:"
+        return self.target_uri[len(prefix):] if self.target_uri.startswith(prefix) else None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RecordingInfo:
+        return cls(name=str(data.get("name", "")), target_uri=str(data.get("target_uri", "")),
+                   state=str(data.get("state", "")), duration=int(data.get("duration") or 0),
+                   cause=str(data.get("cause", "")))
+
+
+@dataclass(frozen=True)
 class AriEvent:
     type: str
     application: str = ""
@@ -135,6 +157,30 @@ class PlaybackFinished(PlaybackEvent):
 
 
 @dataclass(frozen=True)
+class RecordingEvent(AriEvent):
+    recording: RecordingInfo = field(default_factory=lambda: RecordingInfo(name=""))
+
+    @property
+    def channel_id(self) -> str | None:
+        return self.recording.channel_id
+
+
+@dataclass(frozen=True)
+class RecordingStarted(RecordingEvent):
+    pass
+
+
+@dataclass(frozen=True)
+class RecordingFinished(RecordingEvent):
+    """Ended by the terminating key, silence, its maximum length, a stop, or the caller hanging up."""
+
+
+@dataclass(frozen=True)
+class RecordingFailed(RecordingEvent):
+    pass
+
+
+@dataclass(frozen=True)
 class ApplicationReplaced(AriEvent):
     pass
 
@@ -164,6 +210,11 @@ _PLAYBACK_EVENTS: dict[str, type[PlaybackEvent]] = {
     "PlaybackContinuing": PlaybackContinuing,
     "PlaybackFinished": PlaybackFinished,
 }
+_RECORDING_EVENTS: dict[str, type[RecordingEvent]] = {
+    "RecordingStarted": RecordingStarted,
+    "RecordingFinished": RecordingFinished,
+    "RecordingFailed": RecordingFailed,
+}
 
 
 def parse_event(data: object) -> AriEvent:
@@ -187,6 +238,8 @@ def parse_event(data: object) -> AriEvent:
             return _CHANNEL_EVENTS[kind](kind, app, ChannelInfo.from_json(data["channel"]))
         if kind in _PLAYBACK_EVENTS:
             return _PLAYBACK_EVENTS[kind](kind, app, PlaybackInfo.from_json(data["playback"]))
+        if kind in _RECORDING_EVENTS:
+            return _RECORDING_EVENTS[kind](kind, app, RecordingInfo.from_json(data["recording"]))
         if kind == "ApplicationReplaced":
             return ApplicationReplaced(kind, app)
     except (KeyError, TypeError, ValueError, AttributeError):

@@ -24,6 +24,8 @@ from agi_app.ari.events import (
     ChannelDtmfReceived,
     ChannelHangupRequest,
     PlaybackFinished,
+    RecordingFailed,
+    RecordingFinished,
     StasisEnd,
     StasisStart,
     StreamConnected,
@@ -86,6 +88,9 @@ class EventRouter:
                 session.on_dtmf(event.digit)
             elif isinstance(event, PlaybackFinished):
                 session.on_playback_finished(event.playback.id)
+            elif isinstance(event, RecordingFinished | RecordingFailed):
+                failed = isinstance(event, RecordingFailed)
+                session.on_recording_finished(event.recording.name, None if failed else event.recording.duration)
             elif isinstance(event, ChannelHangupRequest | StasisEnd | ChannelDestroyed):
                 self.calls.end_of_channel(session, event.type)
 

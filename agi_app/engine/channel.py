@@ -36,6 +36,13 @@ class ChannelControl(Protocol):
 
     async def exists(self) -> bool: ...
 
+    async def record(self, name: str, *, max_seconds: int, max_silence_seconds: int) -> None:
+        """Start recording the caller into `name` after a beep (`#` ends it, as do silence and
+        `max_seconds`); its end arrives as a recording-finished event."""
+
+    async def stop_recording(self, name: str) -> None:
+        """End a recording and keep it; no error if it already ended."""
+
     async def continue_in_dialplan(self, context: str, extension: str, priority: int = 1) -> None: ...
 
     async def hangup(self) -> None: ...

@@ -14,13 +14,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import re
+import uuid
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
 
 from agi_app.config import DEFAULTS, Settings
-from agi_app.engine.channel import ChannelControl
+from agi_app.engine.channel import ChannelControl, ChannelFailed
 from agi_app.engine.dtmf import DtmfBuffer
 from agi_app.engine.journey import Journey
 from agi_app.logs import log_event
@@ -57,6 +59,22 @@ class DigitInput:
         return self.ended_by == "timeout" and not self.digits
 
 
+@dataclass(frozen=True)
+class Recording:
+    """What the caller recorded: the name Asterisk stored it under (generated here, never input)
+    and its length in whole seconds."""
+
+    name: str
+    duration_s: int
+
+
+#: A recording's name starts with a label from the flow (a node id); anything else becomes "rec".
+_LABEL = re.compile(r"[a-z][a-z0-9_]{0,31}")
+#: The `#` that ended a recording may reach us just after RecordingFinished: digits are dropped
+#: until the caller has paused this long, so it is never read as the answer to the next prompt.
+RECORDING_SETTLE_S = 0.3
+
+
 class CallSession:
     """State and primitives of one call; owned by exactly one task."""
 
@@ -68,6 +86,7 @@ class CallSession:
         self.dtmf = DtmfBuffer(settings.dtmf_capacity)
         self.state = CallState.RINGING
         self._playbacks: dict[str, asyncio.Future[None]] = {}
+        self._recordings: dict[str, asyncio.Future[int | None]] = {}  # name -> seconds, None if failed
         # The playback Asterisk may still be playing: set until it finished or we stopped it, so
         # a transfer after a cancelled play() can stop it first (Asterisk runs a channel's
         # commands in order: a `continue` waits until the current playback ends).
@@ -75,6 +94,7 @@ class CallSession:
         self._ids = itertools.count(1)
         self.playback_check_s = settings.playback_check_s
         self.secure_quiet_gap_s = settings.secure_quiet_gap_s
+        self.recording_grace_s = settings.recording_grace_s
 
     @property
     def call_id(self) -> str:
@@ -99,10 +119,18 @@ class CallSession:
         if future is not None and not future.done():
             future.set_result(None)
 
+    def on_recording_finished(self, name: str, duration_s: int | None) -> None:
+        """A recording ended (`duration_s`), or failed (None)."""
+        future = self._recordings.get(name)
+        if future is not None and not future.done():
+            future.set_result(duration_s)
+
     def on_hangup(self) -> None:
         """The caller hung up or the channel vanished: whatever the call awaits on it stops."""
         self.state = CallState.CALLER_GONE
-        for future in self._playbacks.values():
+        waiting: list[asyncio.Future[None] | asyncio.Future[int | None]] = [*self._playbacks.values(),
+                                                                          *self._recordings.values()]
+        for future in waiting:
             if not future.done():
                 future.cancel()
 
@@ -182,6 +210,44 @@ class CallSession:
         discarded = await self.dtmf.discard_until_quiet(self.secure_quiet_gap_s)
         if discarded:
             self.log("dtmf_discarded", discarded=discarded, after="secure_input")
+
+    async def record(self, label: str, *, max_seconds: int, max_silence_seconds: int) -> Recording | None:
+        """Record the caller after a beep until `#`, `max_silence_seconds` of silence or `max_seconds`;
+        None if Asterisk could not record (the caller is still there).
+
+        The name is `<label>-<random hex>`: no caller input ever names a file. Digits typed while
+        speaking, and the `#` that ended it, are dropped. A caller who hangs up cancels the wait as
+        any hangup does; what Asterisk recorded so far stays in its spool (logged with its name).
+        Without news by `max_seconds` + `recording_grace_s` we stop it ourselves and keep it.
+        """
+        name = f"{label if _LABEL.fullmatch(label) else 'rec'}-{uuid.uuid4().hex}"
+        finished: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._recordings[name] = finished  # before the request: events may beat the reply
+        try:
+            await self.stop_playback()
+            self.dtmf.clear()  # keys pressed before the beep do not end the recording
+            await self.channel.record(name, max_seconds=max_seconds, max_silence_seconds=max_silence_seconds)
+            self.log("recording_started", recording=name)
+            done, _ = await asyncio.wait({finished}, timeout=max_seconds + self.recording_grace_s)
+            if not done:
+                self.log("recording_end_unseen", level=logging.WARNING, recording=name)
+                await self.channel.stop_recording(name)
+                done, _ = await asyncio.wait({finished}, timeout=self.recording_grace_s)
+                if not done:
+                    raise ChannelFailed(f"recording {name} did not end after it was stopped")
+            duration = finished.result()
+        except asyncio.CancelledError:
+            if self.state is CallState.CALLER_GONE:
+                self.log("recording_abandoned", recording=name)
+            raise
+        finally:
+            self._recordings.pop(name, None)
+        discarded = await self.dtmf.discard_until_quiet(RECORDING_SETTLE_S)
+        if duration is None:
+            self.log("recording_failed", level=logging.WARNING, recording=name)
+            return None
+        self.log("recording_finished", recording=name, seconds=duration, discarded=discarded or None)
+        return Recording(name, duration)
 
     async def stop_playback(self) -> None:
         """Stop what may still be playing (no error if it already ended)."""

@@ -88,6 +88,23 @@ class FakePlayback:
 
 
 @dataclass
+class FakeRecording:
+    """A recording of a channel (``POST /channels/{id}/record``). The fake caller speaks the whole
+    time, so only ``terminateOn``, ``maxDurationSeconds``, a stop or the hangup end it."""
+
+    name: str
+    channel_id: str
+    format: str
+    max_seconds: int
+    terminate_on: str
+    beep: bool
+    started: float
+    state: str = "recording"
+    duration: int = 0
+    timer: asyncio.Task[None] | None = None
+
+
+@dataclass
 class FakeChannel:
     """The fake's view of one call leg; tests read it to see what the app did."""
 
@@ -110,6 +127,8 @@ class FakeChannel:
     ringing: bool = False
     hangup_reason: str | None = None
     start_held: bool = False  # in Stasis, but its StasisStart not yet sent (``deliver_stasis_start``)
+    recording: FakeRecording | None = None  # the recording in progress
+    recorded: list[str] = field(default_factory=list)  # names of the recordings made, in order
     queue: list[FakePlayback | tuple[str, str, int]] = field(default_factory=list)  # control queue
     current: FakePlayback | None = None
     worker: asyncio.Task[None] | None = None
@@ -191,6 +210,7 @@ class FakeAri:
         self._conns: list[_Conn] = []
         self._owner: dict[str, _Conn] = {}  # app name -> WebSocket currently receiving its events
         self._playbacks: dict[str, FakePlayback] = {}
+        self.recordings: dict[str, FakeRecording] = {}  # every recording made, live or stored, by name
         self._consumed: set[int] = set()
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -213,6 +233,8 @@ class FakeAri:
             ("POST", "/channels/{channelId}/play"): self._h_play,
             ("POST", "/channels/{channelId}/play/{playbackId}"): self._h_play,
             ("DELETE", "/playbacks/{playbackId}"): self._h_stop_playback,
+            ("POST", "/channels/{channelId}/record"): self._h_record,
+            ("POST", "/recordings/live/{recordingName}/stop"): self._h_stop_recording,
             ("GET", "/channels/{channelId}/variable"): self._h_get_var,
             ("POST", "/channels/{channelId}/variable"): self._h_set_var,
             ("POST", "/channels/{channelId}/ring"): self._h_ring,
@@ -347,6 +369,9 @@ class FakeAri:
             ev["digit"] = digit
             ev["duration_ms"] = duration_ms
             self._emit(ev, ch)
+            rec = ch.recording
+            if rec is not None and (rec.terminate_on == "any" or rec.terminate_on == digit):
+                self._finish_recording(ch, rec)
 
     async def hangup(self, channel_id: str) -> None:
         """The caller hangs up; replays the recorded end of a caller-hung-up call."""
@@ -435,6 +460,8 @@ class FakeAri:
         """
         pb = ch.current
         ch.hungup = True
+        if ch.recording is not None:  # Asterisk keeps what was recorded up to the hangup
+            self._finish_recording(ch, ch.recording)
         for item in ch.queue:
             if isinstance(item, FakePlayback):
                 item.state = "failed"
@@ -521,6 +548,31 @@ class FakeAri:
         finally:
             if ch.worker is asyncio.current_task():
                 ch.worker = None
+
+    # ================================================================== recordings
+    def _recording_json(self, rec: FakeRecording) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": rec.name, "format": rec.format, "target_uri": f"channel:{rec.channel_id}",
+                                "state": rec.state}
+        if rec.state == "done":
+            body["duration"] = rec.duration
+        return body
+
+    def _emit_recording(self, kind: str, rec: FakeRecording) -> None:
+        self._emit({"type": kind, "recording": self._recording_json(rec)})
+
+    def _finish_recording(self, ch: FakeChannel, rec: FakeRecording) -> None:
+        if ch.recording is not rec:
+            return
+        ch.recording = None
+        if rec.timer is not None and rec.timer is not asyncio.current_task():
+            rec.timer.cancel()
+        rec.state = "done"
+        rec.duration = min(rec.max_seconds or 10**6, int(time.monotonic() - rec.started))
+        self._emit_recording("RecordingFinished", rec)
+
+    async def _recording_limit(self, ch: FakeChannel, rec: FakeRecording) -> None:
+        await asyncio.sleep(rec.max_seconds)
+        self._finish_recording(ch, rec)
 
     # ================================================================== HTTP plumbing
     def _violation(self, text: str) -> None:
@@ -823,6 +875,33 @@ class FakeAri:
         else:  # still queued: dropped silently
             self._playbacks.pop(pb.id, None)
             ch.queue = [item for item in ch.queue if item is not pb]
+        return 204, None
+
+    def _h_record(self, call: _Call) -> tuple[int, Any]:
+        ch = self._live(call, "record")
+        name, fmt = call.one("name") or "", call.one("format") or ""
+        if fmt not in ("wav", "gsm", "ulaw", "alaw", "sln"):
+            raise _Refused(422, {"message": "Recording format not found"})
+        if ch.recording is not None or ch.current is not None:
+            raise _Refused(409, {"message": "Channel is busy"})
+        if name in self.recordings and call.one("ifExists", "fail") == "fail":
+            raise _Refused(409, {"message": "Recording with the same name already exists"})
+        rec = FakeRecording(name, ch.id, fmt, int(call.one("maxDurationSeconds") or 0),
+                            call.one("terminateOn") or "none", call.one("beep") == "true", time.monotonic())
+        self.recordings[name] = ch.recording = rec
+        ch.recorded.append(name)
+        if rec.max_seconds:
+            rec.timer = asyncio.get_running_loop().create_task(self._recording_limit(ch, rec))
+            self._tasks.add(rec.timer)
+            rec.timer.add_done_callback(self._tasks.discard)
+        self._emit_recording("RecordingStarted", rec)
+        return 201, self._recording_json(rec)
+
+    def _h_stop_recording(self, call: _Call) -> tuple[int, Any]:
+        rec = self.recordings.get(call.path_vars["recordingName"])
+        if rec is None or rec.state != "recording":
+            raise _Refused(404, {"message": "Recording not found"})
+        self._finish_recording(self.channels[rec.channel_id], rec)
         return 204, None
 
     def _h_get_var(self, call: _Call) -> tuple[int, Any]:

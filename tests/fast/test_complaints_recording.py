@@ -1,0 +1,116 @@
+"""Recording the caller (`CallSession.record`) over the real ARI protocol: the request Asterisk gets,
+the end by `#` or by the maximum length, and a caller who hangs up mid-message."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest_asyncio
+
+from agi_app.ari.client import AriClient
+from agi_app.ari.router import EventRouter
+from agi_app.config import DEFAULTS
+from agi_app.engine.journey import MemorySink
+from agi_app.engine.registry import CallRegistry
+from agi_app.engine.session import CallSession, DigitInput, Recording
+from tests.fake_ari.server import FakeAri
+
+Script = Callable[[CallSession], Awaitable[None]]
+
+
+class Calls:
+    """The engine's event router and registry on the fake ARI, each call running `script`."""
+
+    def __init__(self) -> None:
+        self.script: Script | None = None
+        self.results: dict[str, object] = {}
+        self.sink = MemorySink()
+
+    async def handler(self, call: CallSession) -> None:
+        assert self.script is not None
+        await self.script(call)
+
+
+@pytest_asyncio.fixture
+async def calls(fake_ari: FakeAri) -> AsyncIterator[Calls]:
+    h = Calls()
+    client = AriClient(fake_ari.url, "hotline", "hotline-dev", "hotline")
+    await client.open()
+    registry = CallRegistry(h.handler, h.sink)
+    router = EventRouter(client, registry, resync_settle_s=DEFAULTS.resync_settle_s)
+    stop = asyncio.Event()
+    task = asyncio.create_task(router.run(stop))
+    await fake_ari.wait_connected()
+    yield h
+    await registry.drain(1)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    await client.close()
+    assert fake_ari.violations == []
+
+
+async def test_a_recording_ends_at_the_hash_which_is_not_read_as_the_next_answer(fake_ari: FakeAri,
+                                                                               calls: Calls) -> None:
+    async def script(call: CallSession) -> None:
+        await call.answer()
+        calls.results["recording"] = await call.record("complaint", max_seconds=60, max_silence_seconds=5)
+        calls.results["next"] = await call.get_digits(first_timeout=0.5)
+        await call.hangup()
+
+    calls.script = script
+    call = await fake_ari.place_call("13800138000", "95000")
+    request = await fake_ari.wait_request("POST", f"/channels/{call}/record")
+    await fake_ari.press(call, "12#")  # digits while speaking, then the end
+    await fake_ari.wait_for(lambda: fake_ari.channel(call).hungup)
+    name = request.query["name"][0]
+    assert re.fullmatch(r"complaint-[0-9a-f]{32}", name)
+    assert {k: v[0] for k, v in request.query.items()} == {
+        "name": name, "format": "wav", "maxDurationSeconds": "60", "maxSilenceSeconds": "5", "ifExists": "fail",
+        "beep": "true", "terminateOn": "#"}
+    assert calls.results == {"recording": Recording(name, 0), "next": DigitInput("", "timeout")}
+    assert fake_ari.recordings[name].state == "done"
+
+
+async def test_a_recording_ends_by_itself_at_its_maximum_length(fake_ari: FakeAri, calls: Calls) -> None:
+    async def script(call: CallSession) -> None:
+        await call.answer()
+        calls.results["recording"] = await call.record("complaint", max_seconds=1, max_silence_seconds=0)
+        await call.hangup()
+
+    calls.script = script
+    call = await fake_ari.place_call("13800138000", "95000")
+    await fake_ari.wait_for(lambda: fake_ari.channel(call).hungup, timeout=5)
+    recording = calls.results["recording"]
+    assert isinstance(recording, Recording)
+    assert recording.duration_s == 1
+    assert fake_ari.channel(call).recorded == [recording.name]
+
+
+async def test_a_caller_who_hangs_up_mid_message_ends_the_call_and_the_recording_is_kept(
+        fake_ari: FakeAri, calls: Calls) -> None:
+    async def script(call: CallSession) -> None:
+        await call.answer()
+        calls.results["recording"] = await call.record("complaint", max_seconds=60, max_silence_seconds=0)
+
+    calls.script = script
+    call = await fake_ari.place_call("13800138000", "95000")
+    request = await fake_ari.wait_request("POST", f"/channels/{call}/record")
+    await fake_ari.hangup(call)
+    await fake_ari.wait_for(lambda: calls.sink.calls[call].outcome is not None)
+    assert "recording" not in calls.results  # the flow did not go on
+    assert calls.sink.calls[call].outcome == "abandoned"
+    assert fake_ari.recordings[request.query["name"][0]].state == "done"
+
+
+async def test_a_label_that_is_not_a_plain_name_never_reaches_a_file_name(fake_ari: FakeAri, calls: Calls) -> None:
+    async def script(call: CallSession) -> None:
+        await call.answer()
+        await call.record("../etc/passwd", max_seconds=1, max_silence_seconds=0)
+        await call.hangup()
+
+    calls.script = script
+    call = await fake_ari.place_call("13800138000", "95000")
+    request = await fake_ari.wait_request("POST", f"/channels/{call}/record")
+    assert re.fullmatch(r"rec-[0-9a-f]{32}", request.query["name"][0])
