@@ -102,6 +102,13 @@ class Settings:
     ari_budget_ms: int = 3000
     # The event WebSocket's opening handshake (TCP connect + HTTP upgrade): aiohttp's default is 300 s.
     ari_handshake_ms: int = 5000
+    # AMI: TCP connect + Login; one action (its whole event list); the longest pause between
+    # reconnect attempts (the backoff doubles up to it).
+    ami_connect_ms: int = 3000
+    ami_action_ms: int = 2000
+    ami_reconnect_max_ms: int = 30_000
+    # Idle this long, the connection is checked with a Ping (answered within ami_action_ms, or lost).
+    ami_keepalive_ms: int = 10_000
     # How long a call may take to reach the dialplan fallback, retrying with backoff; a channel
     # still not there is retried at the next resync.
     fallback_budget_ms: int = 10000
@@ -150,6 +157,10 @@ class Settings:
     db_budget_s = _seconds("db_budget_ms")
     ari_budget_s = _seconds("ari_budget_ms")
     ari_handshake_s = _seconds("ari_handshake_ms")
+    ami_connect_s = _seconds("ami_connect_ms")
+    ami_action_s = _seconds("ami_action_ms")
+    ami_reconnect_max_s = _seconds("ami_reconnect_max_ms")
+    ami_keepalive_s = _seconds("ami_keepalive_ms")
     fallback_budget_s = _seconds("fallback_budget_ms")
     secure_quiet_gap_s = _seconds("secure_quiet_gap_ms")
     reload_budget_s = _seconds("reload_budget_ms")
