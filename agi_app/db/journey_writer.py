@@ -37,7 +37,7 @@ import asyncpg
 
 from agi_app.config import DEFAULTS
 from agi_app.db.journey_spill import SpillOp, SpillStore
-from agi_app.engine.journey import JourneyRecord
+from agi_app.engine.journey import JourneyRecord, QueueLeg
 from agi_app.flows.services import ServiceResult
 from agi_app.logs import log_event
 
@@ -58,6 +58,13 @@ _SQL = {
                        " ON CONFLICT DO NOTHING",
     "survey_answer": "INSERT INTO survey_answers (call_id, node_id, score, at) VALUES ($1, $2, $3, $4)"
                      " ON CONFLICT DO NOTHING",
+    # The first half of the leg; the AMI queue tracker owns the other columns and may have written
+    # first: only ours are set, and a result it already recorded stays.
+    "queue_leg": "INSERT INTO queue_legs (call_id, queue, announced_position, announced_wait_s, asterisk_wait_s, result)"
+                 " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (call_id, queue) DO UPDATE SET"
+                 " announced_position = EXCLUDED.announced_position, announced_wait_s = EXCLUDED.announced_wait_s,"
+                 " asterisk_wait_s = EXCLUDED.asterisk_wait_s,"
+                 " result = COALESCE(queue_legs.result, EXCLUDED.result)",
     "call_ended": "UPDATE calls SET ended_at = $2, outcome = $3, transfer_target = $4, duration_ms = $5"
                   " WHERE call_id = $1",
 }
@@ -140,6 +147,16 @@ class PgJourneySink:
         """Wait until everything enqueued so far is in PostgreSQL or refused by it for good (tests,
         tools); while the database is down, that is when it is back."""
         await self._idle.wait()
+
+    @property
+    def backlog(self) -> int:
+        """Writes waiting in memory (the server's metrics read it)."""
+        return len(self._mem)
+
+    @property
+    def spill_files(self) -> int:
+        """Spill files waiting to be replayed (their writes are safe on disk, just not in PostgreSQL yet)."""
+        return len(self._files)
 
     def _put(self, name: str, *args: Any) -> None:
         if self._store is None and len(self._mem) >= self._capacity:
@@ -329,6 +346,10 @@ class PgJourneySink:
 
     def survey_answer(self, call_id: str, node_id: str, score: int) -> None:
         self._put("survey_answer", call_id, node_id, score, datetime.now(UTC))
+
+    def queue_leg(self, call_id: str, leg: QueueLeg) -> None:
+        self._put("queue_leg", call_id, leg.queue, leg.announced_position, leg.announced_wait_s, leg.asterisk_wait_s,
+                  leg.result)
 
     def call_ended(self, record: JourneyRecord, ended_at: datetime) -> None:
         self._put("call_ended", record.call_id, ended_at, record.outcome, record.transfer_target,

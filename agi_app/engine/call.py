@@ -19,6 +19,7 @@ from agi_app.engine.session import CallSession
 from agi_app.engine.start_facts import StartFactsLoader
 from agi_app.flows.context import FlowContext
 from agi_app.flows.model import FlowSet, Line
+from agi_app.flows.queueing import QueueDesk
 from agi_app.flows.runner import FlowListener, FlowRunner
 from agi_app.flows.services import ServiceRegistry
 from agi_app.media.items import MediaItem, Sound, Speech
@@ -31,11 +32,12 @@ class HotlineFlow:
     """What every call of the hotline does, as a `CallHandler` (and `menus cost`'s preparation)."""
 
     def __init__(self, start_facts: StartFactsLoader, current_flows: Callable[[], FlowSet], media: MediaResolver,
-                 services: ServiceRegistry | None = None) -> None:
+                 services: ServiceRegistry | None = None, desk: QueueDesk | None = None) -> None:
         self.start_facts = start_facts
         self.current_flows = current_flows
         self.media = media
         self.services = services or ServiceRegistry()
+        self.desk = desk  # live queue advice and callbacks before a queue transfer (None: straight in)
 
     async def prepare(self, *, caller: str, dnis: str, call_id: str, at: datetime | None = None,
                       flows: FlowSet | None = None, line: Line | None = None) -> tuple[FlowSet, FlowContext]:
@@ -70,7 +72,7 @@ class HotlineFlow:
         if ctx.emergency is not None:
             call.journey.node(EMERGENCY_NODE)
             await call.play(await self.media.uris(emergency_items(ctx), call_id=call.call_id), interruptible=False)
-        await FlowRunner(call, flows, ctx, self.media, self.services, listener).run()
+        await FlowRunner(call, flows, ctx, self.media, self.services, listener, self.desk).run()
 
 
 def emergency_items(ctx: FlowContext) -> list[MediaItem]:

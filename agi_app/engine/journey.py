@@ -20,6 +20,19 @@ from agi_app.secure import SecretDigits, shown_input
 Outcome = Literal["self_service", "transferred", "abandoned", "hangup", "error"]
 
 
+@dataclass(frozen=True)
+class QueueLeg:
+    """The first half of a `queue_legs` row, ours at transfer: the skill group, what the caller was
+    told (position; our wait estimate in seconds, before rounding to minutes) and Asterisk's own
+    estimate. The AMI queue tracker completes the row (joined, answered, agent, waited, talked)."""
+
+    queue: str
+    announced_position: int | None
+    announced_wait_s: int | None
+    asterisk_wait_s: int | None
+    result: str  # "waiting" (handed to the queue) or "callback" (took a callback instead)
+
+
 @dataclass
 class JourneyRecord:
     """What the call did, as stored (`calls` and its child rows); the session's `Arrival` is what
@@ -37,6 +50,7 @@ class JourneyRecord:
     services: list[tuple[str, ServiceResult]] = field(default_factory=list)
     outcome: Outcome | None = None
     transfer_target: str | None = None
+    queue_legs: list[QueueLeg] = field(default_factory=list)
     duration_ms: int | None = None
 
 
@@ -47,6 +61,7 @@ class JourneySink(Protocol):
     def node_input(self, call_id: str, seq: int, node_seq: int, masked_input: str, result: str) -> None: ...
     def service_reached(self, call_id: str, seq: int, service: str, result: ServiceResult) -> None: ...
     def survey_answer(self, call_id: str, node_id: str, score: int) -> None: ...
+    def queue_leg(self, call_id: str, leg: QueueLeg) -> None: ...
     def call_ended(self, record: JourneyRecord, ended_at: datetime) -> None: ...
 
 
@@ -85,6 +100,12 @@ class Journey:
 
     def survey(self, node_id: str, score: int) -> None:
         self._sink.survey_answer(self.record.call_id, node_id, score)
+
+    def queue_leg(self, group: str, *, announced_position: int | None, announced_wait_s: int | None,
+                  asterisk_wait_s: int | None, result: str) -> None:
+        leg = QueueLeg(group, announced_position, announced_wait_s, asterisk_wait_s, result)
+        self.record.queue_legs.append(leg)
+        self._sink.queue_leg(self.record.call_id, leg)
 
     def transferred(self, target: str) -> None:
         self.record.transfer_target = target
@@ -127,6 +148,9 @@ class MemorySink:
 
     def survey_answer(self, call_id: str, node_id: str, score: int) -> None:
         self.surveys.append((call_id, node_id, score))
+
+    def queue_leg(self, call_id: str, leg: QueueLeg) -> None:
+        pass  # kept on the record
 
     def call_ended(self, record: JourneyRecord, ended_at: datetime) -> None:
         pass

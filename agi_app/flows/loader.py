@@ -24,6 +24,7 @@ from agi_app.flows.model import (
     NODE_TYPES,
     OPTIONS,
     PROMPT,
+    RULES,
     Branch,
     Condition,
     Destination,
@@ -32,6 +33,7 @@ from agi_app.flows.model import (
     Line,
     Node,
     Option,
+    QueueRule,
     UniversalKeys,
     field_key,
     field_role,
@@ -236,6 +238,8 @@ def _typed(cls: type[_Built], raw: Mapping[str, Any], **known: Any) -> _Built:
             value = tuple(_typed(Branch, branch) for branch in value)
         elif role == CONDITION:
             value = _condition(value)
+        elif role == RULES:
+            value = tuple(_typed(QueueRule, rule) for rule in value)
         values[f.name] = value
     return cls(**values)
 

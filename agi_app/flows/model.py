@@ -30,7 +30,8 @@ Prompt = Mapping[str, str]  # language -> jinja2 template ("*" = any language)
 RETURN = "return"
 
 # Field roles: how the loader reads a document value, and which fields `refs`/`prompts` collect.
-REF, PROMPT, OPTIONS, BRANCHES, CONDITION, PARAMS = "ref", "prompt", "options", "branches", "condition", "params"
+REF, PROMPT, OPTIONS, BRANCHES, CONDITION, PARAMS, RULES = (
+    "ref", "prompt", "options", "branches", "condition", "params", "rules")
 
 
 def typed_field(role: str, *, required: bool = False, doc_key: str | None = None) -> Any:
@@ -42,6 +43,8 @@ def typed_field(role: str, *, required: bool = False, doc_key: str | None = None
         return field(metadata=metadata)
     if role == PARAMS:
         return field(default_factory=dict, metadata=metadata)
+    if role == RULES:
+        return field(default=(), metadata=metadata)
     return field(default=None, metadata=metadata)
 
 
@@ -286,6 +289,29 @@ class SurveyNode(NodeBase):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RecordNode(NodeBase):
+    """The caller records a message (a beep; `#`, `max_silence` seconds of silence or `max_seconds`
+    end it), hears it back and keeps it (`1`) or records again (`2`); no answer keeps it. The
+    recording's name goes into `variable`; nothing recorded after `max_attempts` goes `on_failure`."""
+
+    type: ClassVar[str] = "record"
+    waits_for_caller: ClassVar[bool] = True
+
+    prompt: Prompt = prompt_field(required=True)  # before the beep: what to say, `#` to finish
+    confirm_prompt: Prompt | None = prompt_field()  # after the playback: 1 to keep, 2 to record again
+    variable: str
+    max_seconds: int = 120
+    max_silence: int = 10  # seconds; 0: silence never ends it
+    max_attempts: int = 3
+    timeout: float = 6.0  # for the keep / record-again key
+    next: str = ref_field(required=True)
+    on_failure: str | None = ref_field()
+
+    def can_end(self) -> bool:
+        return not self.on_failure
+
+
+@dataclass(frozen=True, kw_only=True)
 class HangupNode(NodeBase):
     type: ClassVar[str] = "hangup"
 
@@ -296,11 +322,11 @@ class HangupNode(NodeBase):
 
 
 Node = (MenuNode | AnnouncementNode | CollectNode | ProcessNode | ConditionNode | TransferNode | JumpNode
-        | SubNode | ReturnNode | SurveyNode | HangupNode)
+        | SubNode | ReturnNode | SurveyNode | RecordNode | HangupNode)
 
 NODE_TYPES: Mapping[str, type[Node]] = {cls.type: cls for cls in (
     MenuNode, AnnouncementNode, CollectNode, ProcessNode, ConditionNode, TransferNode, JumpNode, SubNode,
-    ReturnNode, SurveyNode, HangupNode)}
+    ReturnNode, SurveyNode, RecordNode, HangupNode)}
 
 
 @dataclass(frozen=True)
@@ -323,13 +349,41 @@ class Line:
     greet_by_name: str = "after_auth"
 
 
+#: The dialplan context of the agent queues: extension <group> queues the call in `hotline-<group>`.
+AGENTS_CONTEXT = "hotline-agents"
+
+
+@dataclass(frozen=True)
+class QueueRule:
+    """One routing rule of a queue destination: callers for whom `if` holds go to skill group `queue`."""
+
+    queue: str
+    when: Condition = typed_field(CONDITION, required=True, doc_key="if")
+
+
 @dataclass(frozen=True)
 class Destination:
-    """A place a call may be transferred to; nothing else is ever dialled (toll fraud)."""
+    """A place a call may be transferred to; nothing else is ever dialled (toll fraud).
+
+    Either a fixed dialplan place (`context`, `extension`), or an agent queue: the skill group is
+    the `queue` of the first of `rules` whose `if` holds for the caller, else the default `queue`
+    (`flows.queueing.queue_for`), dialled as AGENTS_CONTEXT, <group>, 1. Only a queue destination
+    announces position and wait, and may offer a callback above `callback_offer_wait_s` (the
+    server's setting when absent).
+    """
 
     name: str
-    context: str
-    extension: str
+    context: str = AGENTS_CONTEXT
+    extension: str | None = None
+    queue: str | None = None
+    rules: tuple[QueueRule, ...] = typed_field(RULES)
+    callback_offer_wait_s: int | None = None
+
+    def groups(self) -> tuple[str, ...]:
+        """Every skill group this destination may send a caller to (none for a fixed place)."""
+        if self.queue is None:
+            return ()
+        return tuple(dict.fromkeys([self.queue, *(rule.queue for rule in self.rules)]))
 
 
 @dataclass(frozen=True)

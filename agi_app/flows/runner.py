@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Protocol, assert_never
 
 from agi_app.caller_facts import CallerFacts
+from agi_app.directory.phone import normalize_phone
 from agi_app.flows.context import FlowContext, matches
 from agi_app.flows.model import (
     RETURN,
@@ -28,12 +29,23 @@ from agi_app.flows.model import (
     Node,
     ProcessNode,
     Prompt,
+    RecordNode,
     ReturnNode,
     SubNode,
     SurveyNode,
     TransferNode,
 )
 from agi_app.flows.prompts import PromptError, render
+from agi_app.flows.queueing import (
+    CALLBACK_KEY,
+    DialTarget,
+    QueueAdvice,
+    QueueAdviceUnavailable,
+    QueueDesk,
+    announcement,
+    dial_target,
+    should_offer_callback,
+)
 from agi_app.flows.services import ServiceCall, ServiceOutcome, ServiceRegistry, ServiceResult
 from agi_app.media.items import MediaItem, Sound
 from agi_app.media.resolver import MediaResolver
@@ -59,6 +71,11 @@ class JourneyRecorder(Protocol):
 
     def survey(self, node_id: str, score: int) -> None: ...
 
+    def queue_leg(self, group: str, *, announced_position: int | None, announced_wait_s: int | None,
+                  asterisk_wait_s: int | None, result: str) -> None:
+        """The call was handed to a skill group (`result` waiting) or took a callback instead
+        (`callback`), with what it was told."""
+
 
 class DigitEntry(Protocol):
     @property
@@ -66,6 +83,14 @@ class DigitEntry(Protocol):
 
     @property
     def timed_out(self) -> bool: ...
+
+
+class RecordedMessage(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def duration_s(self) -> int: ...
 
 
 class FlowCall(Protocol):
@@ -87,6 +112,10 @@ class FlowCall(Protocol):
 
     async def discard_after_secure_input(self) -> None:
         """Drop what the caller types beyond secure input until they pause."""
+
+    async def record(self, label: str, *, max_seconds: int, max_silence_seconds: int) -> RecordedMessage | None:
+        """Record the caller after a beep into a generated name starting with `label`; None if
+        telephony could not record."""
 
     async def transfer(self, context: str, extension: str, target: str) -> None: ...
 
@@ -110,13 +139,15 @@ def announce_option(key: str, said: list[MediaItem], language: str) -> list[Medi
 
 class FlowRunner:
     def __init__(self, call: FlowCall, flows: FlowSet, ctx: FlowContext, media: MediaResolver,
-                 services: ServiceRegistry | None = None, listener: FlowListener | None = None) -> None:
+                 services: ServiceRegistry | None = None, listener: FlowListener | None = None,
+                 desk: QueueDesk | None = None) -> None:
         self.call = call
         self.flows = flows
         self.ctx = ctx
         self.media = media
         self.services = services or ServiceRegistry()
         self.listener = listener
+        self.desk = desk  # None: transfers go straight to the queue (simulation, previews, no AMI)
         self.menus: list[tuple[str, str]] = []  # menu stack for the "back" key
         self.returns: list[tuple[str, str]] = []  # (flow, next ref) of `sub` nodes being run
 
@@ -174,10 +205,21 @@ class FlowRunner:
     async def sound(self, sound_id: str) -> list[str]:
         return await self.uris([Sound(sound_id, self.language)])
 
-    async def transfer_to(self, destination_name: str, prompt: list[str]) -> None:
+    async def transfer_to(self, destination_name: str, prompt: list[str], *, announce: bool = False) -> None:
+        """Hand the call to a configured destination — nothing else is ever dialled. With `announce`
+        (the caller asked for an agent: a transfer node, the agent key) a queue transfer first says
+        where the caller stands and may offer a callback instead (`_before_queue`)."""
         destination = self.flows.destinations[destination_name]
+        target = dial_target(destination, self.ctx)
         await self.call.play(prompt, interruptible=False)
-        await self.call.transfer(destination.context, destination.extension, destination_name)
+        if target.group is not None:
+            if announce and self.desk is not None:
+                if await _before_queue(self, self.desk, target, destination.callback_offer_wait_s):
+                    return
+            else:
+                self.call.journey.queue_leg(target.group, announced_position=None, announced_wait_s=None,
+                                            asterisk_wait_s=None, result="waiting")
+        await self.call.transfer(target.context, target.extension, destination_name)
 
     def input(self, node: Node, value: str | SecretDigits, result: str) -> None:
         """Record and log an input: both show what the journey decides may be shown (`shown_input`)."""
@@ -211,6 +253,8 @@ async def _step(run: FlowRunner, flow: str, node: Node) -> str | None:
             return RETURN
         case SurveyNode():
             return await _survey(run, node)
+        case RecordNode():
+            return await _record(run, node)
         case _:
             assert_never(node)
 
@@ -272,7 +316,7 @@ async def _menu(run: FlowRunner, flow: str, node: MenuNode) -> str | None:
             return options[key].next
         if universal and key == keys.agent:
             run.input(node, key, "agent")
-            await run.transfer_to(run.ctx.line.agent, await run.sound("transfer_agent"))
+            await run.transfer_to(run.ctx.line.agent, await run.sound("transfer_agent"), announce=True)
             return None
         if universal and key == keys.repeat:
             run.input(node, key, "repeat")
@@ -381,8 +425,70 @@ async def _transfer(run: FlowRunner, node: TransferNode) -> str | None:
     media = await run.media_for(node, node.prompt)
     if node.service:
         run.call.journey.service(node.service, "ok")
-    await run.transfer_to(node.destination or run.ctx.line.agent, media or [])
+    await run.transfer_to(node.destination or run.ctx.line.agent, media or [], announce=True)
     return None
+
+
+async def _before_queue(run: FlowRunner, desk: QueueDesk, target: DialTarget, threshold_s: int | None) -> bool:
+    """Tell the caller their place and wait in `target`'s group, offering a callback when the wait
+    is long; record the queue leg. True when the caller took a callback (the call is over).
+
+    Live state that cannot be had in time means no announcement: a caller is never held back for it."""
+    call, group = run.call, target.group
+    assert group is not None
+    try:
+        advice = await desk.advise(group)
+    except QueueAdviceUnavailable as exc:
+        call.log("queue_advice_unavailable", level=logging.WARNING, queue=group, error=str(exc) or None)
+        advice = None
+    except Exception as exc:  # noqa: BLE001 - a broken desk must not cost the caller the transfer
+        call.log("queue_advice_failed", level=logging.ERROR, queue=group, error=type(exc).__name__)
+        advice = None
+    if advice is None or advice.immediate:
+        call.journey.queue_leg(group, announced_position=None, announced_wait_s=None,
+                               asterisk_wait_s=advice.asterisk_wait_s if advice else None, result="waiting")
+        return False
+    number = normalize_phone(run.ctx.caller)
+    offer = number is not None and should_offer_callback(
+        advice, desk.callback_offer_wait_s if threshold_s is None else threshold_s)
+    call.log("queue_advice", queue=group, position=advice.position, wait_s=advice.wait_s,
+             asterisk_wait_s=advice.asterisk_wait_s, callback_offer="yes" if offer else None)
+    items = announcement(advice, run.language)
+    if not offer or number is None:
+        await call.play(await run.uris(items), interruptible=False)
+    else:
+        prompt = await run.uris([*items, Sound("callback_offer", run.language)])
+        entry = await call.get_digits(prompt=prompt, max_digits=1, first_timeout=desk.callback_key_timeout_s)
+        if entry.digits == CALLBACK_KEY and await _book_callback(run, desk, number, group, advice):
+            return True
+    _record_announced(run, group, advice, "waiting")
+    return False
+
+
+async def _book_callback(run: FlowRunner, desk: QueueDesk, number: str, group: str, advice: QueueAdvice) -> bool:
+    """The caller pressed the callback key: book it, confirm and hang up; False (the caller is
+    transferred as they would have been) when it could not be booked."""
+    call = run.call
+    try:
+        booked = await desk.book_callback(call.call_id, run.ctx.facts.text("customer_id"), number, group)
+    except Exception as exc:  # noqa: BLE001 - the desk keeps its own budget; failing means "wait instead"
+        call.log("callback_book_failed", level=logging.ERROR, queue=group, error=type(exc).__name__)
+        booked = False
+    call.journey.service("callback", "ok" if booked else "failed")
+    call.log("callback", queue=group, result="booked" if booked else "failed")
+    if not booked:
+        return False
+    _record_announced(run, group, advice, "callback")
+    await call.play(await run.sound("callback_confirmed"), interruptible=False)
+    await call.hangup()
+    return True
+
+
+def _record_announced(run: FlowRunner, group: str, advice: QueueAdvice, result: str) -> None:
+    """The leg with what the caller was told: the position and the estimate (seconds, before rounding
+    to minutes) beside Asterisk's, so announced and actual waits can be compared later."""
+    run.call.journey.queue_leg(group, announced_position=advice.position, announced_wait_s=advice.wait_s,
+                               asterisk_wait_s=advice.asterisk_wait_s, result=result)
 
 
 async def _hangup(run: FlowRunner, node: HangupNode) -> str | None:
@@ -390,6 +496,35 @@ async def _hangup(run: FlowRunner, node: HangupNode) -> str | None:
     await run.call.play(media or [], interruptible=False)
     await run.call.hangup()
     return None
+
+
+#: The key that records the message again after hearing it; any other key, or none, keeps it.
+RECORD_AGAIN_KEY = "2"
+
+
+async def _record(run: FlowRunner, node: RecordNode) -> str | None:
+    """The caller records a message and hears it back; it is kept in `node.variable` (its name)
+    unless they press 2 to record it again. An empty message (under a second) is asked again."""
+    prompt = await run.media_for(node, node.prompt) or []
+    confirm = await run.media_for(node, node.confirm_prompt, "confirm_prompt") or []
+    for _ in range(node.max_attempts):
+        await run.call.play(prompt, interruptible=False)
+        recording = await run.call.record(node.id, max_seconds=node.max_seconds, max_silence_seconds=node.max_silence)
+        if recording is None:
+            run.input(node, "", "failed")
+            return node.on_failure
+        if recording.duration_s < 1:
+            run.input(node, "", "empty")
+            continue
+        entry = await run.call.get_digits(prompt=[f"recording:{recording.name}", *confirm], max_digits=1,
+                                          first_timeout=node.timeout)
+        if entry.digits == RECORD_AGAIN_KEY:
+            run.input(node, entry.digits, "record_again")
+            continue
+        run.input(node, entry.digits, "kept")
+        run.ctx.variables[node.variable] = recording.name
+        return node.next
+    return node.on_failure
 
 
 async def _survey(run: FlowRunner, node: SurveyNode) -> str | None:

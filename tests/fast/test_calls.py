@@ -48,7 +48,7 @@ async def test_unknown_caller_gets_the_general_menu_without_a_name(hotline: Hotl
     assert hotline.played(call)[0] == "sound:hotline/zh/welcome"
     assert row["customer_id"] is None and row["segment"] is None
     assert row["outcome"] == "transferred" and row["transfer_target"] == "general"
-    assert hotline.ari.channel(call).continued_to == ("hotline-agents", "general", 1)
+    assert hotline.ari.channel(call).continued_to == ("hotline-agents", "general-zh", 1)
 
 
 async def test_vip_line_plays_the_vip_menu_in_the_callers_language(hotline: Hotline) -> None:

@@ -113,7 +113,7 @@ def truncated(path: Path) -> None:
 
 
 def tampered(path: Path) -> None:
-    path.write_text(path.read_text(encoding="utf-8").replace("hotline-agents", "evil-context"), encoding="utf-8")
+    path.write_text(path.read_text(encoding="utf-8").replace("general-zh", "evil-queue"), encoding="utf-8")
 
 
 def writable_by_others(path: Path) -> None:

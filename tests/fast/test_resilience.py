@@ -52,7 +52,7 @@ async def test_database_down_caller_still_gets_the_menu_and_an_agent(proxied_hot
     assert hotline.played(call)[0] == "sound:hotline/zh/welcome", "treated as unknown: no name"
     await hotline.ari.press(call, "0")
     await hotline.ari.wait_for(lambda: hotline.ari.channel(call).continued_to is not None)
-    assert hotline.ari.channel(call).continued_to == ("hotline-agents", "general", 1)
+    assert hotline.ari.channel(call).continued_to == ("hotline-agents", "general-zh", 1)
 
 
 async def test_slow_database_lookup_is_cut_at_its_budget(proxied_hotline: Hotline, db_proxy: TcpProxy) -> None:
