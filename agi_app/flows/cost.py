@@ -29,6 +29,7 @@ from agi_app.flows.model import (
     MenuNode,
     ProcessNode,
     Prompt,
+    RecordNode,
     ReturnNode,
     SubNode,
     SurveyNode,
@@ -130,7 +131,7 @@ class CostWalker:
 
         out: list[_State | ServiceCost] = []
         match node:
-            case AnnouncementNode() | CollectNode() | SurveyNode():
+            case AnnouncementNode() | CollectNode() | SurveyNode() | RecordNode():
                 spent = await self._seconds(node.prompt)
                 if isinstance(node, AnnouncementNode) and node.service:
                     out.append(reached(node.service, spent))
