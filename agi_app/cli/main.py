@@ -6,6 +6,7 @@ import click
 
 from agi_app.cli import (
     accounts,
+    agents,
     calendar,
     calls,
     complaints,
@@ -66,3 +67,4 @@ menus.menus.add_command(simulate.cost)
 cli.add_command(simulate.simulate)
 cli.add_command(operations.emergency)
 cli.add_command(operations.notices)
+cli.add_command(agents.agents)
