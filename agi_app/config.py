@@ -75,6 +75,10 @@ class Settings:
     ami_password: str = field(default="", repr=False)
     # SPEC interface; nothing listens on it yet (the FastAGI hooks come with the contact centre).
     agi_listen: str = "127.0.0.1:4573"
+    # Where `hotline serve` answers Prometheus scrapes (GET /metrics); port 0 picks a free one.
+    metrics_listen: str = "127.0.0.1:9464"
+    # How often the server checks that PostgreSQL answers, for the metrics' connection state.
+    metrics_probe_ms: int = 5000
     sounds_root: str = ""
     # The recorded prompts: prompts.yaml and <language>/<id>.wav, the files Asterisk plays as
     # sound:hotline/<language>/<id>. Relative to the working directory, like state_dir: the default
@@ -167,6 +171,7 @@ class Settings:
     speech_budget_s = _seconds("speech_budget_ms")
     playback_check_s = _seconds("playback_check_ms")
     resync_settle_s = _seconds("resync_settle_ms")
+    metrics_probe_s = _seconds("metrics_probe_ms")
     recording_grace_s = _seconds("recording_grace_ms")
 
     @classmethod
@@ -215,6 +220,17 @@ class Settings:
                               " recorded prompts: prompts.yaml and <language>/<id>.wav, as Asterisk plays them)")
         return folder
 
+
+
+def host_port(name: str, value: str) -> tuple[str, int]:
+    """`value` ("host:port", "[v6]:port") of the listen setting `name` split; a ConfigError naming
+    HOTLINE_<NAME> if it is not an address a server can listen on."""
+    host, sep, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or int(port) > 65535 or any(c.isspace() for c in host):
+        raise ConfigError(f"HOTLINE_{name.upper()}={value!r} is not host:port (e.g. 127.0.0.1:9464)")
+    return host, int(port)
 
 
 #: The built-in defaults, for parts built without a server's settings (tests, simulated calls).

@@ -66,7 +66,7 @@ class AriClient:
 
     def __init__(self, base_url: str, user: str, password: str, app: str, *,
                  timeout: float = DEFAULTS.ari_budget_s, handshake_timeout: float = DEFAULTS.ari_handshake_s,
-                 pool_size: int = 40) -> None:
+                 pool_size: int = 40, trace_configs: Sequence[aiohttp.TraceConfig] = ()) -> None:
         self.base_url = base_url.rstrip("/")
         self.app = app
         self._timeout = timeout
@@ -75,6 +75,9 @@ class AriClient:
         # Asterisk's HTTP server allows `sessionlimit` (default 100) sessions: stay well below.
         self._pool_size = pool_size
         self._session: aiohttp.ClientSession | None = None
+        self._trace_configs = list(trace_configs)  # observers of every request (the server's metrics)
+        # Whether the event WebSocket is open now (the server's metrics read it).
+        self.events_connected = False
 
     async def __aenter__(self) -> AriClient:
         await self.open()
@@ -86,7 +89,8 @@ class AriClient:
     async def open(self) -> None:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._pool_size, keepalive_timeout=30)
-            self._session = aiohttp.ClientSession(headers=self._headers, connector=connector)
+            self._session = aiohttp.ClientSession(headers=self._headers, connector=connector,
+                                                  trace_configs=self._trace_configs or None)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -181,6 +185,7 @@ class AriClient:
                     ws = await self.session.ws_connect(url, params=params, heartbeat=15,
                                                        timeout=aiohttp.ClientWSTimeout(ws_close=self._timeout))
                 async with ws:
+                    self.events_connected = True
                     log.info("event=ari_connected app=%s url=%s", self.app, self.base_url)
                     await queue.put(StreamConnected("StreamConnected", self.app))
                     attempt = 0
@@ -197,8 +202,10 @@ class AriClient:
                                 raise ApplicationTakenOver(self.app)
                         elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
                             break
+                self.events_connected = False
                 log.warning("event=ari_disconnected app=%s", self.app)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                self.events_connected = False
                 log.warning("event=ari_connect_failed app=%s error=%s", self.app, type(exc).__name__)
             attempt += 1
             delay = min(max_backoff, 0.25 * 2 ** min(attempt, 8)) * (0.5 + random.random() / 2)

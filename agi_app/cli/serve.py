@@ -22,8 +22,10 @@ EXIT_EVENTS_LOST = 5  # the ARI event reader failed
 @click.option("--flows-file", type=click.Path(exists=True, dir_okay=False),
               help="Serve this flow file instead of the active published menu version.")
 @click.option("--grace", type=float, help="Seconds calls get to finish on SIGTERM [default 20].")
+@click.option("--metrics-listen", metavar="HOST:PORT",
+              help="Where Prometheus scrapes /metrics [env HOTLINE_METRICS_LISTEN, default 127.0.0.1:9464].")
 @click.pass_context
-def serve(ctx: click.Context, flows_file: str | None, grace: float | None) -> None:
+def serve(ctx: click.Context, flows_file: str | None, grace: float | None, metrics_listen: str | None) -> None:
     """Run the ARI call server until SIGTERM/Ctrl-C (calls in progress are not cut).
 
     \b
@@ -32,7 +34,7 @@ def serve(ctx: click.Context, flows_file: str | None, grace: float | None) -> No
          calls to the dialplan fallback and stopped (run one server per application)
       5  the ARI event reader failed: calls handed to the dialplan fallback likewise
     """
-    s = settings(ctx).with_overrides(flows_file=flows_file, shutdown_grace_s=grace)
+    s = settings(ctx).with_overrides(flows_file=flows_file, shutdown_grace_s=grace, metrics_listen=metrics_listen)
     setup_logging(s.log_level)
     try:
         asyncio.run(serve_forever(s))

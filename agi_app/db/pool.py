@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -16,19 +16,21 @@ class DatabaseUnavailable(Exception):
 
 
 async def create_pool(dsn: str, *, budget_s: float = DEFAULTS.db_budget_s, min_size: int = 1, max_size: int = 10,
-                      lazy: bool = False) -> asyncpg.Pool:
+                      lazy: bool = False,
+                      on_connect: Callable[[asyncpg.Connection], Awaitable[None]] | None = None) -> asyncpg.Pool:
     """Open a pool, failing fast with a clear message if the server is not there.
 
     `lazy=True` opens no connection now (min_size 0), so it succeeds while PostgreSQL is down: each
     use connects — under its caller's time budget — and the pool works again as soon as the server
     is back (`hotline serve` starting during an outage). Connections are then made on demand only.
+    `on_connect` runs on each new connection (the server's metrics add their query logger there).
     """
     if not dsn:
         raise DatabaseUnavailable("no database configured (HOTLINE_DSN)")
     try:
         return await asyncio.wait_for(
             asyncpg.create_pool(dsn, min_size=0 if lazy else min_size, max_size=max_size,
-                                command_timeout=budget_s * 5),
+                                command_timeout=budget_s * 5, init=on_connect),
             timeout=max(budget_s * 5, 5.0),
         )
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:

@@ -47,6 +47,10 @@ from agi_app.flows.services import ServiceRegistry
 from agi_app.logs import log_event
 from agi_app.media.resolver import MediaResolver, silent_sounds
 from agi_app.media.tts import SpeechSynthesizer
+from agi_app.monitoring.hooks import ari_trace, query_observer, timed_lookup
+from agi_app.monitoring.journey import MeteredJourneySink
+from agi_app.monitoring.metrics import HotlineMetrics
+from agi_app.monitoring.service import Monitoring
 from agi_app.serve.menu_cache import MenuCache, MenuCacheError
 from agi_app.serve.reloader import MenuReloader
 
@@ -110,9 +114,13 @@ def media_resolver(settings: Settings) -> MediaResolver:
     return MediaResolver(speech, silent=silent_sounds(settings.prompts_folder() / "prompts.yaml"))
 
 
-def start_facts(settings: Settings, pool: asyncpg.Pool) -> StartFactsLoader:
-    """What each call reads at its start, from the database's repositories, each under its budget."""
-    directory = Directory(lambda phone: customers.find_by_phone(pool, phone), budget_s=settings.lookup_budget_s)
+def start_facts(settings: Settings, pool: asyncpg.Pool, metrics: HotlineMetrics | None = None) -> StartFactsLoader:
+    """What each call reads at its start, from the database's repositories, each under its budget
+    (the caller lookup timed into `metrics`, when given)."""
+    def lookup(phone: str) -> Awaitable[Customer | None]:
+        return customers.find_by_phone(pool, phone)
+
+    directory = Directory(timed_lookup(lookup, metrics) if metrics else lookup, budget_s=settings.lookup_budget_s)
     return StartFactsLoader(directory, budget_s=settings.call_start_budget_s,
                             calendar=lambda line: calendar.load_calendar(pool, line),
                             emergency=lambda line, at: operations.live_emergency(pool, line, at),
@@ -120,8 +128,8 @@ def start_facts(settings: Settings, pool: asyncpg.Pool) -> StartFactsLoader:
 
 
 def call_handler(settings: Settings, pool: asyncpg.Pool, current_flows: Callable[[], FlowSet],
-                 services: ServiceRegistry) -> HotlineFlow:
-    return HotlineFlow(start_facts(settings, pool), current_flows, media_resolver(settings), services)
+                 services: ServiceRegistry, metrics: HotlineMetrics | None = None) -> HotlineFlow:
+    return HotlineFlow(start_facts(settings, pool, metrics), current_flows, media_resolver(settings), services)
 
 
 async def initial_flows(settings: Settings, pool: asyncpg.Pool, services: ServiceRegistry, *,
@@ -161,28 +169,34 @@ class Server:
     router: EventRouter
     flows: FlowSet
     reloader: MenuReloader | None = None
+    monitoring: Monitoring | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     async def start(cls, settings: Settings, *, flows: FlowSet | None = None,
                     services: ServiceRegistry | None = None) -> Server:
         settings.require("dsn", "ari_user", "ari_password")
+        monitoring = Monitoring(settings)
+        metrics = monitoring.metrics
         services = services or build_services(settings, lambda: pool)
         hot_reload = flows is None and not settings.flows_file
         cache = MenuCache(Path(settings.state_dir)) if hot_reload else None
         outage: DatabaseUnavailable | None = None
         try:
             try:
-                pool = await create_pool(settings.dsn, budget_s=settings.db_budget_s)
+                pool = await create_pool(settings.dsn, budget_s=settings.db_budget_s,
+                                         on_connect=query_observer(metrics))
             except DatabaseUnavailable as exc:
                 if cache is None:
                     raise
                 outage = exc  # start from the cached menus; this pool connects once PostgreSQL is back
-                pool = await create_pool(settings.dsn, budget_s=settings.db_budget_s, lazy=True)
+                pool = await create_pool(settings.dsn, budget_s=settings.db_budget_s, lazy=True,
+                                         on_connect=query_observer(metrics))
         except Exception as exc:
             raise StartupError(str(exc)) from exc
         client = AriClient(settings.ari_url, settings.ari_user, settings.ari_password, settings.ari_app,
-                           timeout=settings.ari_budget_s, handshake_timeout=settings.ari_handshake_s)
+                           timeout=settings.ari_budget_s, handshake_timeout=settings.ari_handshake_s,
+                           trace_configs=[ari_trace(metrics)])
         await client.open()
         try:
             info = await client.asterisk_info()
@@ -210,19 +224,29 @@ class Server:
                              retry_for_s=settings.journey_retry_s, capacity=settings.journey_queue_max)
         sink.start()
         server: Server
-        handler = call_handler(settings, pool, lambda: server.flows, services)
-        calls = CallRegistry(handler, sink, settings)
+        handler = call_handler(settings, pool, lambda: server.flows, services, metrics)
+        calls = CallRegistry(handler, MeteredJourneySink(sink, metrics, lambda: server.flows.lines), settings)
         router = EventRouter(client, calls, resync_settle_s=settings.resync_settle_s)
-        server = cls(settings, pool, client, sink, calls, router, flows)
+        server = cls(settings, pool, client, sink, calls, router, flows, monitoring=monitoring)
         if hot_reload:
             server.reloader = MenuReloader(settings.dsn, pool, lambda: server.flows, server.swap_flows,
                                            services=services.names(), budget_s=settings.reload_budget_s, cache=cache,
                                            degraded=outage is not None)
             server._tasks.append(asyncio.create_task(server.reloader.run(), name="menu-reloader"))
+        await server._start_monitoring(monitoring)
         log_event(log, "serve_started", app=settings.ari_app, ari=settings.ari_url,
                   asterisk=info.get("system", {}).get("version"), menu_version=flows.version,
                   hot_reload="on" if hot_reload else "off")
         return server
+
+    async def _start_monitoring(self, monitoring: Monitoring) -> None:
+        """The live state Prometheus reads at each scrape, then the endpoint and the database probe."""
+        metrics = monitoring.metrics
+        metrics.watch_calls_in_progress(lambda: len(self.calls.sessions))
+        metrics.watch_menu_version(lambda: self.flows.version)
+        metrics.watch_journey_backlog(lambda: self.sink.backlog, lambda: self.sink.spill_files)
+        metrics.watch_connection("ari", lambda: self.client.events_connected)
+        await monitoring.start(database=lambda: self.pool.fetchval("SELECT 1"))
 
     def swap_flows(self, flows: FlowSet) -> None:
         self.flows = flows
@@ -285,7 +309,7 @@ class Server:
 
         failures: list[BaseException] = []
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
-            ("background_tasks", stop_tasks), ("journey_sink", self.sink.close),
+            ("background_tasks", stop_tasks), *([("monitoring", self.monitoring.close)] if self.monitoring else []), ("journey_sink", self.sink.close),
             ("ari_client", self.client.close), ("database_pool", self.pool.close)]
         for step, action in steps:
             try:

@@ -1,0 +1,60 @@
+"""Calls counted as their journeys are recorded: a `JourneySink` that hands every record on to the
+real writer, then counts it.
+
+The engine already reports everything a call does to its sink, so metrics need no hook of their own
+in it: the server gives the registry this sink in front of the PostgreSQL writer. The writer comes
+first: a journey is stored whatever happens to a count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from datetime import datetime
+from typing import Any
+
+from agi_app.engine.journey import JourneyRecord, JourneySink
+from agi_app.flows.services import ServiceResult
+from agi_app.monitoring.metrics import OTHER_LINE, HotlineMetrics
+
+#: The input results (`Journey.input`) that are DTMF errors: a key no option has, or no key in time.
+DTMF_ERRORS = frozenset({"invalid", "timeout"})
+
+
+class MeteredJourneySink:
+    """Forwards everything to `inner`; counts ended calls by line and outcome, nodes, services, DTMF errors, surveys.
+
+    `known_lines` are the lines of the menus in use: a call to any other number is counted under
+    `other`, so whoever controls the dialled number cannot grow the metrics without bound.
+    """
+
+    def __init__(self, inner: JourneySink, metrics: HotlineMetrics, known_lines: Callable[[], Collection[str]]) -> None:
+        self._inner = inner
+        self._metrics = metrics
+        self._known_lines = known_lines
+
+    def __getattr__(self, name: str) -> Any:
+        """What is not counted goes straight to `inner`: a record the sink protocol gains later
+        reaches the writer without a change here."""
+        return getattr(self._inner, name)
+
+    def node_entered(self, call_id: str, seq: int, node_id: str, at: datetime) -> None:
+        self._inner.node_entered(call_id, seq, node_id, at)
+        self._metrics.node_visits.labels(node=node_id).inc()
+
+    def node_input(self, call_id: str, seq: int, node_seq: int, masked_input: str, result: str) -> None:
+        self._inner.node_input(call_id, seq, node_seq, masked_input, result)
+        if result in DTMF_ERRORS:
+            self._metrics.dtmf_errors.labels(kind=result).inc()
+
+    def service_reached(self, call_id: str, seq: int, service: str, result: ServiceResult) -> None:
+        self._inner.service_reached(call_id, seq, service, result)
+        self._metrics.service_results.labels(service=service, result=result).inc()
+
+    def survey_answer(self, call_id: str, node_id: str, score: int) -> None:
+        self._inner.survey_answer(call_id, node_id, score)
+        self._metrics.survey_answers.labels(score=str(score)).inc()
+
+    def call_ended(self, record: JourneyRecord, ended_at: datetime) -> None:
+        self._inner.call_ended(record, ended_at)
+        line = record.dnis if record.dnis in self._known_lines() else OTHER_LINE
+        self._metrics.calls.labels(line=line, outcome=record.outcome or "error").inc()

@@ -1,0 +1,52 @@
+"""The monitoring one `hotline serve` runs: its metrics, the scrape endpoint and the database probe.
+
+Monitoring never stops the hotline: if the metrics address cannot be listened on (in use, say by
+another server on the same host), that is logged as an error and calls are served all the same.
+A malformed address is a configuration error, found before anything starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from agi_app.config import Settings, host_port
+from agi_app.logs import log_event
+from agi_app.monitoring.endpoint import MetricsEndpoint
+from agi_app.monitoring.metrics import HotlineMetrics
+from agi_app.monitoring.probe import AnswerProbe
+
+log = logging.getLogger("hotline.metrics")
+
+
+class Monitoring:
+    def __init__(self, settings: Settings) -> None:
+        """Raises ConfigError when HOTLINE_METRICS_LISTEN is not host:port."""
+        self._listen = host_port("metrics_listen", settings.metrics_listen)
+        self._settings = settings
+        self.metrics = HotlineMetrics()
+        self.endpoint: MetricsEndpoint | None = None
+        self._probe_task: asyncio.Task[None] | None = None
+
+    async def start(self, database: Callable[[], Awaitable[object]]) -> None:
+        """Listen for scrapes and start probing `database` (a trivial statement)."""
+        probe = AnswerProbe("database", database, every_s=self._settings.metrics_probe_s,
+                            budget_s=self._settings.db_budget_s)
+        self.metrics.watch_connection("database", lambda: probe.up)
+        self._probe_task = asyncio.create_task(probe.run(), name="database-probe")
+        endpoint = MetricsEndpoint(self.metrics, *self._listen)
+        try:
+            await endpoint.start()
+        except OSError as exc:
+            log_event(log, "metrics_unavailable", level=logging.ERROR, listen=self._settings.metrics_listen,
+                      error=exc.strerror or type(exc).__name__, calls="served")
+            return
+        self.endpoint = endpoint
+
+    async def close(self) -> None:
+        if self._probe_task is not None:
+            self._probe_task.cancel()
+            await asyncio.wait({self._probe_task})  # ours: not left running; our caller's cancel propagates
+        if self.endpoint is not None:
+            await self.endpoint.close()
