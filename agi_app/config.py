@@ -132,6 +132,21 @@ class Settings:
     # with no RecordingFinished, we stop it ourselves (a lost event must not hold the call).
     recording_grace_ms: int = 5000
     shutdown_grace_s: float = 20.0
+    # Before a queue transfer the caller hears their position and estimated wait: the live queue
+    # state (AMI) and the handle-time history are each read within queue_advice_budget_ms, past it
+    # the caller is transferred without an announcement. Above callback_offer_wait_s of estimated
+    # wait (a menu destination's own `callback_offer_wait_s` wins) a callback is offered, and the
+    # caller has callback_key_ms after the offer to press 1; booking it gets callback_book_budget_ms.
+    queue_advice_budget_ms: int = 800
+    callback_offer_wait_s: int = 120
+    callback_key_ms: int = 5000
+    callback_book_budget_ms: int = 3000
+    # The estimate's handle time: the mean talk time of a group's last queue_handle_window completed
+    # calls plus queue_wrapup_s (keep it equal to queues.conf wrapuptime); with no such history,
+    # Asterisk's average talk time; with none either, queue_default_handle_s.
+    queue_handle_window: int = 20
+    queue_wrapup_s: int = 2
+    queue_default_handle_s: int = 180
     # Limits: calls served at once (more go to the fallback), DTMF digits buffered per call.
     max_calls: int = 500
     dtmf_capacity: int = 32
@@ -171,6 +186,9 @@ class Settings:
     speech_budget_s = _seconds("speech_budget_ms")
     playback_check_s = _seconds("playback_check_ms")
     resync_settle_s = _seconds("resync_settle_ms")
+    queue_advice_budget_s = _seconds("queue_advice_budget_ms")
+    callback_key_s = _seconds("callback_key_ms")
+    callback_book_budget_s = _seconds("callback_book_budget_ms")
     metrics_probe_s = _seconds("metrics_probe_ms")
     recording_grace_s = _seconds("recording_grace_ms")
 
