@@ -73,7 +73,7 @@ class Settings:
     ami_url: str = "tcp://127.0.0.1:5038"
     ami_user: str = ""
     ami_password: str = field(default="", repr=False)
-    # SPEC interface; nothing listens on it yet (the FastAGI hooks come with the contact centre).
+    # HOST:PORT `hotline serve` listens on for the dialplan's FastAGI hooks (identify, route, status).
     agi_listen: str = "127.0.0.1:4573"
     # Where `hotline serve` answers Prometheus scrapes (GET /metrics); port 0 picks a free one.
     metrics_listen: str = "127.0.0.1:9464"
@@ -131,6 +131,12 @@ class Settings:
     # A caller's recording (a complaint) ends by itself at its maximum length; past that plus this,
     # with no RecordingFinished, we stop it ourselves (a lost event must not hold the call).
     recording_grace_ms: int = 5000
+    # FastAGI: Asterisk's request (the agi_* block) must arrive within agi_request_ms, and each
+    # command's answer within agi_command_ms; past them the request fails and the dialplan goes on
+    # to its safe defaults. At most agi_max_requests are served at once; more are refused at once.
+    agi_request_ms: int = 1000
+    agi_command_ms: int = 1000
+    agi_max_requests: int = 200
     shutdown_grace_s: float = 20.0
     # Before a queue transfer the caller hears their position and estimated wait: the live queue
     # state (AMI) and the handle-time history are each read within queue_advice_budget_ms, past it
@@ -190,6 +196,8 @@ class Settings:
     callback_key_s = _seconds("callback_key_ms")
     callback_book_budget_s = _seconds("callback_book_budget_ms")
     metrics_probe_s = _seconds("metrics_probe_ms")
+    agi_request_s = _seconds("agi_request_ms")
+    agi_command_s = _seconds("agi_command_ms")
     recording_grace_s = _seconds("recording_grace_ms")
 
     @classmethod

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import asyncpg
 
+from agi_app.agi.hooks import AgiHooks
+from agi_app.agi.server import AgiServer
 from agi_app.ari.client import AriClient, AriError
 from agi_app.ari.router import EventRouter, EventsLost
 from agi_app.banking.auth import LockoutPolicy
@@ -28,7 +30,7 @@ from agi_app.banking.risk import RiskRules, RuleGuard
 from agi_app.banking.security_services import SecurityServices, register_security_services
 from agi_app.banking.services import register_money_services
 from agi_app.caller_facts import CallerFacts
-from agi_app.config import Settings
+from agi_app.config import Settings, host_port
 from agi_app.db.journey_spill import spill_dir_for
 from agi_app.db.journey_writer import PgJourneySink
 from agi_app.db.pool import DatabaseUnavailable, create_pool
@@ -169,6 +171,7 @@ class Server:
     router: EventRouter
     flows: FlowSet
     reloader: MenuReloader | None = None
+    agi: AgiServer | None = None
     monitoring: Monitoring | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -176,6 +179,7 @@ class Server:
     async def start(cls, settings: Settings, *, flows: FlowSet | None = None,
                     services: ServiceRegistry | None = None) -> Server:
         settings.require("dsn", "ari_user", "ari_password")
+        host_port("agi_listen", settings.agi_listen)  # a bad HOTLINE_AGI_LISTEN fails before anything opens
         monitoring = Monitoring(settings)
         metrics = monitoring.metrics
         services = services or build_services(settings, lambda: pool)
@@ -234,6 +238,7 @@ class Server:
                                            degraded=outage is not None)
             server._tasks.append(asyncio.create_task(server.reloader.run(), name="menu-reloader"))
         await server._start_monitoring(monitoring)
+        await server._start_agi(start_facts(settings, pool))
         log_event(log, "serve_started", app=settings.ari_app, ari=settings.ari_url,
                   asterisk=info.get("system", {}).get("version"), menu_version=flows.version,
                   hot_reload="on" if hot_reload else "off")
@@ -247,6 +252,18 @@ class Server:
         metrics.watch_journey_backlog(lambda: self.sink.backlog, lambda: self.sink.spill_files)
         metrics.watch_connection("ari", lambda: self.client.events_connected)
         await monitoring.start(database=lambda: self.pool.fetchval("SELECT 1"))
+
+    async def _start_agi(self, facts: StartFactsLoader) -> None:
+        """The dialplan's FastAGI hooks on HOTLINE_AGI_LISTEN, deciding from the same start facts
+        and menus as the calls; an address that cannot be bound stops the start-up, all closed."""
+        self.agi = AgiServer.from_settings(AgiHooks(facts, lambda: self.flows), self.settings)
+        try:
+            await self.agi.start()
+        except OSError as exc:
+            self.agi = None
+            await self.close()
+            raise StartupError(f"cannot listen for FastAGI on HOTLINE_AGI_LISTEN={self.settings.agi_listen}: {exc}",
+                               unreachable=False) from exc
 
     def swap_flows(self, flows: FlowSet) -> None:
         self.flows = flows
@@ -311,6 +328,8 @@ class Server:
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("background_tasks", stop_tasks), *([("monitoring", self.monitoring.close)] if self.monitoring else []), ("journey_sink", self.sink.close),
             ("ari_client", self.client.close), ("database_pool", self.pool.close)]
+        if self.agi is not None:  # first: the dialplan takes its defaults while the rest closes
+            steps.insert(0, ("agi_server", self.agi.close))
         for step, action in steps:
             try:
                 await action()
