@@ -30,12 +30,14 @@ from agi_app.banking.risk import RiskRules, RuleGuard
 from agi_app.banking.security_services import SecurityServices, register_security_services
 from agi_app.banking.services import register_money_services
 from agi_app.caller_facts import CallerFacts
+from agi_app.centre.complaints import register_complaint_services
 from agi_app.config import Settings, host_port
 from agi_app.db.journey_spill import spill_dir_for
 from agi_app.db.journey_writer import PgJourneySink
 from agi_app.db.pool import DatabaseUnavailable, create_pool
 from agi_app.db.repositories import calendar, customers, menus, operations
 from agi_app.db.repositories.banking import PgBank
+from agi_app.db.repositories.complaints import PgComplaints
 from agi_app.db.repositories.security import PgSecurity
 from agi_app.directory.facts import caller_facts
 from agi_app.directory.models import Customer
@@ -79,6 +81,7 @@ def build_services(settings: Settings | None = None,
     risk = RuleGuard(PgSecurity(pool), risk_rules(settings)) if pool else None
     register_money_services(registry, PgBank(pool or _no_bank), settings, risk)
     register_security_services(registry, security_services(settings, pool or _no_bank))
+    register_complaint_services(registry, PgComplaints(pool or _no_bank), budget_s=settings.db_budget_s)
     return registry
 
 

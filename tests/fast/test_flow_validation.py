@@ -212,7 +212,7 @@ def test_cli_validate_reports_and_exits(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert '"where": "main/menu"' in result.stdout and "unknown node 'gone'" in result.stdout
     ok = validate(demo_flow_path())
-    assert ok.returncode == 0 and "ok (2 lines, 10 flows" in ok.stdout
+    assert ok.returncode == 0 and "ok (2 lines, 11 flows" in ok.stdout
 
 
 async def test_services_deeper_than_the_limit_are_warned_about() -> None:
