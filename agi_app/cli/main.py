@@ -12,6 +12,7 @@ from agi_app.cli import (
     complaints,
     customers,
     db,
+    kpi,
     menus,
     operations,
     serve,
@@ -58,6 +59,7 @@ cli.add_command(db.db)
 cli.add_command(customers.customers)
 cli.add_command(accounts.accounts)
 cli.add_command(calls.calls)
+cli.add_command(kpi.kpi)
 cli.add_command(complaints.complaints)
 cli.add_command(serve.serve)
 cli.add_command(calendar.calendar)

@@ -1,0 +1,98 @@
+"""The counts behind `hotline kpi`: aggregated in PostgreSQL (a month of calls never travels to the
+client), read in one repeatable-read snapshot so every figure describes the same calls.
+
+What the counts mean is `agi_app.analytics.kpi`'s; this module only counts. The population: calls
+that started in `[start, end)`, on `line` if given, of `segment` if given (`unknown`: callers not
+identified as a customer).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+
+from agi_app.analytics.kpi import ANSWERED_RESULTS, DROP_OFF_OUTCOMES, UNKNOWN_SEGMENT, KpiCounts
+
+_CALLS = """
+WITH calls_in AS (
+    SELECT c.call_id, c.outcome, c.duration_ms FROM calls c
+    WHERE c.started_at >= $1 AND c.started_at < $2
+      AND ($3::text IS NULL OR c.dnis = $3)
+      AND ($4::text IS NULL OR COALESCE(c.segment, '""" + UNKNOWN_SEGMENT + """') = $4)
+),
+ended AS (SELECT * FROM calls_in WHERE outcome IS NOT NULL)
+"""  # noqa: S608 - constant SQL only; values are parameters
+
+_OUTCOMES = _CALLS + """
+SELECT outcome, count(*) AS calls, COALESCE(sum(duration_ms), 0) AS duration_ms, count(duration_ms) AS durations
+FROM ended GROUP BY outcome"""
+
+_IN_PROGRESS = _CALLS + "SELECT count(*) FROM calls_in WHERE outcome IS NULL"  # noqa: S608 - constant SQL only; values are parameters
+
+_SURVEY = _CALLS + """
+SELECT COALESCE(sum(a.score), 0) AS total, count(*) AS answers FROM survey_answers a JOIN ended USING (call_id)"""
+
+_SERVICES = _CALLS + """
+SELECT s.service, count(*) AS reached, count(*) FILTER (WHERE s.result = 'ok') AS ok
+FROM call_services s JOIN ended USING (call_id) GROUP BY s.service"""
+
+_NODE_VISITS = _CALLS + """
+SELECT n.node_id, count(*) AS visits FROM call_nodes n JOIN ended USING (call_id) GROUP BY n.node_id"""
+
+_DROP_OFFS = _CALLS + """,
+last_nodes AS (
+    SELECT DISTINCT ON (n.call_id) n.node_id FROM call_nodes n JOIN ended e USING (call_id)
+    WHERE e.outcome = ANY($5::text[]) ORDER BY n.call_id, n.seq DESC
+)
+SELECT node_id, count(*) AS drop_offs FROM last_nodes GROUP BY node_id"""  # noqa: S608 - constant SQL only; values are parameters
+
+# Legs no longer waiting; `answered` = an agent took the call ($5: the results that say so).
+_LEGS = _CALLS + """,
+legs AS (SELECT q.* FROM queue_legs q JOIN ended USING (call_id) WHERE q.result IS NOT NULL AND q.result <> 'waiting')
+"""  # noqa: S608 - constant SQL only; values are parameters
+
+_QUEUE = _LEGS + """
+SELECT count(*) AS legs,
+       count(*) FILTER (WHERE result = ANY($5::text[])) AS answered,
+       COALESCE(sum(wait_s) FILTER (WHERE result = ANY($5::text[])), 0) AS answered_wait_s,
+       count(wait_s) FILTER (WHERE result = ANY($5::text[])) AS answered_waits,
+       count(*) FILTER (WHERE result = 'abandoned') AS abandoned,
+       COALESCE(sum(talk_s), 0) AS talk_s, count(talk_s) AS talks
+FROM legs"""
+
+_AGENTS = _LEGS + """
+SELECT agent, count(*) AS calls, COALESCE(sum(talk_s), 0) AS talk_s
+FROM legs WHERE result = ANY($5::text[]) AND agent IS NOT NULL GROUP BY agent"""
+
+
+async def kpi_counts(conn: asyncpg.Connection, start: datetime, end: datetime, *, line: str | None = None,
+                     segment: str | None = None) -> KpiCounts:
+    """Everything `analytics.kpi.figures` needs for calls that started in `[start, end)`."""
+    scope = (start, end, line, segment)
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        outcomes = await conn.fetch(_OUTCOMES, *scope)
+        survey = await conn.fetchrow(_SURVEY, *scope)
+        queue = await conn.fetchrow(_QUEUE, *scope, list(ANSWERED_RESULTS))
+        assert survey is not None and queue is not None  # aggregates without GROUP BY: one row
+        return KpiCounts(
+            outcomes={r["outcome"]: r["calls"] for r in outcomes},
+            in_progress=await conn.fetchval(_IN_PROGRESS, *scope),
+            duration_ms_total=sum(r["duration_ms"] for r in outcomes),
+            durations=sum(r["durations"] for r in outcomes),
+            survey_total=survey["total"],
+            survey_answers=survey["answers"],
+            services={r["service"]: (r["reached"], r["ok"]) for r in await conn.fetch(_SERVICES, *scope)},
+            node_visits={r["node_id"]: r["visits"] for r in await conn.fetch(_NODE_VISITS, *scope)},
+            drop_offs={r["node_id"]: r["drop_offs"]
+                       for r in await conn.fetch(_DROP_OFFS, *scope, list(DROP_OFF_OUTCOMES))},
+            legs=queue["legs"],
+            legs_answered=queue["answered"],
+            answered_wait_s_total=queue["answered_wait_s"],
+            answered_waits=queue["answered_waits"],
+            legs_abandoned=queue["abandoned"],
+            talk_s_total=queue["talk_s"],
+            talks=queue["talks"],
+            agents={r["agent"]: (r["calls"], r["talk_s"]) for r in await conn.fetch(_AGENTS, *scope,
+                                                                                    list(ANSWERED_RESULTS))},
+        )
