@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Protocol
 
+from agi_app.directory.phone import normalize_phone
 from agi_app.flows.context import FlowContext, matches
 from agi_app.flows.model import AGENTS_CONTEXT, Destination
 from agi_app.flows.saying import say_number
@@ -89,6 +90,10 @@ class QueueDesk(Protocol):
     """The contact centre, as a flow sees it before a queue transfer."""
 
     @property
+    def offers_callbacks(self) -> bool:
+        """Whether callbacks can be booked at all (no offer is made otherwise)."""
+
+    @property
     def callback_offer_wait_s(self) -> int:
         """Offer a callback when the estimated wait exceeds this (a destination may say otherwise)."""
 
@@ -108,6 +113,13 @@ def should_offer_callback(advice: QueueAdvice, threshold_s: int) -> bool:
     return advice.wait_s is None or advice.wait_s > threshold_s
 
 
+def callback_number(caller: str) -> str | None:
+    """The number a callback would dial: the calling number, normalised, when it is a national one
+    (digits only); None for a withheld, invalid or international number — no callback is offered."""
+    number = normalize_phone(caller)
+    return number if number is not None and number.isdigit() else None
+
+
 def announcement(advice: QueueAdvice, language: str) -> list[MediaItem]:
     """"There are <n> callers ahead of you" (or "you are next"), then "your estimated waiting time
     is <m> minutes" — or, with no agent available, that no agent is available now."""
@@ -115,16 +127,18 @@ def announcement(advice: QueueAdvice, language: str) -> list[MediaItem]:
     if advice.ahead == 0:
         items.append(Sound("queue_next", language))
     else:
-        items += [Sound("queue_position_before", language), *_number(advice.ahead, language),
+        items += [Sound("queue_position_before", language), *_count(advice.ahead, language),
                   Sound("queue_position_after", language)]
     minutes = advice.wait_minutes
     if minutes is None:
         items.append(Sound("queue_no_agents", language))
     else:
-        items += [Sound("estimated_wait_before", language), *_number(minutes, language),
+        items += [Sound("estimated_wait_before", language), *_count(minutes, language),
                   Sound("estimated_wait_after", language)]
     return items
 
 
-def _number(n: int, language: str) -> list[MediaItem]:
-    return [Sound(sound_id, language) for sound_id in say_number(n, language)]
+def _count(n: int, language: str) -> list[MediaItem]:
+    """A count before a measure word: Mandarin says 两位 / 两分钟 for exactly two, not 二."""
+    ids = ["digits/liang"] if language == "zh" and n == 2 else say_number(n, language)
+    return [Sound(sound_id, language) for sound_id in ids]

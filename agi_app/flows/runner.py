@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from typing import Protocol, assert_never
 
 from agi_app.caller_facts import CallerFacts
-from agi_app.directory.phone import normalize_phone
 from agi_app.flows.context import FlowContext, matches
 from agi_app.flows.model import (
     RETURN,
@@ -43,6 +42,7 @@ from agi_app.flows.queueing import (
     QueueAdviceUnavailable,
     QueueDesk,
     announcement,
+    callback_number,
     dial_target,
     should_offer_callback,
 )
@@ -448,7 +448,7 @@ async def _before_queue(run: FlowRunner, desk: QueueDesk, target: DialTarget, th
         call.journey.queue_leg(group, announced_position=None, announced_wait_s=None,
                                asterisk_wait_s=advice.asterisk_wait_s if advice else None, result="waiting")
         return False
-    number = normalize_phone(run.ctx.caller)
+    number = callback_number(run.ctx.caller) if desk.offers_callbacks else None
     offer = number is not None and should_offer_callback(
         advice, desk.callback_offer_wait_s if threshold_s is None else threshold_s)
     call.log("queue_advice", queue=group, position=advice.position, wait_s=advice.wait_s,
