@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import socket
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agi_app.config import ConfigError, Settings, host_port
 from agi_app.engine.journey import JourneyRecord, MemorySink
-from agi_app.flows.loader import load_document
+from agi_app.flows.loader import demo_flow_path, load_document
 from agi_app.flows.services import ServiceCall, ServiceOutcome, ServiceRegistry
 from agi_app.monitoring.journey import MeteredJourneySink
 from agi_app.monitoring.metrics import HotlineMetrics
@@ -26,6 +29,7 @@ from agi_app.serve.app import Server
 from tests.fake_ari.server import FakeAri
 from tests.fast.conftest import Hotline, import_demo_customers, settings_for, start_hotline
 from tests.fast.flowkit import doc
+from tests.support.cli import HOTLINE
 from tests.support.demo import MAIN_ZH, UNKNOWN
 from tests.support.proxy import TcpProxy
 
@@ -109,6 +113,45 @@ async def test_a_call_is_in_progress_while_it_lasts_then_counted_by_line_and_out
     labels = {dict(ls).get("line") for (name, ls) in after if name == "hotline_calls_total"}
     assert labels == {"95000"}, "no caller number or call id among the labels"
     assert not any(call in str(ls) or UNKNOWN in str(ls) for (_, ls) in after)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def scrape_url(url: str) -> Samples:
+    async with aiohttp.ClientSession() as http, http.get(url, timeout=aiohttp.ClientTimeout(total=5)) as resp:
+        assert resp.status == 200
+        return parse(await resp.text())
+
+
+async def test_hotline_serve_answers_scrapes_on_the_address_its_option_gives(fake_ari: FakeAri, dsn: str,
+                                                                            tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "HOTLINE_DSN": dsn, "HOTLINE_ARI_URL": fake_ari.url, "HOTLINE_ARI_USER": "hotline",
+           "HOTLINE_ARI_PASSWORD": "hotline-dev", "HOTLINE_SOUNDS_ROOT": str(tmp_path / "sounds"),
+           "HOTLINE_METRICS_LISTEN": "127.0.0.1:1"}  # the option wins over the environment
+    fake_ari.media_duration = lambda uri: 0.05
+    server = subprocess.Popen([HOTLINE, "serve", "--flows-file", str(demo_flow_path()),
+                               "--metrics-listen", f"127.0.0.1:{port}"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        await fake_ari.wait_connected(timeout=20)
+        call = await fake_ari.place_call(UNKNOWN, "95000")
+        await fake_ari.wait_for(lambda: MAIN_ZH in fake_ari.channel(call).played, timeout=10)
+        assert value(await scrape_url(url), "hotline_calls_in_progress") == 1
+        await fake_ari.press(call, "0")
+        deadline = asyncio.get_running_loop().time() + 10
+        while value(samples := await scrape_url(url), "hotline_calls_total", line="95000", outcome="transferred") < 1:
+            assert asyncio.get_running_loop().time() < deadline, "the call was never counted"
+            await asyncio.sleep(0.05)
+        assert value(samples, "hotline_calls_in_progress") == 0
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(server.wait, 20) == 0
 
 
 async def test_a_number_the_menus_do_not_know_is_counted_as_other_with_its_timeouts(metered: Hotline) -> None:
