@@ -22,6 +22,8 @@ import asyncpg
 
 from agi_app.agi.hooks import AgiHooks
 from agi_app.agi.server import AgiServer
+from agi_app.ami.client import AmiClient
+from agi_app.ami.queues import AmiQueueState
 from agi_app.ari.client import AriClient, AriError
 from agi_app.ari.router import EventRouter, EventsLost
 from agi_app.banking.auth import LockoutPolicy
@@ -30,12 +32,15 @@ from agi_app.banking.risk import RiskRules, RuleGuard
 from agi_app.banking.security_services import SecurityServices, register_security_services
 from agi_app.banking.services import register_money_services
 from agi_app.caller_facts import CallerFacts
+from agi_app.centre.advisor import QueueAdvisor
+from agi_app.centre.callbacks import CallbackBook
 from agi_app.centre.complaints import register_complaint_services
+from agi_app.centre.queues import QueueState
 from agi_app.config import Settings, host_port
 from agi_app.db.journey_spill import spill_dir_for
 from agi_app.db.journey_writer import PgJourneySink
 from agi_app.db.pool import DatabaseUnavailable, create_pool
-from agi_app.db.repositories import calendar, customers, menus, operations
+from agi_app.db.repositories import calendar, customers, menus, operations, queue_history
 from agi_app.db.repositories.banking import PgBank
 from agi_app.db.repositories.complaints import PgComplaints
 from agi_app.db.repositories.security import PgSecurity
@@ -47,6 +52,7 @@ from agi_app.engine.registry import CallRegistry
 from agi_app.engine.start_facts import StartFactsLoader
 from agi_app.flows.loader import FlowFileError, load_document, load_file
 from agi_app.flows.model import FlowSet
+from agi_app.flows.queueing import QueueDesk
 from agi_app.flows.services import ServiceRegistry
 from agi_app.logs import log_event
 from agi_app.media.resolver import MediaResolver, silent_sounds
@@ -133,8 +139,30 @@ def start_facts(settings: Settings, pool: asyncpg.Pool, metrics: HotlineMetrics 
 
 
 def call_handler(settings: Settings, pool: asyncpg.Pool, current_flows: Callable[[], FlowSet],
-                 services: ServiceRegistry, metrics: HotlineMetrics | None = None) -> HotlineFlow:
-    return HotlineFlow(start_facts(settings, pool, metrics), current_flows, media_resolver(settings), services)
+                 services: ServiceRegistry, metrics: HotlineMetrics | None = None,
+                 desk: QueueDesk | None = None) -> HotlineFlow:
+    return HotlineFlow(start_facts(settings, pool, metrics), current_flows, media_resolver(settings), services,
+                       desk)
+
+
+def ami_client(settings: Settings) -> AmiClient | None:
+    """The AMI connection for live queue state, when HOTLINE_AMI_USER and _PASSWORD are set (not
+    started: the server starts it once everything else is up, and does not wait for the login)."""
+    return AmiClient.from_settings(settings) if settings.ami_user and settings.ami_password else None
+
+
+def queue_desk(settings: Settings, pool: asyncpg.Pool, state: QueueState,
+               book: CallbackBook | None = None) -> QueueAdvisor:
+    """What a call hears before a queue transfer: position and wait from `state` and the queue legs'
+    handle times, a callback offered above the Settings' wait when `book` can book one."""
+    async def recent(group: str) -> list[int]:
+        return await queue_history.recent_talk_times(pool, group, settings.queue_handle_window)
+
+    return QueueAdvisor(state, budget_s=settings.queue_advice_budget_s, recent_talk_times=recent, book=book,
+                        wrapup_s=settings.queue_wrapup_s, default_handle_s=settings.queue_default_handle_s,
+                        callback_offer_wait_s=settings.callback_offer_wait_s,
+                        callback_key_timeout_s=settings.callback_key_s,
+                        book_budget_s=settings.callback_book_budget_s)
 
 
 async def initial_flows(settings: Settings, pool: asyncpg.Pool, services: ServiceRegistry, *,
@@ -174,6 +202,7 @@ class Server:
     router: EventRouter
     flows: FlowSet
     reloader: MenuReloader | None = None
+    ami: AmiClient | None = None  # live queue state (and events, for the queue tracker)
     agi: AgiServer | None = None
     monitoring: Monitoring | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -182,6 +211,7 @@ class Server:
     async def start(cls, settings: Settings, *, flows: FlowSet | None = None,
                     services: ServiceRegistry | None = None) -> Server:
         settings.require("dsn", "ari_user", "ari_password")
+        ami = ami_client(settings)  # a bad HOTLINE_AMI_URL fails here, before anything opens
         host_port("agi_listen", settings.agi_listen)  # a bad HOTLINE_AGI_LISTEN fails before anything opens
         monitoring = Monitoring(settings)
         metrics = monitoring.metrics
@@ -230,11 +260,15 @@ class Server:
         sink = PgJourneySink(pool, budget_s=settings.db_budget_s, spill_dir=spill_dir_for(settings.state_dir),
                              retry_for_s=settings.journey_retry_s, capacity=settings.journey_queue_max)
         sink.start()
+        if ami is not None:
+            ami.start()  # no wait: until it logs in, callers are transferred without an announcement
         server: Server
-        handler = call_handler(settings, pool, lambda: server.flows, services, metrics)
+        desk = queue_desk(settings, pool, AmiQueueState(ami)) if ami is not None else None
+        handler = call_handler(settings, pool, lambda: server.flows, services, metrics, desk)
         calls = CallRegistry(handler, MeteredJourneySink(sink, metrics, lambda: server.flows.lines), settings)
         router = EventRouter(client, calls, resync_settle_s=settings.resync_settle_s)
         server = cls(settings, pool, client, sink, calls, router, flows, monitoring=monitoring)
+        server.ami = ami
         if hot_reload:
             server.reloader = MenuReloader(settings.dsn, pool, lambda: server.flows, server.swap_flows,
                                            services=services.names(), budget_s=settings.reload_budget_s, cache=cache,
@@ -331,6 +365,8 @@ class Server:
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("background_tasks", stop_tasks), *([("monitoring", self.monitoring.close)] if self.monitoring else []), ("journey_sink", self.sink.close),
             ("ari_client", self.client.close), ("database_pool", self.pool.close)]
+        if self.ami is not None:
+            steps.append(("ami_client", self.ami.close))
         if self.agi is not None:  # first: the dialplan takes its defaults while the rest closes
             steps.insert(0, ("agi_server", self.agi.close))
         for step, action in steps:
