@@ -73,12 +73,16 @@ async def until(server: Server, check: Callable[[Samples], bool], timeout: float
         await asyncio.sleep(0.05)
 
 
+#: Listeners of the server under test on ports the system picks: tests run side by side.
+OWN_PORTS = {"metrics_listen": "127.0.0.1:0", "agi_listen": "127.0.0.1:0"}
+
+
 @pytest_asyncio.fixture
 async def metered(fake_ari: FakeAri, dsn: str, tmp_path: Path) -> AsyncIterator[Hotline]:
     """The demo hotline, its metrics on a port the system picks."""
     await import_demo_customers(dsn)
     fake_ari.media_duration = lambda uri: 0.05
-    line = await start_hotline(fake_ari, dsn, settings_for(fake_ari, dsn, tmp_path, metrics_listen="127.0.0.1:0"))
+    line = await start_hotline(fake_ari, dsn, settings_for(fake_ari, dsn, tmp_path, **OWN_PORTS))
     yield line
     await line.stop()
 
@@ -132,6 +136,7 @@ async def test_hotline_serve_answers_scrapes_on_the_address_its_option_gives(fak
     port = free_port()
     env = {**os.environ, "HOTLINE_DSN": dsn, "HOTLINE_ARI_URL": fake_ari.url, "HOTLINE_ARI_USER": "hotline",
            "HOTLINE_ARI_PASSWORD": "hotline-dev", "HOTLINE_SOUNDS_ROOT": str(tmp_path / "sounds"),
+           "HOTLINE_AGI_LISTEN": "127.0.0.1:0",
            "HOTLINE_METRICS_LISTEN": "127.0.0.1:1"}  # the option wins over the environment
     fake_ari.media_duration = lambda uri: 0.05
     server = subprocess.Popen([HOTLINE, "serve", "--flows-file", str(demo_flow_path()),
@@ -165,6 +170,20 @@ async def test_a_number_the_menus_do_not_know_is_counted_as_other_with_its_timeo
     assert total(after, "hotline_calls_total", line="99999") == 0
 
 
+async def test_the_ari_event_stream_is_reported_down_while_it_is_and_its_failed_handshakes_timed(
+        metered: Hotline) -> None:
+    server, ari = metered.server, metered.ari
+    await until(server, lambda s: value(s, "hotline_connection_up", peer="ari") == 1)
+    refused = ari.fault("GET", r"/events", status=500, times=None)
+    await ari.drop_websocket()
+    down = await until(server, lambda s: value(s, "hotline_connection_up", peer="ari") == 0
+                       and value(s, "hotline_ari_request_seconds_count", method="GET", resource="events",
+                                 status="5xx") >= 1)
+    assert value(down, "hotline_calls_in_progress") == 0
+    ari.faults.remove(refused)
+    await until(server, lambda s: value(s, "hotline_connection_up", peer="ari") == 1, timeout=15)
+
+
 BYE = {"type": "hangup", "prompt": "{{ sound('goodbye') }}"}
 
 
@@ -180,7 +199,7 @@ async def test_services_and_survey_answers_are_counted_by_result_and_score(fake_
              "bye": BYE}
     flows = load_document(doc(nodes, start="p"), services=services.names(), version=7)[0]
     fake_ari.media_duration = lambda uri: 0.05
-    settings = settings_for(fake_ari, dsn, tmp_path, metrics_listen="127.0.0.1:0")
+    settings = settings_for(fake_ari, dsn, tmp_path, **OWN_PORTS)
     server = await Server.start(settings, flows=flows, services=services)
     shutdown = asyncio.Event()
     task = asyncio.create_task(server.run(shutdown))
@@ -201,7 +220,7 @@ async def test_services_and_survey_answers_are_counted_by_result_and_score(fake_
 
 async def test_the_database_probe_reports_postgresql_gone_and_back(fake_ari: FakeAri, dsn: str, tmp_path: Path,
                                                                    db_proxy: TcpProxy) -> None:
-    settings = settings_for(fake_ari, db_proxy.through(dsn), tmp_path, metrics_listen="127.0.0.1:0",
+    settings = settings_for(fake_ari, db_proxy.through(dsn), tmp_path, **OWN_PORTS,
                             metrics_probe_ms=50, db_budget_ms=300)
     line = await start_hotline(fake_ari, dsn, settings)
     try:
@@ -223,7 +242,7 @@ async def test_a_metrics_address_in_use_is_logged_and_calls_are_served_all_the_s
     fake_ari.media_duration = lambda uri: 0.05
     try:
         with caplog.at_level(logging.ERROR, logger="hotline.metrics"):
-            line = await start_hotline(fake_ari, dsn, settings_for(fake_ari, dsn, tmp_path,
+            line = await start_hotline(fake_ari, dsn, settings_for(fake_ari, dsn, tmp_path, agi_listen="127.0.0.1:0",
                                                                    metrics_listen=f"127.0.0.1:{port}"))
         try:
             assert line.server.monitoring is not None and line.server.monitoring.endpoint is None
