@@ -211,14 +211,22 @@ class FlowRunner:
         where the caller stands and may offer a callback instead (`_before_queue`)."""
         destination = self.flows.destinations[destination_name]
         target = dial_target(destination, self.ctx)
-        await self.call.play(prompt, interruptible=False)
-        if target.group is not None:
-            if announce and self.desk is not None:
-                if await _before_queue(self, self.desk, target, destination.callback_offer_wait_s):
+        desk = self.desk if announce and target.group is not None else None
+        # read while the prompt plays: no silence between it and the announcement
+        advice = (asyncio.create_task(_advise(self.call, desk, target.group))
+                  if desk is not None and target.group is not None else None)
+        try:
+            await self.call.play(prompt, interruptible=False)
+            if desk is not None and advice is not None:
+                if await _before_queue(self, desk, target, await advice, destination.callback_offer_wait_s):
                     return
-            else:
+            elif target.group is not None:
                 self.call.journey.queue_leg(target.group, announced_position=None, announced_wait_s=None,
                                             asterisk_wait_s=None, result="waiting")
+        finally:
+            if advice is not None and not advice.done():
+                advice.cancel()
+                await asyncio.wait({advice})
         await self.call.transfer(target.context, target.extension, destination_name)
 
     def input(self, node: Node, value: str | SecretDigits, result: str) -> None:
@@ -429,21 +437,25 @@ async def _transfer(run: FlowRunner, node: TransferNode) -> str | None:
     return None
 
 
-async def _before_queue(run: FlowRunner, desk: QueueDesk, target: DialTarget, threshold_s: int | None) -> bool:
-    """Tell the caller their place and wait in `target`'s group, offering a callback when the wait
-    is long; record the queue leg. True when the caller took a callback (the call is over).
-
-    Live state that cannot be had in time means no announcement: a caller is never held back for it."""
-    call, group = run.call, target.group
-    assert group is not None
+async def _advise(call: FlowCall, desk: QueueDesk, group: str) -> QueueAdvice | None:
+    """The desk's advice on `group`; None (logged) when live state cannot be had in time: a caller
+    is never held back for it — the desk keeps the time budget."""
     try:
-        advice = await desk.advise(group)
+        return await desk.advise(group)
     except QueueAdviceUnavailable as exc:
         call.log("queue_advice_unavailable", level=logging.WARNING, queue=group, error=str(exc) or None)
-        advice = None
     except Exception as exc:  # noqa: BLE001 - a broken desk must not cost the caller the transfer
         call.log("queue_advice_failed", level=logging.ERROR, queue=group, error=type(exc).__name__)
-        advice = None
+    return None
+
+
+async def _before_queue(run: FlowRunner, desk: QueueDesk, target: DialTarget, advice: QueueAdvice | None,
+                        threshold_s: int | None) -> bool:
+    """Tell the caller their place and wait in `target`'s group (nothing without `advice`, or when an
+    agent is free now), offering a callback when the wait is long; record the queue leg. True when
+    the caller took a callback (the call is over)."""
+    call, group = run.call, target.group
+    assert group is not None
     if advice is None or advice.immediate:
         call.journey.queue_leg(group, announced_position=None, announced_wait_s=None,
                                asterisk_wait_s=advice.asterisk_wait_s if advice else None, result="waiting")

@@ -184,6 +184,13 @@ async def test_without_live_state_the_caller_is_transferred_at_once_without_an_a
     assert "queue_advice_unavailable" in caplog.text
 
 
+async def test_live_state_is_read_while_the_transfer_prompt_plays() -> None:
+    started = time.monotonic()
+    _, channel = await call(desk(StubState(hang=True), budget_s=0.3), item_s=0.4)
+    assert time.monotonic() - started < 0.6, "the prompt (0.4 s) and the budget (0.3 s) overlap, not add up"
+    assert heard(channel) == ["transfer_agent"] and channel.continued_to == ("hotline-agents", "general-en", 1)
+
+
 LONG = snapshot(agent(1, busy=True), waiting=3, talktime=60)  # 4 × 60 = 240 s
 SHORT = snapshot(agent(1, busy=True), talktime=60)  # 60 s
 
