@@ -257,7 +257,7 @@ class AmiClient:
     @property
     def connected(self) -> bool:
         """Logged in on a live connection right now."""
-        return self._logged_in.is_set()
+        return self._logged_in.is_set() and self._protocol is not None and not self._protocol.closed
 
     async def __aenter__(self) -> AmiClient:
         self.start()
