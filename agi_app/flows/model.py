@@ -379,12 +379,6 @@ class Destination:
     rules: tuple[QueueRule, ...] = typed_field(RULES)
     callback_offer_wait_s: int | None = None
 
-    def groups(self) -> tuple[str, ...]:
-        """Every skill group this destination may send a caller to (none for a fixed place)."""
-        if self.queue is None:
-            return ()
-        return tuple(dict.fromkeys([self.queue, *(rule.queue for rule in self.rules)]))
-
 
 @dataclass(frozen=True)
 class UniversalKeys:
