@@ -23,8 +23,11 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from agi_app.config import read_env_file
+from agi_app.ami.client import AmiClient
+from agi_app.ami.events import AgentEvent
+from agi_app.config import Settings, read_env_file
 from tests.support import pg
+from tests.support.agents import DemoAgent, load_agents, running_agents, sip_password
 from tests.support.cli import HOTLINE
 from tests.support.demo import DEMO_DATA, DEMO_PINS, demo_menus_file
 from tests.support.sipp import SipCall, SipResult, place_call
@@ -69,6 +72,8 @@ class Observer:
 
     channel_by_caller: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     played: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    # Per channel id, the dialplan applications it ran with their data, e.g. ("Playback", "hotline/zh/...").
+    dialplan: dict[str, list[tuple[str, str]]] = field(default_factory=lambda: defaultdict(list))
     channel_names: list[str] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     news: asyncio.Event = field(default_factory=asyncio.Event)  # replaced by a fresh one at each event
@@ -84,6 +89,8 @@ class Observer:
             target = event["playback"]["target_uri"]
             if target.startswith("channel:"):
                 self.played[target.removeprefix("channel:")].append(event["playback"]["media_uri"])
+        elif kind == "ChannelDialplan" and event.get("dialplan_app"):
+            self.dialplan[event["channel"]["id"]].append((event["dialplan_app"], event.get("dialplan_app_data", "")))
         self.news.set()
         self.news = asyncio.Event()
 
@@ -108,6 +115,31 @@ class Hotline:
     observer: Observer
     log_path: Path
     tmp: Path
+    server: subprocess.Popen[bytes] | None = None
+
+    async def start_serve(self) -> None:
+        """Start `hotline serve` (its output appended to the log) and wait until its ARI app is connected."""
+        assert self.server is None or self.server.poll() is not None, "hotline serve is already running"
+        with self.log_path.open("a") as log:
+            self.server = subprocess.Popen([HOTLINE, "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        for _ in range(100):
+            if await _app_connected(self.env, self.env["HOTLINE_ARI_APP"]):
+                return
+            assert self.server.poll() is None, self.log_path.read_text()
+            await asyncio.sleep(0.1)
+        pytest.fail("hotline serve did not connect to ARI:\n" + self.log_path.read_text())
+
+    async def stop_serve(self) -> int:
+        """SIGTERM `hotline serve` (a graceful stop) and wait for it to exit; its exit code."""
+        assert self.server is not None
+        if self.server.poll() is None:
+            self.server.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(self.server.wait, 30)
+            except subprocess.TimeoutExpired:
+                self.server.kill()
+                await asyncio.to_thread(self.server.wait)
+        return self.server.returncode
 
     def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run([HOTLINE, *args], env=self.env, input=stdin, capture_output=True, text=True,
@@ -172,23 +204,60 @@ async def hotline(sandbox_env: dict[str, str], tmp_path_factory: pytest.TempPath
     await asyncio.wait_for(ready.wait(), 10)
     published = hotline.cli("menus", "publish", str(e2e_flows_file(tmp)), "-m", "e2e")
     assert published.returncode == 0, published.stderr
-    with hotline.log_path.open("w") as log:
-        server = subprocess.Popen([HOTLINE, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    hotline.log_path.write_text("")
     try:
-        for _ in range(100):
-            if await _app_connected(env, env["HOTLINE_ARI_APP"]):
-                break
-            assert server.poll() is None, hotline.log_path.read_text()
-            await asyncio.sleep(0.1)
-        else:
-            pytest.fail("hotline serve did not connect to ARI:\n" + hotline.log_path.read_text())
+        await hotline.start_serve()
         yield hotline
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        returncode = await hotline.stop_serve() if hotline.server is not None else 0
         observer.cancel()
         await pg.drop_database(dsn)
-    assert server.returncode == 0, "hotline serve did not stop cleanly:\n" + hotline.log_path.read_text()[-3000:]
+    assert returncode == 0, "hotline serve did not stop cleanly:\n" + hotline.log_path.read_text()[-3000:]
+
+
+#: Every demo agent talks this long in end-to-end calls, then hangs up.
+AGENT_TALK_S = 3.0
+
+
+def _agents_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`hotline agents ...` on the sandbox's AMI, recording nothing (no database for the audit log)."""
+    return subprocess.run([HOTLINE, "agents", *args], env={k: v for k, v in env.items() if k != "HOTLINE_DSN"},
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def demo_agents(sandbox_env: dict[str, str]) -> AsyncIterator[dict[str, DemoAgent]]:
+    """The demo agents of config/sandbox.yaml registered (SIPp UAS each, AGENT_TALK_S of talk) and logged
+    in to their groups with `hotline agents login`, as `make run` does; logged out and stopped after."""
+    specs = load_agents()
+    async with running_agents(specs, password=sip_password(sandbox_env), talk_s=AGENT_TALK_S) as agents:
+        try:
+            for spec in specs:
+                _agents_cli(sandbox_env, "logout", spec.endpoint)  # a login kept by persistentmembers
+                done = _agents_cli(sandbox_env, "login", spec.endpoint, *(f"--queue={g}" for g in spec.groups))
+                assert done.returncode == 0, done.stdout + done.stderr
+            yield agents
+        finally:
+            for spec in specs:
+                _agents_cli(sandbox_env, "logout", spec.endpoint)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def agent_events(sandbox_env: dict[str, str]) -> AsyncIterator[list[AgentEvent]]:
+    """Every AMI agent event (AgentCalled, AgentConnect, AgentComplete, ...) from now on, in order:
+    which member answered which caller channel (`unique_id` = the ARI channel id), and who hung up."""
+    events: list[AgentEvent] = []
+    async with AmiClient.from_settings(Settings.load(sandbox_env)) as ami:
+        subscription = ami.subscribe(["AgentCalled", "AgentRingNoAnswer", "AgentConnect", "AgentComplete"])
+
+        async def collect() -> None:
+            async for event in subscription:
+                if isinstance(event, AgentEvent):
+                    events.append(event)
+
+        collector = asyncio.create_task(collect())
+        try:
+            yield events
+        finally:
+            collector.cancel()
+            subscription.close()

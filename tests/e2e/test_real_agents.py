@@ -1,0 +1,157 @@
+"""Real calls reaching real (demo) agents: a transfer from the IVR, the dialplan's fallback while
+`hotline serve` is stopped, and calls placed while it restarts.
+
+The agents are SIPp UAS processes registered as PJSIP endpoints agent-<id> and logged in with
+`hotline agents login` (the `demo_agents` fixture); AMI's agent events say which member answered
+which caller channel and who hung up; the observer says what each channel played, through ARI
+(the app's prompts) or in the dialplan (Playback steps of the fallback and the queue contexts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from agi_app.ami.events import AgentComplete, AgentConnect, AgentEvent
+from tests.e2e.conftest import AGENT_TALK_S, Hotline
+from tests.support.agents import DemoAgent
+from tests.support.sipp import SipCall, SipResult
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
+
+APOLOGY = ("Playback", "hotline/zh/fallback_apology")
+GOODBYE = ("Playback", "hotline/zh/goodbye")
+
+
+def _agent_leg(events: list[AgentEvent], channel: str) -> tuple[AgentConnect, AgentComplete]:
+    """The one agent who took caller channel `channel`, and how that call ended."""
+    connects = [e for e in events if isinstance(e, AgentConnect) and e.unique_id == channel]
+    completes = [e for e in events if isinstance(e, AgentComplete) and e.unique_id == channel]
+    assert len(connects) == 1 and len(completes) == 1, f"agent events for {channel}: {connects} {completes}"
+    return connects[0], completes[0]
+
+
+def _newest_channel(hotline: Hotline, interface: str) -> str:
+    """The id of the newest channel of `interface` (e.g. PJSIP/agent-1001 makes PJSIP/agent-1001-0000002a)."""
+    ids = [e["channel"]["id"] for e in hotline.observer.events
+           if e.get("type") == "ChannelCreated" and e["channel"]["name"].startswith(interface + "-")]
+    assert ids, f"no channel of {interface}"
+    return str(ids[-1])
+
+
+def _bridges(hotline: Hotline, channel: str) -> set[str]:
+    return {e["bridge"]["id"] for e in hotline.observer.events
+            if e.get("type") == "ChannelEnteredBridge" and e["channel"]["id"] == channel}
+
+
+def _rtp_counts(hotline: Hotline, channel: str) -> dict[str, int]:
+    """Packets Asterisk received from (rx) and sent to (tx) the channel's far end (RTPAUDIOQOS at hangup)."""
+    qos = [e["value"] for e in hotline.observer.events if e.get("type") == "ChannelVarset"
+           and e.get("variable") == "RTPAUDIOQOS" and e.get("channel", {}).get("id") == channel]
+    assert qos, f"no RTPAUDIOQOS for {channel}"
+    fields = dict(part.split("=", 1) for part in qos[-1].split(";") if "=" in part)
+    return {"rx": int(float(fields["rxcount"])), "tx": int(float(fields["txcount"]))}
+
+
+async def _ended(hotline: Hotline, events: list[AgentEvent], channels: list[str], timeout: float = 10) -> None:
+    """AMI's AgentComplete may trail the caller's hangup by a moment."""
+    await hotline.observer.until(lambda: all(any(isinstance(e, AgentComplete) and e.unique_id == c for e in events)
+                                             for c in channels), timeout, lambda: f"AgentComplete for {channels}")
+
+
+async def test_a_transferred_caller_talks_to_a_demo_agent_who_ends_the_call(
+        hotline: Hotline, demo_agents: dict[str, DemoAgent], agent_events: list[AgentEvent]) -> None:
+    caller = "13122223001"
+    answered = {name: len(agent.answered) for name, agent in demo_agents.items()}
+    # "0" for an agent, then a key every second: what the caller sends while talking to the agent.
+    keys = [(2.0, "0"), *[(1.0, "5")] * 10]
+    result = await hotline.call(SipCall(caller, "95000", steps=keys, max_duration=60))
+    assert result.ok and result.hangup_by == "remote", result.stderr
+    assert hotline.last_call(caller)["outcome"] == "transferred"
+    channel = hotline.observer.channel_by_caller[caller][-1]
+    await _ended(hotline, agent_events, [channel])
+    connect, complete = _agent_leg(agent_events, channel)
+    # A registered SIP endpoint answered through the general Mandarin queue, not a dialplan stand-in.
+    assert connect.queue == "hotline-general-zh" and connect.interface.startswith("PJSIP/agent-")
+    endpoint = connect.interface.removeprefix("PJSIP/")
+    agent = demo_agents[endpoint]
+    assert len(agent.answered) == answered[endpoint] + 1, "the demo agent's own log shows the call"
+    # The agent ended the call after talking; the caller went on in the dialplan to the goodbye.
+    assert complete.reason == "agent" and complete.talk_time_s >= AGENT_TALK_S - 1
+    assert agent.hung_up[-1] == agent.answered[-1]
+    steps = hotline.observer.dialplan[channel]
+    assert ("Set", "HOTLINE_AGENT_DONE=1") in steps and steps[-2:] == [GOODBYE, ("Hangup", "")]
+    # Caller and agent in one bridge, media both ways: the agent's talk (a tone, 50 packets a second)
+    # reached Asterisk, and the caller's keys pressed during the talk reached the agent.
+    agent_channel = _newest_channel(hotline, connect.interface)
+    assert _bridges(hotline, channel) & _bridges(hotline, agent_channel)
+    rtp = _rtp_counts(hotline, agent_channel)
+    assert rtp["rx"] >= 25 * AGENT_TALK_S and rtp["tx"] > 0, rtp
+
+
+async def test_with_serve_stopped_a_caller_hears_our_apology_and_reaches_an_agent(
+        hotline: Hotline, demo_agents: dict[str, DemoAgent], agent_events: list[AgentEvent]) -> None:
+    caller = "13122223002"
+    assert await hotline.stop_serve() == 0
+    try:
+        result = await hotline.call(SipCall(caller, "95000", max_duration=60))
+    finally:
+        await hotline.start_serve()
+    assert result.ok and result.hangup_by == "remote", result.stderr
+    channel = hotline.observer.channel_by_caller[caller][-1]
+    steps = hotline.observer.dialplan[channel]
+    assert steps.index(APOLOGY) < steps.index(("Queue", "hotline-general-zh,c,,,120")), steps
+    assert not hotline.observer.played[channel], "the app took no part"
+    await _ended(hotline, agent_events, [channel])
+    connect, complete = _agent_leg(agent_events, channel)
+    assert connect.interface.startswith("PJSIP/agent-") and complete.reason == "agent"
+    assert steps[-2:] == [GOODBYE, ("Hangup", "")]
+
+
+async def test_calls_placed_while_serve_restarts_all_reach_a_prompt_and_an_agent(
+        hotline: Hotline, demo_agents: dict[str, DemoAgent], agent_events: list[AgentEvent]) -> None:
+    calls: list[tuple[str, asyncio.Task[SipResult]]] = []
+    restarted = asyncio.Event()
+
+    async def dial_every(seconds: float) -> None:
+        """One caller every `seconds` from before the stop until just after the new server is up."""
+        n = 0
+        while True:
+            n += 1
+            caller = f"131222240{n:02d}"
+            calls.append((caller, asyncio.create_task(
+                hotline.call(SipCall(caller, "95000", steps=[(4.0, "0")], max_duration=90)))))
+            if restarted.is_set():
+                return
+            await asyncio.sleep(seconds)
+
+    dialler = asyncio.create_task(dial_every(0.5))
+    try:
+        await asyncio.sleep(1.2)
+        started = time.monotonic()
+        assert await hotline.stop_serve() == 0, "a graceful stop with calls in progress"
+        await hotline.start_serve()
+        restarted.set()
+        await dialler
+        window = time.monotonic() - started
+        results = [(caller, await task) for caller, task in calls]
+    finally:
+        dialler.cancel()
+        for _, task in calls:
+            task.cancel()
+    channels = []
+    for caller, result in results:
+        assert result.ok and result.hangup_by == "remote", f"{caller}: {result.stderr}"
+        channels.append(hotline.observer.channel_by_caller[caller][-1])
+    await _ended(hotline, agent_events, channels, timeout=20)
+    by_app = by_fallback = 0
+    for (caller, _), channel in zip(results, channels, strict=True):
+        heard_app, apologised = bool(hotline.observer.played[channel]), APOLOGY in hotline.observer.dialplan[channel]
+        assert heard_app or apologised, f"{caller} heard nothing before the queue"
+        by_app, by_fallback = by_app + heard_app, by_fallback + apologised
+        connect, complete = _agent_leg(agent_events, channel)
+        assert connect.interface.startswith("PJSIP/agent-") and complete.reason == "agent", caller
+    # The window really was crossed: some callers met the stopped app's fallback, some the app.
+    assert by_fallback >= 1 and by_app >= 1, (by_app, by_fallback, len(results), f"{window:.1f}s")
