@@ -56,6 +56,9 @@ MEDIA_PORT_RANGE = (40000, 59990)
 
 _HANGUP_MARK = "HOTLINE_HANGUP_BY="
 
+#: A step's "digits" that mean "the caller speaks": SipCall.speech_pcap is played instead of a key.
+SPEAK = "~"
+
 
 @dataclass(frozen=True)
 class SipCall:
@@ -67,6 +70,7 @@ class SipCall:
     # The caller sends BYE this long after the last step; None = wait for Asterisk to hang up.
     hangup_after: float | None = None
     max_duration: float = 90.0  # hard limit for the whole call
+    speech_pcap: Path | None = None  # what a SPEAK step plays (tests/support/speech_pcap.py)
 
     def validate(self) -> None:
         """Reject calls SIPp could not place or that would produce invalid SIP."""
@@ -76,6 +80,10 @@ class SipCall:
         for pause, digits in self.steps:
             if pause < 0:
                 raise ValueError(f"negative pause {pause}")
+            if digits == SPEAK:
+                if self.speech_pcap is None:
+                    raise ValueError("a SPEAK step needs speech_pcap")
+                continue
             bad = [d for d in digits if d not in EVENT_CODES]
             if bad:
                 raise ValueError(f"not DTMF keys: {''.join(bad)!r} (allowed: 0-9 * # A-D)")
@@ -262,6 +270,9 @@ def build_scenario(call: SipCall, pcap_dir: Path | None = None) -> tuple[str, st
     sent = ""
     for pause, digits in call.steps:
         wait(pause)
+        if digits == SPEAK:
+            parts.append(f"  <nop><action><exec play_pcap_audio={quoteattr(str(call.speech_pcap))}/></action></nop>")
+            continue
         for i, key in enumerate(digits):
             if i:
                 wait(INTER_DIGIT_GAP)
