@@ -1,20 +1,25 @@
 """Recording the caller (`CallSession.record`) over the real ARI protocol: the request Asterisk gets,
-the end by `#` or by the maximum length, and a caller who hangs up mid-message."""
+the end by `#` or by the maximum length, and a caller who hangs up mid-message; and, on a channel
+that loses the end of the recording, the stop after its maximum length."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 
+import pytest
 import pytest_asyncio
 
+from agi_app.admin.simulate import SimulatedChannel
 from agi_app.ari.client import AriClient
 from agi_app.ari.router import EventRouter
-from agi_app.config import DEFAULTS
-from agi_app.engine.journey import MemorySink
+from agi_app.config import DEFAULTS, Settings
+from agi_app.engine.channel import ChannelFailed
+from agi_app.engine.journey import Journey, JourneyRecord, MemorySink
 from agi_app.engine.registry import CallRegistry
-from agi_app.engine.session import CallSession, DigitInput, Recording
+from agi_app.engine.session import Arrival, CallSession, DigitInput, Recording
 from tests.fake_ari.server import FakeAri
 
 Script = Callable[[CallSession], Awaitable[None]]
@@ -114,3 +119,44 @@ async def test_a_label_that_is_not_a_plain_name_never_reaches_a_file_name(fake_a
     call = await fake_ari.place_call("13800138000", "95000")
     request = await fake_ari.wait_request("POST", f"/channels/{call}/record")
     assert re.fullmatch(r"rec-[0-9a-f]{32}", request.query["name"][0])
+
+
+class SilentRecorder(SimulatedChannel):
+    """Asterisk whose RecordingFinished is lost: the recording ends only when stopped."""
+
+    def __init__(self, channel_id: str, *, answers_stop: bool) -> None:
+        super().__init__(channel_id)
+        self.stopped_recordings: list[str] = []
+        self.answers_stop = answers_stop
+
+    async def record(self, name: str, *, max_seconds: int, max_silence_seconds: int) -> None:
+        self.recorded.append(name)
+
+    async def stop_recording(self, name: str) -> None:
+        self.stopped_recordings.append(name)
+        if self.answers_stop:
+            assert self.session is not None
+            self.session.on_recording_finished(name, 1)
+
+
+def silent_session(*, answers_stop: bool) -> tuple[CallSession, SilentRecorder]:
+    channel = SilentRecorder("call-1", answers_stop=answers_stop)
+    session = CallSession(Arrival("call-1", "13800138000", "95000"), channel,
+                          Journey(JourneyRecord("call-1", "13800138000", "95000", datetime.now(UTC)), MemorySink()),
+                          settings=Settings(recording_grace_ms=100))
+    channel.session = session
+    return session, channel
+
+
+async def test_a_lost_end_of_recording_is_stopped_after_its_maximum_length_and_kept() -> None:
+    session, channel = silent_session(answers_stop=True)
+    recording = await asyncio.wait_for(session.record("complaint", max_seconds=1, max_silence_seconds=0), 3)
+    assert recording == Recording(channel.recorded[0], 1)
+    assert channel.stopped_recordings == channel.recorded
+
+
+async def test_a_recording_that_does_not_stop_either_fails_the_call_to_the_fallback() -> None:
+    session, channel = silent_session(answers_stop=False)
+    with pytest.raises(ChannelFailed):
+        await asyncio.wait_for(session.record("complaint", max_seconds=1, max_silence_seconds=0), 3)
+    assert channel.stopped_recordings == channel.recorded
