@@ -35,6 +35,9 @@ _VALUE = re.compile(r"[A-Za-z0-9_.-]{0,64}")
 
 ERROR_VARIABLE = "HOTLINE_AGI_ERROR"
 
+#: Seconds between two attempts to bind an address in use.
+RETRY_S = 2.0
+
 
 class HookSet(Protocol):
     """The hooks by script name, and what to close with the server (`hooks.AgiHooks`)."""
@@ -67,6 +70,7 @@ class AgiServer(Application):  # type: ignore[misc]  # panoramisk is untyped
         self.max_requests = max_requests
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[Any]] = set()
+        self.listening = asyncio.Event()
 
     @classmethod
     def from_settings(cls, hooks: HookSet, settings: Settings) -> AgiServer:
@@ -83,7 +87,22 @@ class AgiServer(Application):  # type: ignore[misc]  # panoramisk is untyped
         """Listen; OSError when the address cannot be bound (in use, not ours)."""
         self._server = await asyncio.start_server(self.handler, self.host, self.port, limit=MAX_REQUEST_BYTES)
         self.port = self._server.sockets[0].getsockname()[1]
+        self.listening.set()
         log_event(log, "agi_listening", host=self.host, port=self.port, hooks=",".join(self._route))
+
+    async def keep_trying(self, retry_s: float = RETRY_S) -> None:
+        """Listen as soon as the address can be bound: a server still draining calls may hold it
+        during a restart. Calls are served meanwhile; the dialplan takes its defaults."""
+        told = False
+        while not self.listening.is_set():
+            try:
+                await self.start()
+            except OSError as exc:
+                if not told:
+                    log_event(log, "agi_unavailable", level=logging.ERROR, host=self.host, port=self.port,
+                              error=str(exc)[:200], retry_s=retry_s, dialplan_gets="defaults")
+                    told = True
+                await asyncio.sleep(retry_s)
 
     async def close(self) -> None:
         """Stop listening, end the requests in progress (their dialplan takes the defaults)."""

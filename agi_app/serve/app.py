@@ -275,7 +275,7 @@ class Server:
                                            degraded=outage is not None)
             server._tasks.append(asyncio.create_task(server.reloader.run(), name="menu-reloader"))
         await server._start_monitoring(monitoring)
-        await server._start_agi(start_facts(settings, pool))
+        server._start_agi(start_facts(settings, pool))
         log_event(log, "serve_started", app=settings.ari_app, ari=settings.ari_url,
                   asterisk=info.get("system", {}).get("version"), menu_version=flows.version,
                   hot_reload="on" if hot_reload else "off")
@@ -290,17 +290,11 @@ class Server:
         metrics.watch_connection("ari", lambda: self.client.events_connected)
         await monitoring.start(database=lambda: self.pool.fetchval("SELECT 1"))
 
-    async def _start_agi(self, facts: StartFactsLoader) -> None:
+    def _start_agi(self, facts: StartFactsLoader) -> None:
         """The dialplan's FastAGI hooks on HOTLINE_AGI_LISTEN, deciding from the same start facts
-        and menus as the calls; an address that cannot be bound stops the start-up, all closed."""
+        and menus as the calls; listening as soon as the address is free (`AgiServer.keep_trying`)."""
         self.agi = AgiServer.from_settings(AgiHooks(facts, lambda: self.flows), self.settings)
-        try:
-            await self.agi.start()
-        except OSError as exc:
-            self.agi = None
-            await self.close()
-            raise StartupError(f"cannot listen for FastAGI on HOTLINE_AGI_LISTEN={self.settings.agi_listen}: {exc}",
-                               unreachable=False) from exc
+        self._tasks.append(asyncio.create_task(self.agi.keep_trying(), name="agi-listen"))
 
     def swap_flows(self, flows: FlowSet) -> None:
         self.flows = flows
@@ -367,8 +361,8 @@ class Server:
             ("ari_client", self.client.close), ("database_pool", self.pool.close)]
         if self.ami is not None:
             steps.append(("ami_client", self.ami.close))
-        if self.agi is not None:  # first: the dialplan takes its defaults while the rest closes
-            steps.insert(0, ("agi_server", self.agi.close))
+        if self.agi is not None:  # early: the dialplan takes its defaults while the rest closes
+            steps.insert(1, ("agi_server", self.agi.close))
         for step, action in steps:
             try:
                 await action()

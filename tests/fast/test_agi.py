@@ -18,12 +18,12 @@ import pytest
 import pytest_asyncio
 
 from agi_app.agi.hooks import AgiHooks
-from agi_app.agi.server import AgiServer
+from agi_app.agi.server import RETRY_S, AgiServer
 from agi_app.calendar.model import DEFAULT_TIMEZONE, DayRule
 from agi_app.config import Settings
 from agi_app.db.pool import connection, create_pool
 from agi_app.db.repositories import calendar, operations
-from agi_app.serve.app import StartupError, start_facts
+from agi_app.serve.app import start_facts
 from tests.fake_ari.server import FakeAri
 from tests.fast.conftest import import_demo_customers, settings_for, start_hotline
 from tests.support.agi_peer import (
@@ -304,6 +304,7 @@ async def test_hotline_serve_answers_the_hooks_for_its_lifetime(fake_ari: FakeAr
     await import_demo_customers(dsn)
     line = await start_hotline(fake_ari, dsn, settings_for(fake_ari, dsn, tmp_path, agi_listen="127.0.0.1:0"))
     assert line.server.agi is not None
+    await asyncio.wait_for(line.server.agi.listening.wait(), 2)
     port = line.server.agi.port
     channel = await run_agi(port, request_block("route", caller=VIP_EN))
     assert channel.variables["HOTLINE_ROUTE"] == "vip"
@@ -312,11 +313,24 @@ async def test_hotline_serve_answers_the_hooks_for_its_lifetime(fake_ari: FakeAr
         await asyncio.open_connection("127.0.0.1", port)
 
 
-async def test_hotline_serve_will_not_start_on_an_address_in_use(fake_ari: FakeAri, dsn: str, tmp_path: Path) -> None:
+async def test_hotline_serve_takes_its_address_once_a_draining_server_lets_it_go(
+        fake_ari: FakeAri, dsn: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A restart: the old server still holds the address while its calls drain. The new one serves
+    calls at once, says the hooks are unavailable, and listens as soon as the address is free."""
+    caplog.set_level(logging.INFO, logger="hotline.agi")
     taken = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = taken.sockets[0].getsockname()[1]
+    line = await start_hotline(fake_ari, dsn, settings_for(fake_ari, dsn, tmp_path, agi_listen=f"127.0.0.1:{port}"))
     try:
-        with pytest.raises(StartupError, match="HOTLINE_AGI_LISTEN"):
-            await start_hotline(fake_ari, dsn, settings_for(fake_ari, dsn, tmp_path, agi_listen=f"127.0.0.1:{port}"))
+        assert line.server.agi is not None
+        assert not line.server.agi.listening.is_set()
+        assert f"event=agi_unavailable host=127.0.0.1 port={port}" in caplog.text
+        call = await line.call(KNOWN_ZH)
+        await line.heard(call, "sound:hotline/zh/welcome")  # IVR calls do not wait for the hooks
+        taken.close()
+        await taken.wait_closed()
+        await asyncio.wait_for(line.server.agi.listening.wait(), RETRY_S + 1)
+        assert (await run_agi(port, request_block("status"))).variables == {"HOTLINE_STATUS": "open"}
     finally:
         taken.close()
+        await line.stop()
