@@ -129,6 +129,10 @@ class AriClient:
     async def application(self) -> dict[str, Any]:
         return await self.request("GET", f"/applications/{quote(self.app)}")
 
+    async def channels(self) -> list[dict[str, Any]]:
+        """Every channel Asterisk has now (ours or not)."""
+        return await self.request("GET", "/channels")
+
     async def get_channel(self, channel_id: str) -> dict[str, Any]:
         return await self.request("GET", f"/channels/{quote(channel_id)}")
 
@@ -166,6 +170,31 @@ class AriClient:
 
     async def hangup(self, channel_id: str, reason: str = "normal") -> None:
         await self.request("DELETE", f"/channels/{quote(channel_id)}", params={"reason": reason})
+
+    async def originate(self, endpoint: str, *, channel_id: str, app_args: Sequence[str], timeout_s: int,
+                        other_channel_id: str | None = None, caller_id: str | None = None) -> dict[str, Any]:
+        """Dial `endpoint` into this application: once answered, the channel (id `channel_id`)
+        enters Stasis with `app_args`; unanswered after `timeout_s`, it is destroyed. A Local
+        channel's second half gets `other_channel_id`. The request itself has the REST budget."""
+        params = {"endpoint": endpoint, "app": self.app, "appArgs": ",".join(app_args),
+                  "channelId": channel_id, "timeout": str(timeout_s)}
+        if other_channel_id:
+            params["otherChannelId"] = other_channel_id
+        if caller_id:
+            params["callerId"] = caller_id
+        return await self.request("POST", "/channels", params=params)
+
+    async def create_bridge(self, bridge_id: str, *, name: str = "") -> dict[str, Any]:
+        """A mixing bridge (two or more channels hear each other)."""
+        return await self.request("POST", "/bridges", params={"type": "mixing", "bridgeId": bridge_id,
+                                                               "name": name or bridge_id})
+
+    async def add_to_bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> None:
+        await self.request("POST", f"/bridges/{quote(bridge_id)}/addChannel",
+                           params={"channel": ",".join(channel_ids)})
+
+    async def destroy_bridge(self, bridge_id: str) -> None:
+        await self.request("DELETE", f"/bridges/{quote(bridge_id)}")
 
     # --- events --------------------------------------------------------------------------
     def events(self, *, max_backoff: float = 10.0, queue_size: int = 10_000) -> EventStream:

@@ -8,12 +8,17 @@ channels are still in the application: known calls resync (a playback that ended
 detected), unknown ones (state lost) go to the dialplan fallback rather than hearing dead air.
 Asterisk lists a channel as soon as it enters the application, perhaps before its StasisStart
 reaches us: a resync gives such events `resync_settle_s` to arrive before it decides.
+
+Callbacks' legs are not calls: their channel ids name a callback (`centre.callbacks.Leg`) and
+their StasisStart's first argument is `callback` or `callback-customer` (a call's is the dialled
+number, digits), so their events, and each reconnection, go to the callback dispatcher instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from agi_app.ari.channel import AriChannel
 from agi_app.ari.client import ApplicationTakenOver, AriClient, AriError
@@ -30,6 +35,7 @@ from agi_app.ari.events import (
     StasisStart,
     StreamConnected,
 )
+from agi_app.centre.callbacks import CALLBACK_ARGS, Leg
 from agi_app.engine.channel import ChannelFailed, ChannelGone
 from agi_app.engine.registry import CallRegistry
 from agi_app.engine.session import Arrival
@@ -48,10 +54,12 @@ class EventsLost(Exception):
 
 
 class EventRouter:
-    def __init__(self, client: AriClient, calls: CallRegistry, *, resync_settle_s: float) -> None:
+    def __init__(self, client: AriClient, calls: CallRegistry, *, resync_settle_s: float,
+                 callbacks: Callable[[AriEvent], None] | None = None) -> None:
         self.client = client
         self.calls = calls
         self.resync_settle_s = resync_settle_s
+        self.callbacks = callbacks
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume events until `stop` is set; `EventsLost` when they stop reaching us for good."""
@@ -68,6 +76,13 @@ class EventRouter:
 
     def handle(self, event: AriEvent) -> None:
         """Route one event (synchronous: routing never waits on I/O)."""
+        if self._for_callbacks(event):
+            if self.callbacks is not None:
+                self.callbacks(event)
+            elif isinstance(event, StasisStart):  # no dispatcher here: nobody would serve it
+                self.calls.spawn(self._hang_up(event.channel.id))
+            if not isinstance(event, StreamConnected):
+                return
         if isinstance(event, StasisStart):
             self._start_call(event)
         elif isinstance(event, StreamConnected):
@@ -94,6 +109,20 @@ class EventRouter:
             elif isinstance(event, ChannelHangupRequest | StasisEnd | ChannelDestroyed):
                 self.calls.end_of_channel(session, event.type)
 
+    @staticmethod
+    def _for_callbacks(event: AriEvent) -> bool:
+        if isinstance(event, StreamConnected):
+            return True
+        if isinstance(event, StasisStart) and event.args and event.args[0] in CALLBACK_ARGS:
+            return True
+        return Leg.parse(event.channel_id or "") is not None
+
+    async def _hang_up(self, channel_id: str) -> None:
+        try:
+            await self.client.hangup(channel_id)
+        except AriError as exc:
+            log_event(log, "hangup_failed", level=logging.WARNING, channel=channel_id, error=str(exc)[:200])
+
     def _start_call(self, event: StasisStart) -> None:
         channel = event.channel
         if channel.id in self.calls.sessions:
@@ -115,7 +144,7 @@ class EventRouter:
         except AriError as exc:
             log_event(log, "resync_failed", level=logging.ERROR, error=str(exc))
             return
-        live = set(app.get("channel_ids", []))
+        live = {c for c in app.get("channel_ids", []) if Leg.parse(c) is None}  # callback legs are not calls
         self.calls.forget_absent(live)
         log_event(log, "resync", live=len(live), ours=len(self.calls.sessions),
                   owed=len(self.calls.unserved) or None)

@@ -51,6 +51,11 @@ OPEN = frozenset({Status.WAITING, Status.QUEUED, Status.DIALLING, Status.CONNECT
 #: An attempt's failure, as stored: the customer did not answer, was busy, or something else failed.
 FAILURES = (Status.NO_ANSWER, Status.BUSY, Status.FAILED)
 
+#: StasisStart's first argument for each callback leg that enters the application (a call's is
+#: the number dialled: digits).
+ARG_FOR_ROLE = {"agent": "callback", "customer": "callback-customer"}
+CALLBACK_ARGS = frozenset(ARG_FOR_ROLE.values())
+
 _GROUP = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _NUMBER = re.compile(r"\d{3,20}")
 _LEG = re.compile(r"callback-(\d{1,18})-(\d{1,4})-(agent|queue|customer)")

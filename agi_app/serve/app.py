@@ -61,6 +61,7 @@ from agi_app.monitoring.hooks import ari_trace, query_observer, timed_lookup
 from agi_app.monitoring.journey import MeteredJourneySink
 from agi_app.monitoring.metrics import HotlineMetrics
 from agi_app.monitoring.service import Monitoring
+from agi_app.serve.callbacks import CallbackDispatcher
 from agi_app.serve.menu_cache import MenuCache, MenuCacheError
 from agi_app.serve.reloader import MenuReloader
 
@@ -202,6 +203,7 @@ class Server:
     router: EventRouter
     flows: FlowSet
     reloader: MenuReloader | None = None
+    callbacks: CallbackDispatcher | None = None
     ami: AmiClient | None = None  # live queue state (and events, for the queue tracker)
     agi: AgiServer | None = None
     monitoring: Monitoring | None = None
@@ -263,11 +265,13 @@ class Server:
         if ami is not None:
             ami.start()  # no wait: until it logs in, callers are transferred without an announcement
         server: Server
-        desk = queue_desk(settings, pool, AmiQueueState(ami)) if ami is not None else None
+        callbacks = CallbackDispatcher(client, pool, settings)
+        desk = queue_desk(settings, pool, AmiQueueState(ami), callbacks.book) if ami is not None else None
         handler = call_handler(settings, pool, lambda: server.flows, services, metrics, desk)
         calls = CallRegistry(handler, MeteredJourneySink(sink, metrics, lambda: server.flows.lines), settings)
-        router = EventRouter(client, calls, resync_settle_s=settings.resync_settle_s)
-        server = cls(settings, pool, client, sink, calls, router, flows, monitoring=monitoring)
+        router = EventRouter(client, calls, resync_settle_s=settings.resync_settle_s, callbacks=callbacks.on_event)
+        server = cls(settings, pool, client, sink, calls, router, flows, monitoring=monitoring, callbacks=callbacks)
+        server._tasks.append(asyncio.create_task(callbacks.run(), name="callbacks"))
         server.ami = ami
         if hot_reload:
             server.reloader = MenuReloader(settings.dsn, pool, lambda: server.flows, server.swap_flows,

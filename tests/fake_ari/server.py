@@ -104,6 +104,24 @@ class FakeRecording:
     timer: asyncio.Task[None] | None = None
 
 
+@dataclass(frozen=True)
+class Origination:
+    """How the app dialled a channel (``POST /channels``); the test then plays the far end."""
+
+    endpoint: str
+    app_args: list[str]
+    timeout: int
+    other_id: str | None  # a Local channel's second half
+
+
+@dataclass
+class FakeBridge:
+    id: str
+    name: str
+    created: str
+    channels: list[str] = field(default_factory=list)
+
+
 @dataclass
 class FakeChannel:
     """The fake's view of one call leg; tests read it to see what the app did."""
@@ -129,6 +147,8 @@ class FakeChannel:
     start_held: bool = False  # in Stasis, but its StasisStart not yet sent (``deliver_stasis_start``)
     recording: FakeRecording | None = None  # the recording in progress
     recorded: list[str] = field(default_factory=list)  # names of the recordings made, in order
+    originated: Origination | None = None  # dialled by the app (its events reach the app from the start)
+    tech_name: str = ""  # the channel name, when not a caller's (an originated channel's)
     queue: list[FakePlayback | tuple[str, str, int]] = field(default_factory=list)  # control queue
     current: FakePlayback | None = None
     worker: asyncio.Task[None] | None = None
@@ -170,6 +190,10 @@ class _Refused(Exception):
 
 
 #: Event types that make up a recorded call ending.
+#: Q.850 cause texts as Asterisk words them (ChannelDestroyed's cause_txt).
+_CAUSE_TEXT = {16: "Normal Clearing", 17: "User busy", 18: "No user responding", 19: "User alerting, no answer",
+               21: "Call Rejected", 34: "Circuit/channel congestion"}
+
 _END_TYPES = ("ChannelVarset", "ChannelHangupRequest", "StasisEnd", "ChannelDestroyed", "PlaybackFinished")
 
 
@@ -211,6 +235,7 @@ class FakeAri:
         self._owner: dict[str, _Conn] = {}  # app name -> WebSocket currently receiving its events
         self._playbacks: dict[str, FakePlayback] = {}
         self.recordings: dict[str, FakeRecording] = {}  # every recording made, live or stored, by name
+        self.bridges: dict[str, FakeBridge] = {}
         self._consumed: set[int] = set()
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -229,6 +254,10 @@ class FakeAri:
             ("GET", "/playbacks/{playbackId}"): self._h_get_playback,
             ("POST", "/channels/{channelId}/answer"): self._h_answer,
             ("DELETE", "/channels/{channelId}"): self._h_hangup,
+            ("POST", "/channels"): self._h_originate,
+            ("POST", "/bridges"): self._h_create_bridge,
+            ("POST", "/bridges/{bridgeId}/addChannel"): self._h_add_to_bridge,
+            ("DELETE", "/bridges/{bridgeId}"): self._h_destroy_bridge,
             ("POST", "/channels/{channelId}/continue"): self._h_continue,
             ("POST", "/channels/{channelId}/play"): self._h_play,
             ("POST", "/channels/{channelId}/play/{playbackId}"): self._h_play,
@@ -383,6 +412,42 @@ class FakeAri:
             return
         self._end_call(ch, self.rec.caller_hangup_tail())
 
+    def originated(self, endpoint_prefix: str = "") -> list[FakeChannel]:
+        """Channels the app dialled (``POST /channels``), in order, whose endpoint starts so."""
+        return [c for c in self.channels.values()
+                if c.originated is not None and c.originated.endpoint.startswith(endpoint_prefix)]
+
+    async def answer_originated(self, channel_id: str) -> None:
+        """The far end of a channel the app dialled answers: it enters Stasis with the appArgs
+        of the originate (a Local placeholder: app_queue connected an agent to its other half)."""
+        ch = self.channels[channel_id]
+        assert ch.originated is not None and not ch.hungup and not ch.in_stasis, ch
+        ch.state = "Up"
+        ch.in_stasis = True
+        ev = self.rec.template("StasisStart")
+        ev["args"] = list(ch.originated.app_args)
+        self._emit(ev, ch)
+
+    async def fail_originated(self, channel_id: str, cause: int = 19) -> None:
+        """A channel the app dialled ends before it was answered (19 no answer, 17 busy, ...):
+        the app, subscribed since the originate, hears ChannelDestroyed with the cause."""
+        ch = self.channels[channel_id]
+        assert ch.originated is not None and not ch.hungup and not ch.in_stasis, ch
+        self._destroy_unanswered(ch, cause)
+
+    def _destroy_unanswered(self, ch: FakeChannel, cause: int) -> None:
+        ch.hungup = True
+        if ch.originated is not None and ch.originated.other_id in self.channels:
+            self.channels[ch.originated.other_id].hungup = True  # a Local channel's halves end together
+        # No ChannelDestroyed is recorded (a call's app leaves it at StasisEnd): a recorded
+        # ChannelHangupRequest with Asterisk's ChannelDestroyed fields, checked against the declarations.
+        ev = self.rec.template("ChannelHangupRequest")
+        ev.pop("soft", None)
+        ev["type"] = "ChannelDestroyed"
+        ev["cause"] = cause
+        ev["cause_txt"] = _CAUSE_TEXT.get(cause, "Unknown")
+        self._emit(ev, ch)
+
     async def drop_websocket(self) -> None:
         """Abruptly cut every event WebSocket (no close frame); channels stay in Stasis."""
         for conn in list(self._conns):
@@ -402,6 +467,8 @@ class FakeAri:
         if "protocol_id" in snap:
             snap["protocol_id"] = f"fake-{uuid.uuid5(uuid.NAMESPACE_OID, ch.id).hex}@127.0.0.1" if (
                 snap["protocol_id"]) else ""
+        if ch.tech_name:
+            snap["name"] = ch.tech_name
         snap["state"] = ch.state
         if isinstance(snap.get("caller"), dict):
             snap["caller"]["number"] = ch.caller
@@ -460,6 +527,11 @@ class FakeAri:
         """
         pb = ch.current
         ch.hungup = True
+        for bridge in self.bridges.values():
+            if ch.id in bridge.channels:
+                bridge.channels.remove(ch.id)
+        if ch.originated is not None and ch.originated.other_id in self.channels:
+            self.channels[ch.originated.other_id].hungup = True  # a Local channel's halves end together
         if ch.recording is not None:  # Asterisk keeps what was recorded up to the hangup
             self._finish_recording(ch, ch.recording)
         for item in ch.queue:
@@ -825,12 +897,74 @@ class FakeAri:
         if ch is None or ch.hungup:
             raise _Refused(*self._error_body("delete_after_hangup", 404, "Channel not found"))
         ch.hangup_reason = call.one("reason_code") or call.one("reason")
+        if not ch.in_stasis and ch.originated is not None and ch.state != "Up":  # dialled, still ringing
+            self._destroy_unanswered(ch, 16)
+            return 204, None
         if not ch.in_stasis:  # hung up after continue: the app no longer hears about it (recorded: 204)
             ch.hungup = True
             return 204, None
         label = "hangup_during_playback" if ch.current is not None else "hangup_by_app"
         tail = [e for e in self.rec.events_after(label) if e["type"] in _END_TYPES]
         self._end_call(ch, tail or self.rec.caller_hangup_tail())
+        return 204, None
+
+    def _h_originate(self, call: _Call) -> tuple[int, Any]:
+        """Dial an endpoint for the app: the channel exists (Down) until the test answers or fails it."""
+        endpoint = call.one("endpoint") or ""
+        cid = call.one("channelId") or f"{self._id_base}.{next(self._ids)}"
+        other = call.one("otherChannelId")
+        if call.one("app") != self.app or call.one("extension") or call.one("context"):
+            raise _Refused(400, {"message": "the fake only originates into its own application"})
+        if cid in self.channels or (other and other in self.channels):
+            raise _Refused(409, {"message": "Channel with given unique ID already exists"})
+        tech, _, rest = endpoint.partition("/")
+        if not tech or not rest:
+            raise _Refused(400, {"message": "Invalid endpoint"})
+        n = next(self._ids)
+        timeout = int(call.one("timeout") or 30)
+        args = (call.one("appArgs") or "").split(",") if call.one("appArgs") else []
+        name = f"{tech}/{rest.removesuffix('/n')}-{n:08x}" + (";1" if tech == "Local" else "")
+        ch = FakeChannel(id=cid, number=n, caller=call.one("callerId") or "", caller_name="", dnis="s",
+                         language="en", created=_now(), state="Down",
+                         originated=Origination(endpoint, args, timeout, other), tech_name=name)
+        self.channels[cid] = ch
+        if other:
+            self.channels[other] = FakeChannel(id=other, number=n, caller="", caller_name="", dnis="s", language="en",
+                                               created=ch.created, state="Down", tech_name=name[:-1] + "2")
+        return 200, self._channel_json(ch)
+
+    def _bridge_json(self, bridge: FakeBridge) -> dict[str, Any]:
+        return {"id": bridge.id, "technology": "simple_bridge", "bridge_type": "mixing", "bridge_class": "stasis",
+                "creator": "Stasis", "name": bridge.name, "channels": list(bridge.channels),
+                "creationtime": bridge.created, "video_mode": "talker"}
+
+    def _h_create_bridge(self, call: _Call) -> tuple[int, Any]:
+        bid = call.one("bridgeId") or str(uuid.uuid4())
+        if call.one("type") not in (None, "mixing"):
+            raise _Refused(400, {"message": "the fake makes mixing bridges only"})
+        if bid in self.bridges:
+            raise _Refused(409, {"message": "Bridge with id already exists"})
+        bridge = self.bridges[bid] = FakeBridge(bid, call.one("name") or "", _now())
+        return 200, self._bridge_json(bridge)
+
+    def _h_add_to_bridge(self, call: _Call) -> tuple[int, Any]:
+        bridge = self.bridges.get(call.path_vars["bridgeId"])
+        if bridge is None:
+            raise _Refused(404, {"message": "Bridge not found"})
+        ids = [i for value in call.params.get("channel", []) for i in value.split(",")]
+        chans = [self.channels.get(i) for i in ids]
+        if any(c is None or c.hungup for c in chans):
+            raise _Refused(400, {"message": "Channel not found"})
+        if any(not c.in_stasis for c in chans if c is not None):
+            raise _Refused(422, {"message": "Channel not in Stasis application"})
+        if any(i in b.channels for b in self.bridges.values() for i in ids):
+            raise _Refused(409, {"message": "Channel is already bridged"})
+        bridge.channels.extend(ids)
+        return 204, None
+
+    def _h_destroy_bridge(self, call: _Call) -> tuple[int, Any]:
+        if self.bridges.pop(call.path_vars["bridgeId"], None) is None:
+            raise _Refused(404, {"message": "Bridge not found"})
         return 204, None
 
     def _h_continue(self, call: _Call) -> tuple[int, Any]:

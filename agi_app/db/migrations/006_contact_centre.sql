@@ -40,6 +40,12 @@ CREATE TABLE callbacks (
     attempts     integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
     agent        text,
     updated_at   timestamptz NOT NULL DEFAULT now(),
-    detail       text NOT NULL DEFAULT ''
+    detail       text NOT NULL DEFAULT '',
+    -- When a waiting callback may be placed in its queue (now when booked, later after a failed
+    -- attempt), and how many placeholders were placed so far: the attempt's channel ids carry it,
+    -- so they never repeat (a placeholder lost with a dead server is placed again, not counted).
+    due_at       timestamptz NOT NULL DEFAULT now(),
+    placements   integer NOT NULL DEFAULT 0 CHECK (placements >= 0)
 );
-CREATE INDEX callbacks_open ON callbacks (status, requested_at) WHERE status IN ('waiting', 'queued', 'dialling');
+CREATE INDEX callbacks_open ON callbacks (status, due_at, callback_id)
+    WHERE status IN ('waiting', 'queued', 'dialling', 'connected');
