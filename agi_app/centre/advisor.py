@@ -64,7 +64,7 @@ class QueueAdvisor:
         try:
             snapshot = await self._snapshot(group)
             handle_s = mean_handle_time(await history, talktime_s=snapshot.asterisk_talktime_s,
-                                        default_s=self._default_handle_s)
+                                        wrapup_s=self._wrapup_s, default_s=self._default_handle_s)
         finally:
             if not history.done():
                 history.cancel()
@@ -80,17 +80,16 @@ class QueueAdvisor:
         except QueueStateUnavailable as exc:
             raise QueueAdviceUnavailable(str(exc)) from exc
 
-    async def _handle_times(self, group: str) -> list[float]:
-        """Recent handle times (talk + wrap-up); none when the history cannot be read in time."""
+    async def _handle_times(self, group: str) -> Sequence[int]:
+        """Recent talk times; none when the history cannot be read in time."""
         if self._recent is None:
-            return []
+            return ()
         try:
             async with asyncio.timeout(self._budget_s):
-                talk = await self._recent(group)
+                return await self._recent(group)
         except Exception as exc:  # noqa: BLE001 - the estimate falls back to Asterisk's average talk time
             log_event(log, "handle_times_unavailable", level=logging.WARNING, queue=group, error=type(exc).__name__)
-            return []
-        return [t + self._wrapup_s for t in talk]
+            return ()
 
     async def book_callback(self, call_id: str, customer_id: str | None, number: str, group: str) -> bool:
         """Book through the callback book within its budget; False if there is none, it refused,

@@ -11,8 +11,9 @@ and close to it otherwise. Agents free right now take callers at once: those cal
 and only the ones beyond them count. n counts agents logged in and not paused (busy ones too: they
 will be free again); with none there is no number to give, and we say so rather than invent one.
 
-AHT is the mean of recent handle times for the queue (completed legs in a sliding window), else
-app_queue's own average talk time (QueueParams TalkTime), else a configured default.
+AHT is the mean talk time of the group's recently completed calls (its last completed queue legs),
+else app_queue's own average talk time (QueueParams TalkTime) — either plus the queues' wrap-up
+time — else a configured default.
 
 Asterisk's `announce-holdtime` is kept beside it for comparison (recorded per leg): app_queue keeps
 one number per queue, `holdtime`, updated only when a call is answered, as the exponential average
@@ -49,13 +50,14 @@ def is_free(member: QueueMember) -> bool:
     return member.logged_in_and_unpaused and not member.in_call and member.status in _FREE_STATUSES
 
 
-def mean_handle_time(recent_s: Sequence[float], *, talktime_s: int, default_s: float) -> float:
-    """The mean of `recent_s` (handle times of recently completed calls), else Asterisk's average
-    talk time, else `default_s`."""
-    usable = [s for s in recent_s if s >= 0]
+def mean_handle_time(recent_talk_s: Sequence[float], *, talktime_s: int, wrapup_s: float = 0,
+                     default_s: float) -> float:
+    """The mean talk time of recently completed calls, else Asterisk's average talk time — either
+    plus the wrap-up an agent takes after each call — else `default_s` (a whole handle time)."""
+    usable = [s for s in recent_talk_s if s >= 0]
     if usable:
-        return sum(usable) / len(usable)
-    return float(talktime_s) if talktime_s > 0 else default_s
+        return sum(usable) / len(usable) + wrapup_s
+    return talktime_s + wrapup_s if talktime_s > 0 else default_s
 
 
 def estimate_wait(snapshot: QueueSnapshot, handle_s: float) -> WaitEstimate:

@@ -259,7 +259,7 @@ async def vip_call_to_an_agent(hotline: Hotline) -> tuple[str, dict[str, Any]]:
 def with_ami(fake_ari: FakeAri, fake_ami: FakeAmi, dsn: str, tmp_path: Path) -> Settings:  # noqa: F811
     """The server's settings for a test, AMI at the fake (the FastAGI hooks on any free port)."""
     return settings_for(fake_ari, dsn, tmp_path, ami_url=fake_ami.url, ami_user=USER, ami_password=SECRET,
-                        agi_listen="127.0.0.1:0")
+                        agi_listen="127.0.0.1:0", callback_key_ms=100)
 
 
 async def test_a_call_hears_its_place_from_ami_and_its_queue_leg_is_stored(
@@ -278,14 +278,15 @@ async def test_a_call_hears_its_place_from_ami_and_its_queue_leg_is_stored(
         await hotline.server.ami.wait_connected()
         call, row = await vip_call_to_an_agent(hotline)
     played = [uri.removeprefix("sound:hotline/en/") for uri in hotline.played(call)]
-    # 2 ahead of one busy agent, no completed calls yet: 3 × TalkTime 150 s = 450 s → 8 minutes
-    assert played[-6:] == ["transfer_agent", "queue_position_before", "digits/2", "estimated_wait_before",
-                           "digits/8", "estimated_wait_after"]
+    # 2 ahead of one busy agent, no completed calls yet: 3 × (TalkTime 150 s + wrap-up 2 s) = 456 s → 8
+    # minutes; above the 120 s threshold: a callback offered (no key: the caller waits in the queue)
+    assert played[-7:] == ["transfer_agent", "queue_position_before", "digits/2", "estimated_wait_before",
+                           "digits/8", "estimated_wait_after", "callback_offer"]
     assert fake_ari.channel(call).continued_to == ("hotline-agents", "vip", 1)
     assert row["transfer_target"] == "vip"
     legs = await fetch(dsn, "SELECT queue, announced_position, announced_wait_s, asterisk_wait_s, result"
                             " FROM queue_legs WHERE call_id = $1", call)
-    assert [tuple(leg) for leg in legs] == [("vip", 3, 450, 80, "waiting")]
+    assert [tuple(leg) for leg in legs] == [("vip", 3, 456, 80, "waiting")]
 
 
 async def test_with_ami_down_a_call_is_transferred_without_an_announcement(

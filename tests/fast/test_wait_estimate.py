@@ -48,12 +48,12 @@ def test_asterisks_figure_is_its_queue_wide_holdtime_whatever_the_position() -> 
 
 
 @pytest.mark.parametrize(("recent", "talktime", "expected"), [
-    ([100, 200, 300], 50, 200.0),  # recent handle times first
-    ([], 90, 90.0),  # no history: Asterisk's average talk time
-    ([], 0, 180.0),  # neither: the configured default
+    ([100, 200, 300], 50, 205.0),  # recent talk times first, plus the wrap-up
+    ([], 90, 95.0),  # no history: Asterisk's average talk time, plus the wrap-up
+    ([], 0, 180.0),  # neither: the configured default handle time
 ])
 def test_the_mean_handle_time_and_its_fallbacks(recent: list[int], talktime: int, expected: float) -> None:
-    assert mean_handle_time(recent, talktime_s=talktime, default_s=180) == expected
+    assert mean_handle_time(recent, talktime_s=talktime, wrapup_s=5, default_s=180) == expected
 
 
 def history(talk: Sequence[int] = (), *, fail: bool = False, hang: bool = False) -> RecentTalkTimes:
