@@ -23,7 +23,8 @@ Outcome = Literal["self_service", "transferred", "abandoned", "hangup", "error"]
 @dataclass(frozen=True)
 class QueueLeg:
     """The first half of a `queue_legs` row, ours at transfer: the skill group, what the caller was
-    told (position; our wait estimate in seconds, before rounding to minutes) and Asterisk's own
+    told (position; our wait estimate in seconds, before rounding to minutes — 0 when an agent was
+    free and nothing was said; both None when live state was not there) and Asterisk's own
     estimate. The AMI queue tracker completes the row (joined, answered, agent, waited, talked)."""
 
     queue: str

@@ -456,9 +456,12 @@ async def _before_queue(run: FlowRunner, desk: QueueDesk, target: DialTarget, ad
     the caller took a callback (the call is over)."""
     call, group = run.call, target.group
     assert group is not None
-    if advice is None or advice.immediate:
-        call.journey.queue_leg(group, announced_position=None, announced_wait_s=None,
-                               asterisk_wait_s=advice.asterisk_wait_s if advice else None, result="waiting")
+    if advice is None:
+        call.journey.queue_leg(group, announced_position=None, announced_wait_s=None, asterisk_wait_s=None,
+                               result="waiting")
+        return False
+    if advice.immediate:  # nothing worth saying; the estimate (0) still counts against the actual wait
+        _record_announced(run, group, advice, "waiting")
         return False
     number = callback_number(run.ctx.caller) if desk.offers_callbacks else None
     offer = number is not None and should_offer_callback(
@@ -498,7 +501,8 @@ async def _book_callback(run: FlowRunner, desk: QueueDesk, number: str, group: s
 
 def _record_announced(run: FlowRunner, group: str, advice: QueueAdvice, result: str) -> None:
     """The leg with what the caller was told: the position and the estimate (seconds, before rounding
-    to minutes) beside Asterisk's, so announced and actual waits can be compared later."""
+    to minutes; 0 when an agent was free and nothing was said) beside Asterisk's, so announced and
+    actual waits can be compared later."""
     run.call.journey.queue_leg(group, announced_position=advice.position, announced_wait_s=advice.wait_s,
                                asterisk_wait_s=advice.asterisk_wait_s, result=result)
 

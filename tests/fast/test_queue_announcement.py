@@ -169,7 +169,7 @@ async def test_the_agent_key_announces_too() -> None:
 async def test_a_free_agent_means_no_announcement_at_all() -> None:
     record, channel = await call(desk(StubState(snapshot(agent(1), agent(2, busy=True), holdtime=30))))
     assert heard(channel) == ["transfer_agent"] and channel.continued_to == ("hotline-agents", "general-en", 1)
-    assert record.queue_legs == [QueueLeg("general-en", None, None, 30, "waiting")]
+    assert record.queue_legs == [QueueLeg("general-en", 1, 0, 30, "waiting")], "our estimate, 0, for the KPIs"
 
 
 @pytest.mark.parametrize("state", [StubState(down=True), StubState(hang=True)], ids=["down", "no answer"])
