@@ -39,6 +39,9 @@ T = TypeVar("T")
 Variables = Mapping[str, str]
 Hook = Callable[[AgiRequest], Awaitable[Variables]]
 
+#: The scripts a dialplan may call (agi://host:port/<name>).
+HOOK_NAMES = ("identify", "status", "route")
+
 #: How long past the directory's own budget a lookup may take before the hook stops waiting.
 LOOKUP_GRACE_S = 0.05
 
@@ -56,7 +59,7 @@ class AgiHooks:
 
     def routes(self) -> dict[str, Hook]:
         """The hooks by script name: agi://host:port/<name>."""
-        return {"identify": self.identify, "status": self.status, "route": self.route}
+        return {name: getattr(self, name) for name in HOOK_NAMES}
 
     async def identify(self, request: AgiRequest) -> Variables:
         """HOTLINE_IDENTIFY ok|unknown|degraded, HOTLINE_CUSTOMER_ID, HOTLINE_SEGMENT, HOTLINE_LANGUAGE."""
@@ -93,10 +96,10 @@ class AgiHooks:
         line = self._line(request, flows)
         identity = await self._identify(request)
         chosen = self._segment_and_language(identity, line)
-        customer = identity.customer
-        facts = caller_facts(customer, today=self.facts.clock().date(), bill_due_days=flows.bill_due_days)
+        now = self.facts.clock()
+        facts = caller_facts(identity.customer, today=now.date(), bill_due_days=flows.bill_due_days)
         try:
-            target = route(flows, line.number, caller=request.caller, facts=facts, now=self.facts.clock(),
+            target = route(flows, line.number, caller=request.caller, facts=facts, now=now,
                            language=chosen["HOTLINE_LANGUAGE"])
         except UnknownDestination as exc:
             raise AgiRequestError("no_route", str(exc)) from exc

@@ -23,6 +23,7 @@ from agi_app.calendar.model import DEFAULT_TIMEZONE, DayRule
 from agi_app.config import Settings
 from agi_app.db.pool import connection, create_pool
 from agi_app.db.repositories import calendar, operations
+from agi_app.flows.loader import load_document
 from agi_app.serve.app import start_facts
 from tests.fake_ari.server import FakeAri
 from tests.fast.conftest import import_demo_customers, settings_for, start_hotline
@@ -33,7 +34,7 @@ from tests.support.agi_peer import (
     request_block,
     run_agi,
 )
-from tests.support.demo import ELDERLY, KNOWN_ZH, UNKNOWN, VIP_EN, demo_flows
+from tests.support.demo import ELDERLY, KNOWN_ZH, UNKNOWN, VIP_EN, demo_document, demo_flows
 from tests.support.proxy import TcpProxy
 
 SETTINGS = Settings(agi_listen="127.0.0.1:0", agi_request_ms=300, agi_command_ms=300)
@@ -196,6 +197,21 @@ async def test_route_takes_the_line_from_the_first_argument(agi: Agi) -> None:
     """A dialplan running in extension `s` names its line; 95001's agent destination is the VIP desk."""
     channel = await agi.ask("route", KNOWN_ZH, extension="s", args=["95001"])
     assert channel.variables["HOTLINE_ROUTE"] == "vip"
+
+
+async def test_route_never_sends_the_dialplan_out_of_the_agent_queues(pool: asyncpg.Pool) -> None:
+    """A line whose agent destination is a fixed dialplan place has no queue to give: refused."""
+    document = demo_document()
+    document["destinations"]["operator"] = {"context": "from-operator", "extension": "100"}
+    document["lines"]["95002"] = {**document["lines"]["95000"], "agent": "operator"}
+    flows = load_document(document, version=1)[0]
+    server = AgiServer.from_settings(AgiHooks(start_facts(SETTINGS, pool), lambda: flows), SETTINGS)
+    await server.start()
+    try:
+        channel = await run_agi(server.port, request_block("route", caller=VIP_EN))
+    finally:
+        await server.close()
+    assert channel.variables == {"HOTLINE_AGI_ERROR": "no_route"}
 
 
 # ------------------------------------------------------------------------------ refused requests
