@@ -31,10 +31,10 @@ async def agents(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 async def test_login_list_pause_logout_change_the_live_queues_and_are_audited(
         fake_ami: FakeAmi, dsn: str) -> None:  # noqa: F811
-    done = await agents(dsn, "login", "1001", "--queue", "general", "--queue", "vip", "--penalty", "1")
+    done = await agents(dsn, "login", "1001", "--queue", "general-zh", "--queue", "vip", "--penalty", "1")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["1001 logged in to queue general", "1001 logged in to queue vip"]
-    assert {"PJSIP/1001"} <= set(fake_ami.queues["hotline-general"].members)
+    assert done.stdout.splitlines() == ["1001 logged in to queue general-zh", "1001 logged in to queue vip"]
+    assert {"PJSIP/1001"} <= set(fake_ami.queues["hotline-general-zh"].members)
 
     paused = await agents(dsn, "pause", "1001", "--reason", "lunch")
     assert paused.returncode == 0, paused.stderr
@@ -44,28 +44,28 @@ async def test_login_list_pause_logout_change_the_live_queues_and_are_audited(
     assert listed.returncode == 0, listed.stderr
     mine = [row for row in json.loads(listed.stdout) if row["agent"] == "1001"]
     assert mine == [
-        {"agent": "1001", "group": "general", "status": "invalid", "paused": True, "calls_taken": 0, "in_call": False},
+        {"agent": "1001", "group": "general-zh", "status": "invalid", "paused": True, "calls_taken": 0, "in_call": False},
         {"agent": "1001", "group": "vip", "status": "invalid", "paused": True, "calls_taken": 0, "in_call": False},
     ]
     text = await agents(dsn, "list")
-    assert "1001  queue=general  status=invalid  paused=yes  calls=0  in_call=no" in text.stdout
+    assert "1001  queue=general-zh  status=invalid  paused=yes  calls=0  in_call=no" in text.stdout
 
     assert (await agents(dsn, "pause", "--off", "1001")).returncode == 0
     assert not fake_ami.queues["hotline-vip"].members["PJSIP/1001"].paused
     out = await agents(dsn, "logout", "1001", "--queue", "vip")
     assert out.returncode == 0 and out.stdout.strip() == "1001 logged out of queue vip"
     out = await agents(dsn, "logout", "1001")
-    assert out.returncode == 0 and out.stdout.strip() == "1001 logged out of queue general"
+    assert out.returncode == 0 and out.stdout.strip() == "1001 logged out of queue general-zh"
     assert not any("PJSIP/1001" in q.members for q in fake_ami.queues.values())
 
     async with connection(dsn) as conn:
         log = list(reversed(await audit.recent(conn)))
     assert [(r["actor"], r["action"], r["detail"]) for r in log] == [
-        ("tester", "agents.login", {"agent": "1001", "queues": ["general", "vip"], "penalty": 1}),
+        ("tester", "agents.login", {"agent": "1001", "queues": ["general-zh", "vip"], "penalty": 1}),
         ("tester", "agents.pause", {"agent": "1001", "queue": None, "reason": "lunch"}),
         ("tester", "agents.unpause", {"agent": "1001", "queue": None, "reason": None}),
         ("tester", "agents.logout", {"agent": "1001", "queues": ["vip"]}),
-        ("tester", "agents.logout", {"agent": "1001", "queues": ["general"]}),
+        ("tester", "agents.logout", {"agent": "1001", "queues": ["general-zh"]}),
     ]
 
 
@@ -84,9 +84,9 @@ async def test_with_the_database_down_the_change_stands_and_a_warning_says_it_wa
 
 
 @pytest.mark.parametrize("args", [
-    ("login", "1001\r\nAction: Originate", "--queue", "general"),
-    ("login", "10 01", "--queue", "general"),
-    ("login", "1001", "--queue", "general\nAction: Originate"),
+    ("login", "1001\r\nAction: Originate", "--queue", "general-zh"),
+    ("login", "10 01", "--queue", "general-zh"),
+    ("login", "1001", "--queue", "general-zh\nAction: Originate"),
     ("login", "1001", "--queue", "nowhere"),
     ("login", "1001"),
     ("pause", "1001", "--reason", "lunch\r\nAction: Originate"),

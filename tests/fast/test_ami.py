@@ -87,59 +87,61 @@ async def test_queue_state_is_unavailable_when_ami_is_slow_down_or_the_queue_unk
         await state.snapshot("nowhere")
     fake_ami.silent = True
     with pytest.raises(QueueStateUnavailable, match="no answer"):
-        await state.snapshot("general")
+        await state.snapshot("general-zh")
     await ami.close()
     with pytest.raises(QueueStateUnavailable, match="not connected"):
-        await state.snapshot("general")
+        await state.snapshot("general-zh")
 
 
 async def test_a_snapshot_carries_members_callers_and_asterisks_own_figures(
         fake_ami: FakeAmi, ami: AmiClient) -> None:  # noqa: F811
-    await queues.login(ami, "1001", ["vip"])
-    await queues.pause(ami, "1001", True, reason="lunch")
-    fake_ami.set_member("hotline-vip", "PJSIP/1001", status=2, in_call=True, calls_taken=3)
+    await queues.login(ami, "agent-1001", ["vip"])
+    await queues.login(ami, "agent-1003", ["vip"], name="emma")
+    await queues.pause(ami, "agent-1001", True, reason="lunch")
+    fake_ami.set_member("hotline-vip", "PJSIP/agent-1001", status=2, in_call=True, calls_taken=3)
+    fake_ami.set_member("hotline-vip", "PJSIP/agent-1003", status=1)
     fake_ami.add_caller("hotline-vip", "PJSIP/caller-00000001", "1795446008.5")
     fake_ami.add_caller("hotline-vip", "PJSIP/caller-00000002", "1795446008.7")
 
     snap = await AmiQueueState(ami).snapshot("vip")
 
     assert snap.queue == "vip"
-    agent = next(m for m in snap.members if m.interface == "PJSIP/1001")
-    assert (agent.name, agent.paused, agent.in_call, agent.status, agent.calls_taken) == \
-        ("1001", True, True, "in_use", 3)
-    stand_in = next(m for m in snap.members if m.interface.startswith("Local/"))
-    assert (stand_in.paused, stand_in.status) == (False, "not_in_use")
+    members = {m.interface: m for m in snap.members}
+    busy, free = members["PJSIP/agent-1001"], members["PJSIP/agent-1003"]
+    assert (busy.name, busy.paused, busy.in_call, busy.status, busy.calls_taken) == \
+        ("agent-1001", True, True, "in_use", 3)
+    assert (free.name, free.paused, free.in_call, free.status) == ("emma", False, False, "not_in_use")
     assert [(e.position, e.unique_id) for e in snap.entries] == [(1, "1795446008.5"), (2, "1795446008.7")]
     assert snap.waiting == 2 and snap.agents_available == 1  # the paused agent does not count
-    assert snap.extra["Strategy"] == "ringall"
+    assert snap.extra["Strategy"] == "leastrecent"
 
 
 async def test_queue_params_figures_are_read(fake_ami: FakeAmi, ami: AmiClient) -> None:  # noqa: F811
     from tests.fake_ami.recordings import clone
-    q = fake_ami.queues["hotline-general"]
+    q = fake_ami.queues["hotline-general-zh"]
     q.params = clone(q.params, Holdtime=42, TalkTime=180, Completed=7, Abandoned=2)
-    snap = await AmiQueueState(ami).snapshot("general")
+    snap = await AmiQueueState(ami).snapshot("general-zh")
     assert (snap.asterisk_holdtime_s, snap.asterisk_talktime_s, snap.completed, snap.abandoned) == (42, 180, 7, 2)
 
 
 async def test_agent_login_pause_logout_change_the_queues(fake_ami: FakeAmi, ami: AmiClient) -> None:  # noqa: F811
-    changes = await queues.login(ami, "agent-7", ["general", "cards"], penalty=2)
-    assert [(c.group, c.changed) for c in changes] == [("general", True), ("cards", True)]
+    changes = await queues.login(ami, "agent-7", ["general-zh", "cards"], penalty=2)
+    assert [(c.group, c.changed) for c in changes] == [("general-zh", True), ("cards", True)]
     add = next(a for a in fake_ami.actions if a["Action"] == "QueueAdd")
     assert {k: add[k] for k in ("Queue", "Interface", "StateInterface", "MemberName", "Penalty")} == \
-        {"Queue": "hotline-general", "Interface": "PJSIP/agent-7", "StateInterface": "PJSIP/agent-7",
+        {"Queue": "hotline-general-zh", "Interface": "PJSIP/agent-7", "StateInterface": "PJSIP/agent-7",
          "MemberName": "agent-7", "Penalty": "2"}
-    again = await queues.login(ami, "agent-7", ["general"])
-    assert [(c.group, c.changed) for c in again] == [("general", False)]
+    again = await queues.login(ami, "agent-7", ["general-zh"])
+    assert [(c.group, c.changed) for c in again] == [("general-zh", False)]
 
     await queues.pause(ami, "agent-7", True, reason="lunch", group="cards")
     assert fake_ami.queues["hotline-cards"].members["PJSIP/agent-7"].paused
-    assert not fake_ami.queues["hotline-general"].members["PJSIP/agent-7"].paused
+    assert not fake_ami.queues["hotline-general-zh"].members["PJSIP/agent-7"].paused
     listed = {(a.agent, a.group): a for a in await queues.agents(ami)}
-    assert listed[("agent-7", "cards")].paused and not listed[("agent-7", "general")].paused
+    assert listed[("agent-7", "cards")].paused and not listed[("agent-7", "general-zh")].paused
 
     out = await queues.logout(ami, "agent-7")
-    assert sorted(c.group for c in out if c.changed) == ["cards", "general"]
+    assert sorted(c.group for c in out if c.changed) == ["cards", "general-zh"]
     assert not any("PJSIP/agent-7" in q.members for q in fake_ami.queues.values())
     with pytest.raises(queues.NotLoggedIn):
         await queues.pause(ami, "agent-7", True)
@@ -150,7 +152,7 @@ async def test_an_agent_id_that_could_break_an_ami_line_is_refused_before_sendin
         fake_ami: FakeAmi, ami: AmiClient, agent_id: str) -> None:  # noqa: F811
     sent = len(fake_ami.raw)
     with pytest.raises(InvalidName):
-        await queues.login(ami, agent_id, ["general"])
+        await queues.login(ami, agent_id, ["general-zh"])
     with pytest.raises(InvalidName):
         await queues.pause(ami, agent_id, True)
     assert len(fake_ami.raw) == sent
@@ -165,17 +167,17 @@ async def test_no_header_with_a_line_break_reaches_the_wire(fake_ami: FakeAmi, a
 
 async def test_queue_events_arrive_typed(fake_ami: FakeAmi, ami: AmiClient) -> None:  # noqa: F811
     events = ami.subscribe(["QueueCallerJoin", "QueueCallerAbandon", "AgentComplete", "QueueMemberPause"])
-    fake_ami.add_caller("hotline-general", "PJSIP/caller-00000009", "1795446010.9")
-    fake_ami.push("AgentComplete", Queue="hotline-general", Uniqueid="1795446010.9", Interface="PJSIP/1001",
+    fake_ami.add_caller("hotline-general-zh", "PJSIP/caller-00000009", "1795446010.9")
+    fake_ami.push("AgentComplete", Queue="hotline-general-zh", Uniqueid="1795446010.9", Interface="PJSIP/1001",
                   MemberName="1001", HoldTime=12, TalkTime=95, Reason="caller")
-    fake_ami.push("QueueCallerAbandon", Queue="hotline-general", Uniqueid="1795446011.1", Position=2,
+    fake_ami.push("QueueCallerAbandon", Queue="hotline-general-zh", Uniqueid="1795446011.1", Position=2,
                   OriginalPosition=3, HoldTime=40)
-    fake_ami.push("QueueMemberStatus", Queue="hotline-general")  # not subscribed: not delivered
-    await queues.login(ami, "1001", ["general"])
+    fake_ami.push("QueueMemberStatus", Queue="hotline-general-zh")  # not subscribed: not delivered
+    await queues.login(ami, "1001", ["general-zh"])
     await queues.pause(ami, "1001", True, reason="training")
 
     join = await next_event(events, "QueueCallerJoin")
-    assert join == QueueCallerJoin("QueueCallerJoin", "hotline-general", "1795446010.9", "PJSIP/caller-00000009",
+    assert join == QueueCallerJoin("QueueCallerJoin", "hotline-general-zh", "1795446010.9", "PJSIP/caller-00000009",
                                    1, count=1)
     complete = await next_event(events, "AgentComplete")
     assert isinstance(complete, AgentComplete)
@@ -187,7 +189,7 @@ async def test_queue_events_arrive_typed(fake_ami: FakeAmi, ami: AmiClient) -> N
     paused = await next_event(events, "QueueMemberPause")
     assert isinstance(paused, QueueMemberEvent)
     assert (paused.queue, paused.member.interface, paused.member.paused, paused.paused_reason) == \
-        ("hotline-general", "PJSIP/1001", True, "training")
+        ("hotline-general-zh", "PJSIP/1001", True, "training")
     events.close()
     assert await events.get() is None
 
@@ -196,7 +198,7 @@ async def test_a_full_subscription_drops_and_counts_instead_of_holding_the_socke
         fake_ami: FakeAmi, ami: AmiClient) -> None:  # noqa: F811
     events = ami.subscribe(["QueueCallerJoin"], queue_size=2)
     for n in range(5):
-        fake_ami.add_caller("hotline-general", f"PJSIP/c-{n}", unique_id())
+        fake_ami.add_caller("hotline-general-zh", f"PJSIP/c-{n}", unique_id())
     await ami.ping()  # answered after the five events: they were all read
     assert events.dropped == 3
     assert (await events.get()).name == "QueueCallerJoin"  # type: ignore[union-attr]
@@ -215,7 +217,7 @@ async def test_after_a_dropped_connection_it_reconnects_and_events_flow_again(
         assert not ami.connected
         await ami.wait_connected(3)
         assert isinstance(await next_event(events, "AmiConnected"), AmiConnected)  # resync cue
-        fake_ami.add_caller("hotline-general", "PJSIP/caller-00000003", "1795446020.3")
+        fake_ami.add_caller("hotline-general-zh", "PJSIP/caller-00000003", "1795446020.3")
         join = await next_event(events, "QueueCallerJoin")
         assert join.unique_id == "1795446020.3"  # type: ignore[attr-defined]
     lines = [r.getMessage() for r in caplog.records if r.name == "hotline.ami"]
