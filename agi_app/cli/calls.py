@@ -41,4 +41,16 @@ def list_(ctx: click.Context, as_json: bool, limit: int, caller: str | None, cal
             f"    outcome: {row['outcome'] or 'in progress'}  transfer: {row['transfer_target'] or '-'}  "
             f"duration: {row['duration_ms'] if row['duration_ms'] is not None else '-'} ms"
             + (f"  services: {services}" if services else "")
+            + (f"\n    queue: {describe_leg(row['queue'])}" if row["queue"] else "")  # type: ignore[arg-type]
         )
+
+
+def describe_leg(leg: dict[str, object]) -> str:
+    """One queue leg for people: the group, the wait (told / actual), who answered, the talk, the end."""
+    def seconds(value: object) -> str:
+        return f"{value} s" if value is not None else "-"
+
+    told = f" (told {seconds(leg['announced_wait_s'])}, position {leg['announced_position']})" if (
+        leg["announced_position"] is not None) else ""
+    return (f"{leg['group']}  waited {seconds(leg['wait_s'])}{told}  agent {leg['agent'] or '-'}  "
+            f"talked {seconds(leg['talk_s'])}  {leg['result'] or 'waiting'}")

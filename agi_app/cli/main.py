@@ -8,6 +8,7 @@ from agi_app.cli import (
     accounts,
     agents,
     calendar,
+    callbacks,
     calls,
     complaints,
     customers,
@@ -59,6 +60,7 @@ cli.add_command(db.db)
 cli.add_command(customers.customers)
 cli.add_command(accounts.accounts)
 cli.add_command(calls.calls)
+cli.add_command(callbacks.callbacks)
 cli.add_command(kpi.kpi)
 cli.add_command(complaints.complaints)
 cli.add_command(serve.serve)

@@ -63,6 +63,7 @@ from agi_app.monitoring.metrics import HotlineMetrics
 from agi_app.monitoring.service import Monitoring
 from agi_app.serve.callbacks import CallbackDispatcher
 from agi_app.serve.menu_cache import MenuCache, MenuCacheError
+from agi_app.serve.queue_tracker import QueueTracker
 from agi_app.serve.reloader import MenuReloader
 
 log = logging.getLogger("hotline.serve")
@@ -272,6 +273,9 @@ class Server:
         router = EventRouter(client, calls, resync_settle_s=settings.resync_settle_s, callbacks=callbacks.on_event)
         server = cls(settings, pool, client, sink, calls, router, flows, monitoring=monitoring, callbacks=callbacks)
         server._tasks.append(asyncio.create_task(callbacks.run(), name="callbacks"))
+        if ami is not None:  # app_queue's events complete each call's queue leg
+            tracker = QueueTracker(pool, budget_s=settings.db_budget_s)
+            server._tasks.append(asyncio.create_task(tracker.run(ami), name="queue-tracker"))
         server.ami = ami
         if hot_reload:
             server.reloader = MenuReloader(settings.dsn, pool, lambda: server.flows, server.swap_flows,

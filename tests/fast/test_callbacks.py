@@ -5,6 +5,7 @@ answers a placeholder when an agent takes it) and the customer's phone."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -27,6 +28,7 @@ from agi_app.db.repositories import contact_centre as store
 from agi_app.serve.callbacks import CallbackDispatcher
 from tests.fake_ari.server import FakeAri, FakeChannel
 from tests.fast.conftest import Hotline, fetch, settings_for, start_hotline
+from tests.support.cli import hotline_cli
 from tests.support.proxy import TcpProxy
 
 NUMBER = "13800138000"
@@ -296,3 +298,20 @@ async def test_a_booking_that_cannot_be_stored_in_time_is_refused(fake_ari: Fake
             await dispatch.close()
     finally:
         await pool.close()
+
+
+async def test_callbacks_list_shows_each_callback_and_filters_by_status(dsn: str) -> None:
+    await fetch(dsn, "INSERT INTO callbacks (call_id, customer_id, number, queue) VALUES ('c1', 'C001', $1, 'vip')",
+                NUMBER)
+    await fetch(dsn, "INSERT INTO callbacks (call_id, number, queue, status, attempts, agent, detail)"
+                     " VALUES ('c2', $1, 'general-zh', 'completed', 1, 'Wang Fang', 'ended by the customer')", NUMBER)
+    listed = hotline_cli(dsn, "callbacks", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert [(r["callback_id"], r["call_id"], r["status"]) for r in rows] == [(2, "c2", "completed"), (1, "c1", "waiting")]
+    assert rows[0]["agent"] == "Wang Fang" and rows[0]["attempts"] == 1 and rows[1]["customer_id"] == "C001"
+    done = json.loads(hotline_cli(dsn, "callbacks", "list", "--json", "--status", "completed").stdout)
+    assert [r["call_id"] for r in done] == ["c2"]
+    text = hotline_cli(dsn, "callbacks", "list").stdout
+    assert "#2  call=c2 queue=general-zh" in text and "completed  attempts=1  agent=Wang Fang  (ended by the customer)" in text
+    assert hotline_cli(dsn, "callbacks", "list", "--status", "nonsense").returncode == 2

@@ -17,7 +17,12 @@ SELECT c.call_id, c.started_at, c.ended_at, c.caller, c.dnis, c.customer_id, c.s
        COALESCE((SELECT json_agg(json_build_object('node', n.node_id, 'input', i.input, 'result', i.result)
                                  ORDER BY i.seq)
                  FROM call_inputs i JOIN call_nodes n ON n.call_id = i.call_id AND n.seq = i.node_seq
-                 WHERE i.call_id = c.call_id), '[]') AS inputs
+                 WHERE i.call_id = c.call_id), '[]') AS inputs,
+       (SELECT json_build_object('group', q.queue, 'announced_position', q.announced_position,
+                                 'announced_wait_s', q.announced_wait_s, 'wait_s', q.wait_s, 'agent', q.agent,
+                                 'talk_s', q.talk_s, 'result', q.result)
+        FROM queue_legs q WHERE q.call_id = c.call_id
+        ORDER BY COALESCE(q.joined_at, q.ended_at) DESC NULLS FIRST, q.queue LIMIT 1) AS queue
 FROM calls c
 WHERE ($1::text IS NULL OR c.caller = $1) AND ($2::text IS NULL OR c.call_id = $2)
 ORDER BY c.started_at DESC
@@ -27,7 +32,9 @@ LIMIT $3
 
 async def list_calls(conn: asyncpg.Connection, *, limit: int = 50, caller: str | None = None,
                      call_id: str | None = None) -> list[dict[str, Any]]:
-    """Newest first, one dict per call in the shape of `hotline calls list --json`."""
+    """Newest first, one dict per call in the shape of `hotline calls list --json`. `queue` is the
+    call's (latest) agent queue leg: the skill group, what the caller was told, how long they
+    waited, who answered, how long they talked, and how it ended — or None."""
     rows = await conn.fetch(_LIST, caller, call_id, limit)
     return [
         {
@@ -46,6 +53,7 @@ async def list_calls(conn: asyncpg.Connection, *, limit: int = 50, caller: str |
             "duration_ms": r["duration_ms"],
             "services": json.loads(r["services"]),
             "inputs": json.loads(r["inputs"]),
+            "queue": json.loads(r["queue"]) if r["queue"] else None,
         }
         for r in rows
     ]
