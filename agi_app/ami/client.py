@@ -33,6 +33,8 @@ log = logging.getLogger("hotline.ami")
 wire_log = logging.getLogger("hotline.ami.wire")
 
 EOL = "\r\n"
+#: The most bytes one AMI message may take (QueueStatus sends one message per member or caller).
+MAX_MESSAGE = 1 << 20
 
 
 class AmiError(Exception):
@@ -113,6 +115,7 @@ class _Protocol(AMIProtocol):
 
     def __init__(self, client: AmiClient) -> None:
         self._client = client
+        self._unparsed = b""
         self._pending: dict[str, _Pending] = {}
         self._ids = itertools.count(1)
         self.lost = asyncio.Event()
@@ -123,6 +126,20 @@ class _Protocol(AMIProtocol):
         self.encoding = "utf-8"
         self.version = ""  # the banner: panoramisk would log it in its own format; we have no use for it
         self.log = wire_log
+
+    def data_received(self, data: bytes) -> None:
+        """Hand panoramisk whole messages only: it decodes each chunk on its own, so a character split
+        between two TCP reads (a caller's name in Chinese) would be lost. A peer that sends more than
+        MAX_MESSAGE bytes without ending a message is not Asterisk: the connection is dropped."""
+        self._unparsed += data
+        end = self._unparsed.rfind(b"\r\n\r\n")
+        if end < 0:
+            if len(self._unparsed) > MAX_MESSAGE:
+                log_event(log, "ami_garbage", level=logging.WARNING, bytes=len(self._unparsed))
+                self.close()
+            return
+        whole, self._unparsed = self._unparsed[:end + 4], self._unparsed[end + 4:]
+        super().data_received(whole)
 
     def send_action(self, action: str, headers: Iterable[tuple[str, str]], complete: str | None) -> _Pending:
         if self.closed:
@@ -188,7 +205,9 @@ class EventSubscription:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
             self.dropped += 1
-            log_event(log, "ami_event_dropped", level=logging.WARNING, ami_event=event.name, dropped=self.dropped)
+            if self.dropped == 1 or self.dropped % 1000 == 0:  # a reader stuck for good must not flood the log
+                log_event(log, "ami_events_dropped", level=logging.WARNING, ami_event=event.name,
+                          dropped=self.dropped)
 
     async def get(self) -> AmiEvent | None:
         """The next event; None once the subscription (or the client) is closed."""

@@ -16,6 +16,7 @@ from agi_app.ami.events import (
     AgentComplete,
     AmiConnected,
     AmiEvent,
+    OtherAmiEvent,
     QueueCallerAbandon,
     QueueCallerJoin,
     QueueMemberEvent,
@@ -24,6 +25,7 @@ from agi_app.ami.queues import AmiQueueState, InvalidName
 from agi_app.centre.queues import QueueStateUnavailable
 from agi_app.config import ConfigError, Settings
 from tests.fake_ami.pytest_plugin import fake_ami  # noqa: F401  (the fixture)
+from tests.fake_ami.recordings import clone, recordings
 from tests.fake_ami.server import SECRET, USER, FakeAmi, unique_id
 
 
@@ -264,6 +266,29 @@ async def test_close_leaves_no_task_behind(fake_ami: FakeAmi) -> None:  # noqa: 
     await asyncio.sleep(0)
     assert {t for t in asyncio.all_tasks() - before if not t.get_name().startswith("Task-")} == set()
     assert all(t.done() for t in asyncio.all_tasks() - before if "ami" in t.get_name())
+
+
+async def test_a_message_cut_between_reads_anywhere_arrives_whole_with_its_chinese_intact() -> None:
+    """TCP may cut a message, even inside a UTF-8 character; a peer writing one byte at a time proves it."""
+    def wire(message: tuple[tuple[str, str], ...]) -> bytes:
+        return ("".join(f"{k}: {v}\r\n" for k, v in message) + "\r\n").encode()
+
+    async def trickling_peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(f"{recordings().banner}\r\n".encode())
+        login = [(await reader.readline()).decode() for _ in range(6)]
+        action_id = next(line.split(": ")[1].strip() for line in login if line.startswith("ActionID"))
+        writer.write(wire(clone(recordings().response("Login", "Authentication accepted"), ActionID=action_id)))
+        for byte in wire(clone(recordings().event("PeerStatus"), Peer="PJSIP/王芳")):
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(0.001)
+        await reader.read()
+
+    server = await asyncio.start_server(trickling_peer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, AmiClient("127.0.0.1", port, USER, SECRET, connect_timeout=2.0) as ami:
+        event = await next_event(ami.subscribe(["PeerStatus"]), "PeerStatus")
+        assert isinstance(event, OtherAmiEvent) and event.headers["Peer"] == "PJSIP/王芳"
 
 
 def test_settings_give_the_client_its_address_and_budgets() -> None:
