@@ -1,6 +1,7 @@
-"""Complaints, as the bank's rules see them (SPEC "Call handling" 8): what a ticket holds, who answers
-for each category, and the order a ticket's status may move in. Pure: the flow's `complaint` service
-files tickets through a `ComplaintStore`, the CLI resolves them through the same rules.
+"""Complaints, as the bank's rules see them (SPEC "Call handling" 8): what a ticket holds, the
+categories a caller picks from (the department answering for each is menu data: the `complaint`
+service's params), and the order a ticket's status may move in. No I/O of its own: the service
+files tickets through a `ComplaintStore`; the CLI resolves them by the same rules.
 
 A ticket is filed once the caller has recorded their message, heard it back and chosen a category;
 it is dispatched to the responsible department at once (one dispatch record per department it is
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol, get_args
 
+from agi_app.centre.callbacks import valid_number
 from agi_app.directory.phone import normalize_phone
 from agi_app.flows.services import ServiceCall, ServiceOutcome, ServiceRegistry
 from agi_app.logs import log_event
@@ -31,12 +33,17 @@ CATEGORIES = ("fees", "service", "card", "other")
 
 #: Where each status may go next. A resolved ticket is closed for the bank; `called_back` records
 #: that the caller heard the resolution.
-TRANSITIONS: Mapping[Status, frozenset[Status]] = {
+TRANSITIONS: Mapping[str, frozenset[Status]] = {
     "open": frozenset({"dispatched", "resolved"}),
     "dispatched": frozenset({"dispatched", "resolved"}),
     "resolved": frozenset({"called_back"}),
     "called_back": frozenset(),
 }
+
+#: The skill group whose agents call complainants back once their ticket is resolved.
+CALLBACK_GROUP = "complaints"
+#: What a resolved ticket's `callback_result` says when it has no number the callback can dial.
+NO_NUMBER = "no_number"
 
 #: The variable a `record` node fills with the recording's name, read by the `complaint` service.
 RECORDING_VARIABLE = "complaint_recording"
@@ -50,9 +57,14 @@ class ComplaintRefused(Exception):
 
 def check_transition(current: str, new: Status) -> None:
     """Refuse a status change the rules do not allow (e.g. resolving a ticket twice)."""
-    allowed = TRANSITIONS.get(current, frozenset())  # type: ignore[call-overload]
-    if new not in allowed:
+    if new not in TRANSITIONS.get(current, frozenset()):
         raise ComplaintRefused(f"a {current} ticket cannot become {new}")
+
+
+def dialable(callback_number: str | None) -> str | None:
+    """The ticket's number if a callback can dial it (national digits), else None (withheld,
+    or abroad: the callback trunk dials national numbers only)."""
+    return callback_number if callback_number and valid_number(callback_number) else None
 
 
 @dataclass(frozen=True)

@@ -96,4 +96,6 @@ def resolve(ctx: click.Context, ticket_id: str, note: str, who: str | None) -> N
             raise Refused(str(exc)) from exc
 
     ticket = admin_call(ctx, verb)
-    click.echo(f"{ticket['ticket_id']} resolved by {ticket['resolved_by']}")
+    click.echo(f"{ticket['ticket_id']} resolved by {ticket['resolved_by']}; "
+               + (f"callback {ticket['callback_id']} booked to {ticket['callback_number']}" if ticket["callback_id"]
+                  else "no number to call back"))

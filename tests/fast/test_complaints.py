@@ -132,7 +132,7 @@ def test_resolve_keeps_the_note_audits_it_and_refuses_a_second_time(db: str) -> 
     assert ticket["resolved_at"]
     audit = query(db, "SELECT actor, action, detail FROM audit_log")
     assert [(a["actor"], a["action"], json.loads(a["detail"])) for a in audit] == [
-        ("alice", "complaints.resolve", {"ticket_id": "CMP-000001", "note": "Fee refunded"})]
+        ("alice", "complaints.resolve", {"ticket_id": "CMP-000001", "note": "Fee refunded", "callback_id": 1})]
     again = hotline(db, "resolve", "CMP-000001", "--note", "again")
     assert again.exit_code == 1
     assert "a resolved ticket cannot become resolved" in again.output
@@ -156,3 +156,38 @@ async def test_the_store_files_within_one_transaction(dsn: str) -> None:
             assert await conn.fetchval("SELECT count(*) FROM complaints") == 0
         finally:
             await conn.execute("ALTER TABLE complaint_dispatches DROP CONSTRAINT no_dispatch")
+
+
+def test_resolving_books_the_callers_callback_and_its_result_lands_on_the_ticket(db: str) -> None:
+    file_complaint(db, call_id="call-7", facts=CallerFacts(known=True, attributes={"customer_id": "C001"}))
+    result = hotline(db, "resolve", "CMP-000001", "--note", "Fee refunded")
+    assert "callback 1 booked to 13800138000" in result.output
+    [callback] = query(db, "SELECT callback_id, call_id, customer_id, number, queue, status FROM callbacks")
+    assert tuple(callback) == (1, "call-7", "C001", "13800138000", "complaints", "waiting")
+    ticket = json.loads(hotline(db, "show", "CMP-000001", "--json").output)
+    assert (ticket["callback_id"], ticket["callback_result"]) == (1, None)
+    # The callback machinery moves it on (retries come back to waiting: no result yet) ...
+    query(db, "UPDATE callbacks SET status = 'dialling' WHERE callback_id = 1")
+    assert query(db, "SELECT status, callback_result FROM complaints")[0] == ("resolved", None)
+    # ... and its end is the ticket's callback result; reaching the caller makes it called_back.
+    query(db, "UPDATE callbacks SET status = 'completed' WHERE callback_id = 1")
+    assert tuple(query(db, "SELECT status, callback_result FROM complaints")[0]) == ("called_back", "completed")
+    listed = json.loads(hotline(db, "list", "--json", "--status", "called_back").output)
+    assert [t["ticket_id"] for t in listed] == ["CMP-000001"]
+
+
+def test_a_callback_that_never_reaches_the_caller_leaves_the_ticket_resolved_with_why(db: str) -> None:
+    file_complaint(db)
+    hotline(db, "resolve", "CMP-000001", "--note", "done")
+    query(db, "UPDATE callbacks SET status = 'no_answer' WHERE callback_id = 1")
+    assert tuple(query(db, "SELECT status, callback_result FROM complaints")[0]) == ("resolved", "no_answer")
+
+
+@pytest.mark.parametrize("caller", ["anonymous", "+44 20 7946 0000"])
+def test_a_ticket_with_no_dialable_number_is_resolved_without_a_callback(db: str, caller: str) -> None:
+    file_complaint(db, caller=caller)
+    result = hotline(db, "resolve", "CMP-000001", "--note", "done")
+    assert result.exit_code == 0 and "no number to call back" in result.output
+    assert query(db, "SELECT count(*) FROM callbacks")[0][0] == 0
+    assert tuple(query(db, "SELECT status, callback_id, callback_result FROM complaints")[0]) == (
+        "resolved", None, "no_number")

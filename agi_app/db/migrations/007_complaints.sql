@@ -21,7 +21,7 @@ CREATE TABLE complaints (
     resolved_at     timestamptz,
     resolved_by     text,
     resolution      text,
-    callback_id     bigint,
+    callback_id     bigint REFERENCES callbacks (callback_id),
     callback_result text,
     CHECK ((status IN ('resolved', 'called_back')) = (resolved_at IS NOT NULL))
 );
@@ -40,3 +40,23 @@ CREATE TABLE complaint_dispatches (
     note          text NOT NULL DEFAULT ''
 );
 CREATE INDEX complaint_dispatches_ticket ON complaint_dispatches (ticket_id, dispatched_at);
+
+-- A resolved ticket's callback (`hotline complaints resolve` books it in `callbacks`): its final
+-- result is written on the ticket as the callback machinery records it, whichever server dials it;
+-- a callback that reached the caller makes the ticket called_back (centre.complaints.TRANSITIONS).
+-- callback_result is that final status, or 'no_number' when the ticket had no number to call.
+CREATE FUNCTION complaint_callback_result() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE complaints
+       SET callback_result = NEW.status,
+           status = CASE WHEN NEW.status = 'completed' AND status = 'resolved' THEN 'called_back' ELSE status END
+     WHERE callback_id = NEW.callback_id;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER complaint_callback_result AFTER UPDATE OF status ON callbacks
+    FOR EACH ROW
+    WHEN (OLD.status IS DISTINCT FROM NEW.status
+          AND NEW.status IN ('completed', 'no_answer', 'busy', 'failed', 'cancelled'))
+    EXECUTE FUNCTION complaint_callback_result();

@@ -2,7 +2,9 @@
 flow's `complaint` service files through, and what `hotline complaints` reads and changes.
 
 Status changes follow `centre.complaints.TRANSITIONS`, checked under the ticket's row lock in the
-same transaction as the change and its audit row.
+same transaction as the change and its audit row. Resolving books the caller's callback in
+`callbacks` (the contact centre's machinery dials it); its result comes back onto the ticket by
+migration 007's trigger.
 """
 
 from __future__ import annotations
@@ -12,8 +14,16 @@ from typing import Any
 
 import asyncpg
 
-from agi_app.centre.complaints import ComplaintRefused, NewComplaint, Status, check_transition
-from agi_app.db.repositories import audit
+from agi_app.centre.complaints import (
+    CALLBACK_GROUP,
+    NO_NUMBER,
+    ComplaintRefused,
+    NewComplaint,
+    Status,
+    check_transition,
+    dialable,
+)
+from agi_app.db.repositories import audit, contact_centre
 
 #: Who dispatches a ticket filed by a call: the hotline itself.
 FILED_BY = "hotline"
@@ -84,21 +94,28 @@ async def get_ticket(conn: asyncpg.Connection, ticket_id: str) -> dict[str, Any]
     return ticket
 
 
-async def _locked_status(conn: asyncpg.Connection, ticket_id: str) -> str:
-    status = await conn.fetchval("SELECT status FROM complaints WHERE ticket_id = $1 FOR UPDATE", ticket_id)
-    if status is None:
-        raise ComplaintRefused(f"no complaint {ticket_id!r}")
-    return str(status)
-
-
-async def resolve(conn: asyncpg.Connection, ticket_id: str, *, note: str, actor: str) -> dict[str, Any]:
-    """Mark the ticket resolved with the administrator's note, audited; the ticket as it now is.
-    Scheduling the callback is the caller's next step (it needs the ticket's number)."""
+async def resolve(conn: asyncpg.Connection, ticket_id: str, *, note: str, actor: str,
+                  callback_group: str = CALLBACK_GROUP) -> dict[str, Any]:
+    """Mark the ticket resolved with the administrator's note and book the caller's callback (the
+    callback machinery dials it; migration 007's trigger writes its result on the ticket), audited,
+    all in one transaction; the ticket as it now is. A ticket without a dialable number is resolved
+    with callback_result `no_number`."""
     async with conn.transaction():
-        check_transition(await _locked_status(conn, ticket_id), "resolved")
+        row = await conn.fetchrow("SELECT status, call_id, customer_id, callback_number FROM complaints"
+                                  " WHERE ticket_id = $1 FOR UPDATE", ticket_id)
+        if row is None:
+            raise ComplaintRefused(f"no complaint {ticket_id!r}")
+        check_transition(row["status"], "resolved")
+        number = dialable(row["callback_number"])
+        callback_id = await contact_centre.book_callback(
+            conn, call_id=row["call_id"], customer_id=row["customer_id"], number=number,
+            queue=callback_group) if number else None
         await conn.execute("UPDATE complaints SET status = 'resolved', resolved_at = now(), resolved_by = $2,"
-                           " resolution = $3 WHERE ticket_id = $1", ticket_id, actor, note)
-        await audit.record(conn, actor, "complaints.resolve", {"ticket_id": ticket_id, "note": note})
+                           " resolution = $3, callback_id = $4, callback_result = $5 WHERE ticket_id = $1",
+                           ticket_id, actor, note, callback_id, None if callback_id else NO_NUMBER)
+        await audit.record(conn, actor, "complaints.resolve",
+                           {"ticket_id": ticket_id, "note": note, "callback_id": callback_id})
     ticket = await get_ticket(conn, ticket_id)
-    assert ticket is not None  # noqa: S101 - locked and updated just above
+    if ticket is None:  # tickets are never deleted: only a broken database gets here
+        raise ComplaintRefused(f"complaint {ticket_id!r} vanished after it was resolved")
     return ticket
