@@ -97,6 +97,7 @@ def test_each_demo_agent_is_a_registering_endpoint_with_one_contact(rendered: Pa
         assert endpoint["identify_by"] == "username" and endpoint["context"] == "hotline-agent-phones"
         aor = dict(pjsip[f"{agent.endpoint}/aor"])
         assert aor["max_contacts"] == "1" and aor["remove_existing"] == "yes"
+        assert int(aor["qualify_frequency"]) > 0, "a dead phone must turn unavailable"
         assert dict(pjsip[f"{agent.endpoint}-auth"])["username"] == agent.endpoint
 
 

@@ -370,6 +370,11 @@ class DemoAgent:
     async def _keep_registered(self) -> None:
         while True:
             await asyncio.sleep(REFRESH_S)
+            if self._uas is None or self._uas.returncode is not None:
+                # Nobody answers on the port any more: let the registration lapse (Asterisk's
+                # qualify already marks the phone unavailable) rather than advertise a dead phone.
+                print(f"agents: {self.spec.endpoint}: SIPp exited; no longer registering", file=sys.stderr)
+                return
             try:
                 await self.register(REGISTER_EXPIRES_S)
             except AgentError as exc:  # Asterisk restarting: try again at the next refresh
