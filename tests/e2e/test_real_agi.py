@@ -112,3 +112,19 @@ async def test_line_95002_without_the_agi_server_reaches_the_general_queue(
     result = await call
     assert result.ok, result.stderr
     assert not hotline.log_has(f"call={channel} hook=")
+
+
+async def test_line_95002_plays_its_emergency_recording_before_the_queue(
+        hotline: Hotline, demo_agents: object, agent_events: list[AgentEvent]) -> None:
+    switched = hotline.cli("emergency", "on", "--line", LINE, "--sound", "emergency_default")
+    assert switched.returncode == 0, switched.stderr
+    try:
+        call, channel = await call_95002(hotline, VIP_EN)
+        await answered_by_agent(agent_events, channel)
+        assert variables(hotline, channel)["HOTLINE_STATUS"] == "emergency"
+        assert path(hotline, channel) == ["AGI identify", "AGI status", "Playback hotline/en/emergency_default",
+                                          "AGI route", "Playback hotline/en/transfer_agent", "Queue hotline-vip"]
+        result = await call
+        assert result.ok, result.stderr
+    finally:
+        assert hotline.cli("emergency", "off", "--line", LINE).returncode == 0
