@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 
 from agi_app.centre.callbacks import CallbackBook
@@ -40,6 +41,9 @@ class QueueAdvisor:
         self._callback_offer_wait_s = callback_offer_wait_s
         self._callback_key_timeout_s = callback_key_timeout_s
         self._book_budget_s = book_budget_s
+        #: group → calls advised on it and not yet handed to it (or gone): ahead of the next caller,
+        #: though app_queue does not list them yet.
+        self._in_flight: defaultdict[str, set[str]] = defaultdict(set)
 
     @property
     def offers_callbacks(self) -> bool:
@@ -53,11 +57,22 @@ class QueueAdvisor:
     def callback_key_timeout_s(self) -> float:
         return self._callback_key_timeout_s
 
-    async def advise(self, group: str) -> QueueAdvice:
-        estimate = await self.estimate(group)
+    async def advise(self, call_id: str, group: str) -> QueueAdvice:
+        """The advice for `call_id`, on its way into `group` from now until `forget`."""
+        on_the_way = len(self._in_flight[group] - {call_id})
+        self._in_flight[group].add(call_id)
+        estimate = await self.estimate(group, in_flight=on_the_way)
         return QueueAdvice(estimate.position, estimate.wait_s, estimate.asterisk_wait_s)
 
-    async def estimate(self, group: str) -> WaitEstimate:
+    def forget(self, call_id: str, group: str) -> None:
+        """`call_id` is in the queue now (app_queue lists it), took a callback, or ended."""
+        calls = self._in_flight.get(group)
+        if calls is not None:
+            calls.discard(call_id)
+            if not calls:
+                del self._in_flight[group]
+
+    async def estimate(self, group: str, *, in_flight: int = 0) -> WaitEstimate:
         """The wait for a caller joining `group` now; QueueAdviceUnavailable past the budget or when
         the live state cannot be read. The handle-time history is read meanwhile, under the same budget."""
         history = asyncio.create_task(self._handle_times(group), name=f"handle-times-{group}")
@@ -69,7 +84,7 @@ class QueueAdvisor:
             if not history.done():
                 history.cancel()
                 await asyncio.wait({history})
-        return estimate_wait(snapshot, handle_s)
+        return estimate_wait(snapshot, handle_s, in_flight=in_flight)
 
     async def _snapshot(self, group: str) -> QueueSnapshot:
         try:

@@ -10,6 +10,9 @@ queue the calls in progress are staggered — with exponential handle times exac
 and close to it otherwise. Agents free right now take callers at once: those callers wait nothing,
 and only the ones beyond them count. n counts agents logged in and not paused (busy ones too: they
 will be free again); with none there is no number to give, and we say so rather than invent one.
+Callers already told about the queue but still hearing their announcement are not in app_queue's
+list yet, yet they will be ahead: they count too (`in_flight`) — in a burst of calls, a few seconds
+of announcement would otherwise hide several callers.
 
 AHT is the mean talk time of the group's recently completed calls (its last completed queue legs),
 else app_queue's own average talk time (QueueParams TalkTime) — either plus the queues' wrap-up
@@ -60,9 +63,10 @@ def mean_handle_time(recent_talk_s: Sequence[float], *, talktime_s: int, wrapup_
     return talktime_s + wrapup_s if talktime_s > 0 else default_s
 
 
-def estimate_wait(snapshot: QueueSnapshot, handle_s: float) -> WaitEstimate:
-    """The queue-length estimate for a caller joining `snapshot`'s queue now."""
-    position = snapshot.waiting + 1
+def estimate_wait(snapshot: QueueSnapshot, handle_s: float, *, in_flight: int = 0) -> WaitEstimate:
+    """The queue-length estimate for a caller joining `snapshot`'s queue now, after the `in_flight`
+    callers on their way into it."""
+    position = snapshot.waiting + in_flight + 1
     agents = snapshot.agents_available
     free = sum(1 for m in snapshot.members if is_free(m))
     if agents == 0:

@@ -101,8 +101,12 @@ class QueueDesk(Protocol):
     def callback_key_timeout_s(self) -> float:
         """How long the caller has to press the callback key once the offer has been played."""
 
-    async def advise(self, group: str) -> QueueAdvice:
-        """The group now, within the desk's own time budget; QueueAdviceUnavailable otherwise."""
+    async def advise(self, call_id: str, group: str) -> QueueAdvice:
+        """The group now for this call, within the desk's own time budget; QueueAdviceUnavailable
+        otherwise. Until `forget`, the call counts as on its way into the group."""
+
+    def forget(self, call_id: str, group: str) -> None:
+        """The call advised on `group` was handed to it, took a callback, or ended."""
 
     async def book_callback(self, call_id: str, customer_id: str | None, number: str, group: str) -> bool:
         """Book a callback keeping the caller's place in `group`; False if it could not be booked."""

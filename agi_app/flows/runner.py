@@ -223,11 +223,13 @@ class FlowRunner:
             elif target.group is not None:
                 self.call.journey.queue_leg(target.group, announced_position=None, announced_wait_s=None,
                                             asterisk_wait_s=None, result="waiting")
+            await self.call.transfer(target.context, target.extension, destination_name)
         finally:
             if advice is not None and not advice.done():
                 advice.cancel()
                 await asyncio.wait({advice})
-        await self.call.transfer(target.context, target.extension, destination_name)
+            if desk is not None and target.group is not None:
+                desk.forget(self.call.call_id, target.group)  # in the queue now, called back, or gone
 
     def input(self, node: Node, value: str | SecretDigits, result: str) -> None:
         """Record and log an input: both show what the journey decides may be shown (`shown_input`)."""
@@ -441,7 +443,7 @@ async def _advise(call: FlowCall, desk: QueueDesk, group: str) -> QueueAdvice | 
     """The desk's advice on `group`; None (logged) when live state cannot be had in time: a caller
     is never held back for it — the desk keeps the time budget."""
     try:
-        return await desk.advise(group)
+        return await desk.advise(call.call_id, group)
     except QueueAdviceUnavailable as exc:
         call.log("queue_advice_unavailable", level=logging.WARNING, queue=group, error=str(exc) or None)
     except Exception as exc:  # noqa: BLE001 - a broken desk must not cost the caller the transfer

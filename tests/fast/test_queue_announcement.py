@@ -191,6 +191,16 @@ async def test_live_state_is_read_while_the_transfer_prompt_plays() -> None:
     assert heard(channel) == ["transfer_agent"] and channel.continued_to == ("hotline-agents", "general-en", 1)
 
 
+async def test_a_caller_still_hearing_the_announcement_is_ahead_of_the_next_one() -> None:
+    queue_desk = desk(StubState(snapshot(agent(1, busy=True), talktime=60)))
+    first = asyncio.create_task(call(queue_desk, item_s=0.1))
+    await asyncio.sleep(0.05)  # the first caller is hearing "transferring you": not in app_queue's list yet
+    (early, _), (late, _) = await asyncio.gather(first, call(queue_desk, item_s=0.1))
+    assert [leg.announced_position for leg in (*early.queue_legs, *late.queue_legs)] == [1, 2]
+    after, _ = await call(queue_desk)  # both handed to the queue: app_queue lists them from now on
+    assert after.queue_legs[0].announced_position == 1
+
+
 LONG = snapshot(agent(1, busy=True), waiting=3, talktime=60)  # 4 × 60 = 240 s
 SHORT = snapshot(agent(1, busy=True), talktime=60)  # 60 s
 

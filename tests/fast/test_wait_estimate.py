@@ -69,24 +69,38 @@ def history(talk: Sequence[int] = (), *, fail: bool = False, hang: bool = False)
 async def test_the_advisor_adds_wrap_up_to_recent_talk_times() -> None:
     advisor = QueueAdvisor(StubState(snapshot(agent(1, busy=True), waiting=1, holdtime=70)), budget_s=0.5,
                            recent_talk_times=history([100, 140]), wrapup_s=10)
-    assert await advisor.advise("cards") == QueueAdvice(position=2, wait_s=260, asterisk_wait_s=70)
+    assert await advisor.advise("c1", "cards") == QueueAdvice(position=2, wait_s=260, asterisk_wait_s=70)
 
 
 @pytest.mark.parametrize("recent", [history(fail=True), history(hang=True), None])
 async def test_without_history_the_advisor_falls_back_to_asterisks_talk_time(recent: RecentTalkTimes | None) -> None:
     advisor = QueueAdvisor(StubState(snapshot(agent(1, busy=True), talktime=90)), budget_s=0.1,
                            recent_talk_times=recent)
-    assert (await advisor.advise("cards")).wait_s == 90
+    assert (await advisor.advise("c1", "cards")).wait_s == 90
 
 
 async def test_live_state_down_or_too_slow_is_no_advice_within_the_budget() -> None:
     with pytest.raises(QueueAdviceUnavailable, match="AMI not connected"):
-        await QueueAdvisor(StubState(down=True), budget_s=0.2).advise("cards")
+        await QueueAdvisor(StubState(down=True), budget_s=0.2).advise("c1", "cards")
     started = time.monotonic()
     with pytest.raises(QueueAdviceUnavailable, match="no live state within 0.2s"):
-        await QueueAdvisor(StubState(hang=True), budget_s=0.2, recent_talk_times=history(hang=True)).advise("cards")
+        await QueueAdvisor(StubState(hang=True), budget_s=0.2, recent_talk_times=history(hang=True)).advise(
+            "c1", "cards")
     assert time.monotonic() - started < 0.5
     assert [t for t in asyncio.all_tasks() if t.get_name().startswith("handle-times")] == [], "no reader left behind"
+
+
+async def test_callers_told_about_a_queue_but_not_in_it_yet_count_as_ahead() -> None:
+    advisor = QueueAdvisor(StubState(snapshot(agent(1), agent(2, busy=True), waiting=0, talktime=60)), budget_s=0.5)
+    first = await advisor.advise("c1", "cards")
+    second = await advisor.advise("c2", "cards")  # c1 still hears its announcement: app_queue lists nobody
+    third = await advisor.advise("c3", "cards")
+    assert [(a.position, a.wait_s) for a in (first, second, third)] == [(1, 0), (2, 30), (3, 60)]
+    assert (await advisor.advise("c1", "cards")).position == 3, "a call never counts itself"
+    assert (await advisor.advise("x", "vip")).position == 1, "per queue"
+    for call_id in ("c1", "c2", "c3"):
+        advisor.forget(call_id, "cards")  # in the queue now: app_queue's list has them from here on
+    assert (await advisor.advise("c4", "cards")).position == 1
 
 
 async def test_booking_a_callback_is_false_without_a_book_or_when_it_fails_or_stalls() -> None:
