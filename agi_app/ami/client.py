@@ -5,9 +5,9 @@ Built on panoramisk's `AMIProtocol` for what it does well — framing the byte s
 parsing `Key: value` headers (`Message.from_line`) — but not on its `Manager`, which reconnects with an
 untracked `call_later` at a fixed delay, logs the loss at ERROR on every retry, re-sends unanswered
 actions after a reconnect (an agent logged in twice, late), and never resolves a QueueAdd (it takes
-"Added interface to queue" for the start of an event list). Here one supervising task owns the connection; every action waits at most its
-budget and then raises; nothing is re-sent. The secret is written to the socket only: never to a log,
-a repr or an exception.
+"Added interface to queue" for the start of an event list). Here one supervising task owns the
+connection; every action waits at most its budget and then raises; nothing is re-sent. The secret is
+written to the socket only: never to a log, a repr or an exception.
 """
 
 from __future__ import annotations
