@@ -296,6 +296,8 @@ class Server:
         metrics.watch_menu_version(lambda: self.flows.version)
         metrics.watch_journey_backlog(lambda: self.sink.backlog, lambda: self.sink.spill_files)
         metrics.watch_connection("ari", lambda: self.client.events_connected)
+        if (ami := self.ami) is not None:
+            metrics.watch_connection("ami", lambda: ami.connected)
         await monitoring.start(database=lambda: self.pool.fetchval("SELECT 1"))
 
     def _start_agi(self, facts: StartFactsLoader) -> None:

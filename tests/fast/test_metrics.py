@@ -26,6 +26,10 @@ from agi_app.monitoring.journey import MeteredJourneySink
 from agi_app.monitoring.metrics import HotlineMetrics
 from agi_app.monitoring.probe import AnswerProbe
 from agi_app.serve.app import Server
+from tests.fake_ami.pytest_plugin import fake_ami  # noqa: F401 - the fixture
+from tests.fake_ami.server import SECRET as AMI_SECRET
+from tests.fake_ami.server import USER as AMI_USER
+from tests.fake_ami.server import FakeAmi
 from tests.fake_ari.server import FakeAri
 from tests.fast.conftest import Hotline, import_demo_customers, settings_for, start_hotline
 from tests.fast.flowkit import doc
@@ -182,6 +186,19 @@ async def test_the_ari_event_stream_is_reported_down_while_it_is_and_its_failed_
     assert value(down, "hotline_calls_in_progress") == 0
     ari.faults.remove(refused)
     await until(server, lambda s: value(s, "hotline_connection_up", peer="ari") == 1, timeout=15)
+
+
+async def test_the_ami_connection_is_reported_while_it_is_logged_in(fake_ari: FakeAri, fake_ami: FakeAmi,  # noqa: F811
+                                                                      dsn: str, tmp_path: Path) -> None:
+    settings = settings_for(fake_ari, dsn, tmp_path, **OWN_PORTS, ami_url=fake_ami.url, ami_user=AMI_USER,
+                            ami_password=AMI_SECRET)
+    line = await start_hotline(fake_ari, dsn, settings)
+    try:
+        await until(line.server, lambda s: value(s, "hotline_connection_up", peer="ami") == 1)
+        await fake_ami.stop()
+        await until(line.server, lambda s: value(s, "hotline_connection_up", peer="ami") == 0)
+    finally:
+        await line.stop()
 
 
 BYE = {"type": "hangup", "prompt": "{{ sound('goodbye') }}"}
