@@ -143,38 +143,35 @@ class QueueMemberEvent(AmiEvent):
     paused_reason: str = ""
 
 
-_CALLER = {"QueueCallerJoin": QueueCallerJoin, "QueueCallerLeave": QueueCallerLeave,
-           "QueueCallerAbandon": QueueCallerAbandon}
-_AGENT = {"AgentCalled": AgentCalled, "AgentRingNoAnswer": AgentRingNoAnswer, "AgentConnect": AgentConnect,
-          "AgentComplete": AgentComplete}
 MEMBER_EVENTS = frozenset({"QueueMemberStatus", "QueueMemberPause", "QueueMemberAdded", "QueueMemberRemoved"})
 #: Every event name parsed into its own type (the rest become OtherAmiEvent).
-QUEUE_EVENTS = frozenset(_CALLER) | frozenset(_AGENT) | MEMBER_EVENTS
+QUEUE_EVENTS = frozenset({"QueueCallerJoin", "QueueCallerLeave", "QueueCallerAbandon", "AgentCalled",
+                          "AgentRingNoAnswer", "AgentConnect", "AgentComplete"}) | MEMBER_EVENTS
 
 
 def parse_event(headers: Mapping[str, str]) -> AmiEvent:
     """One AMI event (its headers, `Event` included) as its typed dataclass."""
     name = headers.get("Event", "")
     h = headers.get
-    if name in _CALLER:
-        caller = dict(name=name, queue=h("Queue", ""), unique_id=h("Uniqueid", ""), channel=h("Channel", ""),
-                      position=_int(h("Position")))
-        if name == "QueueCallerAbandon":
-            return QueueCallerAbandon(**caller, original_position=_int(h("OriginalPosition")),  # type: ignore[arg-type]
-                                      hold_time_s=_int(h("HoldTime")))
-        return _CALLER[name](**caller, count=_int(h("Count")))  # type: ignore[arg-type,call-arg]
-    if name in _AGENT:
-        agent = dict(name=name, queue=h("Queue", ""), unique_id=h("Uniqueid", ""), channel=h("Channel", ""),
-                     interface=h("Interface", ""), member_name=h("MemberName", ""))
-        if name == "AgentConnect":
-            return AgentConnect(**agent, hold_time_s=_int(h("HoldTime")), ring_time_s=_int(h("RingTime")))
-        if name == "AgentComplete":
-            return AgentComplete(**agent, hold_time_s=_int(h("HoldTime")), talk_time_s=_int(h("TalkTime")),
-                                 reason=h("Reason", ""))
-        if name == "AgentRingNoAnswer":
-            return AgentRingNoAnswer(**agent, ring_time_s=_int(h("RingTime")))
-        return AgentCalled(**agent)
+    queue, unique_id, channel = h("Queue", ""), h("Uniqueid", ""), h("Channel", "")
+    if name in ("QueueCallerJoin", "QueueCallerLeave"):
+        kind = QueueCallerJoin if name == "QueueCallerJoin" else QueueCallerLeave
+        return kind(name, queue, unique_id, channel, _int(h("Position")), count=_int(h("Count")))
+    if name == "QueueCallerAbandon":
+        return QueueCallerAbandon(name, queue, unique_id, channel, _int(h("Position")),
+                                  original_position=_int(h("OriginalPosition")), hold_time_s=_int(h("HoldTime")))
+    interface, member_name = h("Interface", ""), h("MemberName", "")
+    if name == "AgentCalled":
+        return AgentCalled(name, queue, unique_id, channel, interface, member_name)
+    if name == "AgentRingNoAnswer":
+        return AgentRingNoAnswer(name, queue, unique_id, channel, interface, member_name,
+                                 ring_time_s=_int(h("RingTime")))
+    if name == "AgentConnect":
+        return AgentConnect(name, queue, unique_id, channel, interface, member_name,
+                            hold_time_s=_int(h("HoldTime")), ring_time_s=_int(h("RingTime")))
+    if name == "AgentComplete":
+        return AgentComplete(name, queue, unique_id, channel, interface, member_name,
+                             hold_time_s=_int(h("HoldTime")), talk_time_s=_int(h("TalkTime")), reason=h("Reason", ""))
     if name in MEMBER_EVENTS:
-        return QueueMemberEvent(name=name, queue=h("Queue", ""), member=member_from_headers(headers),
-                                paused_reason=h("PausedReason", "").strip())
-    return OtherAmiEvent(name=name, headers=dict(headers))
+        return QueueMemberEvent(name, queue, member_from_headers(headers), paused_reason=h("PausedReason", "").strip())
+    return OtherAmiEvent(name, headers=dict(headers))

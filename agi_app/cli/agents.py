@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from typing import Any, TypeVar
 
+import asyncpg
 import click
 
 from agi_app.ami import queues
@@ -90,8 +91,8 @@ def _audit(ctx: click.Context, action: str, detail: dict[str, Any]) -> None:
 
     try:
         asyncio.run(write())
-    except (DatabaseUnavailable, OSError) as exc:
-        click.echo(f"warning: done, but not recorded in the audit log: {exc}", err=True)
+    except (DatabaseUnavailable, OSError, asyncpg.PostgresError) as exc:
+        click.echo(f"warning: done, but not recorded in the audit log: {type(exc).__name__}: {exc}", err=True)
 
 
 def _changes(verb: str, agent_id: str, changes: list[queues.AgentChange]) -> None:

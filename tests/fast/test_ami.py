@@ -13,6 +13,7 @@ import pytest_asyncio
 from agi_app.ami import queues
 from agi_app.ami.client import AmiClient, AmiLoginRefused, AmiTimeout, AmiUnavailable, EventSubscription
 from agi_app.ami.events import (
+    QUEUE_EVENTS,
     AgentComplete,
     AmiConnected,
     AmiEvent,
@@ -20,6 +21,7 @@ from agi_app.ami.events import (
     QueueCallerAbandon,
     QueueCallerJoin,
     QueueMemberEvent,
+    parse_event,
 )
 from agi_app.ami.queues import AmiQueueState, InvalidName
 from agi_app.centre.queues import QueueStateUnavailable
@@ -289,6 +291,24 @@ async def test_a_message_cut_between_reads_anywhere_arrives_whole_with_its_chine
     async with server, AmiClient("127.0.0.1", port, USER, SECRET, connect_timeout=2.0) as ami:
         event = await next_event(ami.subscribe(["PeerStatus"]), "PeerStatus")
         assert isinstance(event, OtherAmiEvent) and event.headers["Peer"] == "PJSIP/王芳"
+
+
+def test_every_recorded_queue_event_of_the_sandbox_parses_into_its_type() -> None:
+    recorded = recordings().events
+    parsed = {name: parse_event(dict(recorded[name])) for name in QUEUE_EVENTS & set(recorded)}
+    assert set(parsed) >= {"QueueCallerJoin", "QueueCallerLeave", "QueueCallerAbandon", "AgentCalled", "AgentConnect",
+                           "AgentComplete", "QueueMemberStatus", "QueueMemberPause", "QueueMemberAdded"}
+    assert not any(isinstance(event, OtherAmiEvent) for event in parsed.values())
+    complete = parsed["AgentComplete"]
+    assert isinstance(complete, AgentComplete)
+    assert (complete.queue, complete.interface, complete.member_name, complete.talk_time_s, complete.reason) == \
+        ("hotline-general-zh", "PJSIP/agent-1001", "agent-1001", 2, "agent")
+    abandon = parsed["QueueCallerAbandon"]
+    assert isinstance(abandon, QueueCallerAbandon)
+    assert (abandon.queue, abandon.position, abandon.original_position, abandon.hold_time_s) == \
+        ("hotline-elderly", 1, 1, 4)
+    join = parsed["QueueCallerJoin"]  # the same recorded caller (recordings keep each name's first)
+    assert isinstance(join, QueueCallerJoin) and join.unique_id == abandon.unique_id and join.count == 1
 
 
 def test_settings_give_the_client_its_address_and_budgets() -> None:
