@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from datetime import datetime
-from typing import Any
 
-from agi_app.engine.journey import JourneyRecord, JourneySink
+from agi_app.engine.journey import JourneyRecord, JourneySink, QueueLeg
 from agi_app.flows.services import ServiceResult
 from agi_app.monitoring.metrics import OTHER_LINE, HotlineMetrics
 
@@ -21,7 +20,8 @@ DTMF_ERRORS = frozenset({"invalid", "timeout"})
 
 
 class MeteredJourneySink:
-    """Forwards everything to `inner`; counts ended calls by line and outcome, nodes, services, DTMF errors, surveys.
+    """Forwards everything to `inner`; counts ended calls by line and outcome, nodes, services, DTMF
+    errors, surveys and hand-offs to agent queues.
 
     `known_lines` are the lines of the menus in use: a call to any other number is counted under
     `other`, so whoever controls the dialled number cannot grow the metrics without bound.
@@ -32,10 +32,11 @@ class MeteredJourneySink:
         self._metrics = metrics
         self._known_lines = known_lines
 
-    def __getattr__(self, name: str) -> Any:
-        """What is not counted goes straight to `inner`: a record the sink protocol gains later
-        reaches the writer without a change here."""
-        return getattr(self._inner, name)
+    def call_started(self, record: JourneyRecord) -> None:
+        self._inner.call_started(record)
+
+    def call_identified(self, record: JourneyRecord) -> None:
+        self._inner.call_identified(record)
 
     def node_entered(self, call_id: str, seq: int, node_id: str, at: datetime) -> None:
         self._inner.node_entered(call_id, seq, node_id, at)
@@ -53,6 +54,10 @@ class MeteredJourneySink:
     def survey_answer(self, call_id: str, node_id: str, score: int) -> None:
         self._inner.survey_answer(call_id, node_id, score)
         self._metrics.survey_answers.labels(score=str(score)).inc()
+
+    def queue_leg(self, call_id: str, leg: QueueLeg) -> None:
+        self._inner.queue_leg(call_id, leg)
+        self._metrics.queue_handoffs.labels(queue=leg.queue, result=leg.result).inc()
 
     def call_ended(self, record: JourneyRecord, ended_at: datetime) -> None:
         self._inner.call_ended(record, ended_at)

@@ -49,6 +49,9 @@ class HotlineMetrics:
                                        ["service", "result"], registry=registry)
         self.dtmf_errors = Counter("hotline_dtmf_errors", "Caller inputs refused: invalid keys, or none in time",
                                    ["kind"], registry=registry)
+        self.queue_handoffs = Counter("hotline_queue_handoffs", "Calls handed to an agent queue (result waiting),"
+                                      " or that took a callback instead (callback)", ["queue", "result"],
+                                      registry=registry)
         self.survey_answers = Counter("hotline_survey_answers", "Satisfaction survey answers, by score (1-5)",
                                       ["score"], registry=registry)
         self.lookup_seconds = Histogram(

@@ -113,6 +113,7 @@ async def test_a_call_is_in_progress_while_it_lasts_then_counted_by_line_and_out
     assert total(after, "hotline_calls_total") == 1
     assert value(after, "hotline_node_visits_total", node="main") == 1
     assert value(after, "hotline_dtmf_errors_total", kind="invalid") == 1
+    assert value(after, "hotline_queue_handoffs_total", queue="general-zh", result="waiting") == 1
     assert value(after, "hotline_lookup_seconds_count", result="unknown") == 1
     assert total(after, "hotline_ari_request_seconds_count", resource="channels", status="2xx") >= 3, \
         "answer, play, continue: every ARI request is timed"
