@@ -178,14 +178,13 @@ class Settings:
     # Callbacks (serve/callbacks.py): how a customer is dialled back ({number}: digits only, the
     # number on file), how long the placeholder may wait in the queue in the caller's place and
     # the customer's phone may ring, attempts and the delay between them, how often due ones are
-    # looked for (a booking is placed at once), and how long the greeting may take before bridging.
+    # looked for (a booking is placed at once).
     callback_dial: str = "PJSIP/{number}@customers"
     callback_queue_wait_s: int = 3600
     callback_ring_s: int = 30
     callback_max_attempts: int = 3
     callback_retry_delay_s: int = 300
     callback_poll_ms: int = 5000
-    callback_greeting_ms: int = 15_000
 
     # Each `_ms` budget as seconds, the unit asyncio takes: the one place milliseconds are converted.
     lookup_budget_s = _seconds("lookup_budget_ms")
@@ -207,7 +206,6 @@ class Settings:
     callback_key_s = _seconds("callback_key_ms")
     callback_book_budget_s = _seconds("callback_book_budget_ms")
     callback_poll_s = _seconds("callback_poll_ms")
-    callback_greeting_s = _seconds("callback_greeting_ms")
     metrics_probe_s = _seconds("metrics_probe_ms")
     agi_request_s = _seconds("agi_request_ms")
     agi_command_s = _seconds("agi_command_ms")

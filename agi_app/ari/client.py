@@ -193,6 +193,11 @@ class AriClient:
         await self.request("POST", f"/bridges/{quote(bridge_id)}/addChannel",
                            params={"channel": ",".join(channel_ids)})
 
+    async def play_on_bridge(self, bridge_id: str, media: Sequence[str], playback_id: str) -> dict[str, Any]:
+        """Media every channel in the bridge hears."""
+        return await self.request("POST", f"/bridges/{quote(bridge_id)}/play/{quote(playback_id)}",
+                                  params={"media": ",".join(media)})
+
     async def destroy_bridge(self, bridge_id: str) -> None:
         await self.request("DELETE", f"/bridges/{quote(bridge_id)}")
 

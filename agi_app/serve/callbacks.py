@@ -6,8 +6,9 @@ its second half waits in app_queue `hotline-<group>` exactly where the caller wo
 (the dialplan does not answer it), so the callback is dialled when the caller would have reached an
 agent and never ahead of those still waiting. When app_queue connects an agent, the first half is
 answered and enters Stasis (args `callback,<id>`): the agent is on the line. The customer is then
-originated (args `callback-customer,<id>`); answered, they hear callback_greeting and are bridged
-to the agent. A customer who does not answer frees the agent at once and is tried again later.
+originated (args `callback-customer,<id>`); answered, they are bridged to the agent at once and
+the bridge plays callback_greeting, so the agent hears what the customer is told and is on the
+line the moment it ends (no one waits alone in silence). A customer who does not answer frees the agent at once and is tried again later.
 
 Nothing here is remembered only in memory: every decision reads the callback's row, and the
 channel ids name the callback and its placement (`centre.callbacks.Leg`), so a server that starts
@@ -30,7 +31,6 @@ from agi_app.ari.client import AriClient, AriError, AriNotFound, AriNotInStasis
 from agi_app.ari.events import (
     AriEvent,
     ChannelDestroyed,
-    PlaybackFinished,
     StasisEnd,
     StasisStart,
     StreamConnected,
@@ -61,19 +61,12 @@ _WITHDRAW_BUDGET_S = 10.0
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
-class _GreetingOver:
-    """Synthetic: the greeting's time is up (its PlaybackFinished was lost, or is late)."""
-
-    def __init__(self, leg: Leg) -> None:
-        self.leg = leg
-
-
 def bridge_id(leg: Leg) -> str:
     return f"callback-{leg.callback_id}-{leg.attempt}"
 
 
 def greeting_id(leg: Leg) -> str:
-    return f"{leg.sibling('customer').channel_id}-greeting"
+    return f"{bridge_id(leg)}-greeting"
 
 
 class CallbackDispatcher:
@@ -84,10 +77,8 @@ class CallbackDispatcher:
         self.pool = pool
         self.settings = settings
         self.policy = RetryPolicy(settings.callback_max_attempts, timedelta(seconds=settings.callback_retry_delay_s))
-        self._events: asyncio.Queue[AriEvent | _GreetingOver] = asyncio.Queue(maxsize=queue_size)
+        self._events: asyncio.Queue[AriEvent] = asyncio.Queue(maxsize=queue_size)
         self._wake = asyncio.Event()
-        self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._answered: set[str] = set()  # customer legs that answered (a hangup then is not "no answer")
         self._background: set[asyncio.Future[None]] = set()
 
     # --- the IVR's side ----------------------------------------------------------------------
@@ -151,9 +142,6 @@ class CallbackDispatcher:
                 tasks.create_task(self._place_forever(), name="callbacks-place")
                 tasks.create_task(self._follow_forever(), name="callbacks-follow")
         finally:
-            for timer in self._timers.values():
-                timer.cancel()
-            self._timers.clear()
             await self.close()
 
     async def close(self) -> None:
@@ -211,10 +199,7 @@ class CallbackDispatcher:
         return True
 
     # --- following the legs ------------------------------------------------------------------------
-    async def handle(self, event: AriEvent | _GreetingOver) -> None:
-        if isinstance(event, _GreetingOver):
-            await self._bridge(event.leg)
-            return
+    async def handle(self, event: AriEvent) -> None:
         if isinstance(event, StreamConnected):
             await self.reconcile()
             return
@@ -230,9 +215,6 @@ class CallbackDispatcher:
                 await self._agent_answered(leg)
             else:
                 await self._customer_answered(leg)
-        elif isinstance(event, PlaybackFinished):
-            if event.playback.id == greeting_id(leg):
-                await self._bridge(leg)
         elif isinstance(event, ChannelDestroyed):  # a leg dialled and never answered (or not yet in Stasis)
             await self._leg_ended(leg, event.cause)
         elif isinstance(event, StasisEnd):  # a leg that answered hung up (the app hears no ChannelDestroyed)
@@ -259,31 +241,12 @@ class CallbackDispatcher:
         log_event(log, "callback_dialling", call=row.call_id, callback=row.callback_id, placement=leg.attempt)
 
     async def _customer_answered(self, leg: Leg) -> None:
-        """The customer answered: greet them, then bridge (on PlaybackFinished, or when time is up)."""
-        row = await self._db(lambda conn: store.get_callback(conn, leg.callback_id))
-        if row is None or row.placements != leg.attempt or row.status != Status.DIALLING:
-            await self._refuse(leg.channel_id, "not_dialling")
-            return
-        self._answered.add(leg.channel_id)
-        log_event(log, "callback_answered", call=row.call_id, callback=row.callback_id, placement=leg.attempt)
-        language = await self._db(lambda conn: store.call_language(conn, row.call_id)) or "zh"
-        try:
-            await self.client.play(leg.channel_id, [Sound("callback_greeting", language).uri], greeting_id(leg))
-        except AriError as exc:
-            log_event(log, "callback_greeting_failed", level=logging.WARNING, call=row.call_id,
-                      callback=row.callback_id, error=str(exc)[:200])
-            await self._bridge(leg)
-            return
-        self._timers[leg.channel_id] = asyncio.get_running_loop().call_later(
-            self.settings.callback_greeting_s, self.on_event, _GreetingOver(leg))  # type: ignore[arg-type]
-
-    async def _bridge(self, leg: Leg) -> None:
-        """Customer and agent into one mixing bridge (once: the status move is the claim)."""
+        """The customer answered: into one mixing bridge with the agent (once: the status move is
+        the claim), and the bridge greets them both."""
         customer, agent = leg.sibling("customer"), leg.sibling("agent")
-        if (timer := self._timers.pop(customer.channel_id, None)) is not None:
-            timer.cancel()
         if not await self._db(lambda conn: store.move(conn, leg.callback_id, leg.attempt, [Status.DIALLING],
                                                       Status.CONNECTED)):
+            await self._refuse(leg.channel_id, "not_dialling")
             return
         row = await self._db(lambda conn: store.get_callback(conn, leg.callback_id))
         assert row is not None
@@ -294,18 +257,20 @@ class CallbackDispatcher:
             log_event(log, "callback_bridge_failed", level=logging.ERROR, call=row.call_id,
                       callback=row.callback_id, error=str(exc)[:200])
             await self._attempt_failed(row, leg, Status.FAILED, f"not bridged: {exc.status or 'unreachable'}")
-            await self._hang_up(customer)
             await self._drop_bridge(leg)
             return
         log_event(log, "callback_connected", call=row.call_id, callback=row.callback_id, placement=leg.attempt,
                   agent=row.agent)
+        language = await self._db(lambda conn: store.call_language(conn, row.call_id)) or "zh"
+        try:
+            await self.client.play_on_bridge(bridge_id(leg), [Sound("callback_greeting", language).uri],
+                                             greeting_id(leg))
+        except AriError as exc:  # they talk without it
+            log_event(log, "callback_greeting_failed", level=logging.WARNING, call=row.call_id,
+                      callback=row.callback_id, error=str(exc)[:200])
 
     async def _leg_ended(self, leg: Leg, cause: int) -> None:
         """A leg is gone: end the attempt according to where the callback stood."""
-        if (timer := self._timers.pop(leg.channel_id, None)) is not None:
-            timer.cancel()
-        answered = leg.channel_id in self._answered
-        self._answered.discard(leg.channel_id)
         row = await self._db(lambda conn: store.get_callback(conn, leg.callback_id))
         if row is None or row.placements != leg.attempt or leg.role == "queue":
             return
@@ -325,9 +290,8 @@ class CallbackDispatcher:
             await self._db(lambda conn: store.requeue(conn, leg.callback_id, leg.attempt, detail="agent left"))
             log_event(log, "callback_requeued", call=row.call_id, callback=row.callback_id, reason="agent_left")
         elif row.status == Status.DIALLING:
-            result = Status.NO_ANSWER if answered else attempt_result(cause)
-            detail = "hung up during the greeting" if answered else f"customer {result} (cause {cause})"
-            await self._attempt_failed(row, leg, result, detail)
+            result = attempt_result(cause)
+            await self._attempt_failed(row, leg, result, f"customer {result} (cause {cause})")
 
     async def _attempt_failed(self, row: CallbackRow, leg: Leg, result: Status, detail: str) -> None:
         """The attempt is over without a conversation: the agent is freed, the callback retried or ended."""

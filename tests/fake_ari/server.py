@@ -120,6 +120,7 @@ class FakeBridge:
     name: str
     created: str
     channels: list[str] = field(default_factory=list)
+    played: list[str] = field(default_factory=list)  # media played to the whole bridge, in order
 
 
 @dataclass
@@ -258,6 +259,7 @@ class FakeAri:
             ("POST", "/bridges"): self._h_create_bridge,
             ("POST", "/bridges/{bridgeId}/addChannel"): self._h_add_to_bridge,
             ("DELETE", "/bridges/{bridgeId}"): self._h_destroy_bridge,
+            ("POST", "/bridges/{bridgeId}/play/{playbackId}"): self._h_play_on_bridge,
             ("POST", "/channels/{channelId}/continue"): self._h_continue,
             ("POST", "/channels/{channelId}/play"): self._h_play,
             ("POST", "/channels/{channelId}/play/{playbackId}"): self._h_play,
@@ -961,6 +963,29 @@ class FakeAri:
             raise _Refused(409, {"message": "Channel is already bridged"})
         bridge.channels.extend(ids)
         return 204, None
+
+    def _h_play_on_bridge(self, call: _Call) -> tuple[int, Any]:
+        """Media every channel of the bridge hears: PlaybackStarted, then PlaybackFinished once it
+        has played (``media_duration`` per item), for the bridge's target."""
+        bridge = self.bridges.get(call.path_vars["bridgeId"])
+        if bridge is None:
+            raise _Refused(404, {"message": "Bridge not found"})
+        media = list(call.params["media"])
+        bridge.played.extend(media)
+        snap = self.rec.template("PlaybackStarted")["playback"]
+        snap.update(id=call.path_vars["playbackId"], media_uri=media[0], target_uri=f"bridge:{bridge.id}",
+                    state="playing", language=call.one("lang") or "en")
+        snap.pop("next_media_uri", None)
+
+        async def play() -> None:
+            self._emit({**self.rec.template("PlaybackStarted"), "playback": dict(snap)})
+            await asyncio.sleep(sum(self.media_duration(m) for m in media))
+            self._emit({**self.rec.template("PlaybackFinished"), "playback": {**snap, "state": "done"}})
+
+        task = asyncio.create_task(play())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return 201, snap
 
     def _h_destroy_bridge(self, call: _Call) -> tuple[int, Any]:
         if self.bridges.pop(call.path_vars["bridgeId"], None) is None:

@@ -72,7 +72,7 @@ def test_only_digits_and_our_group_names_reach_a_dial_string() -> None:
 async def centre(fake_ari: FakeAri, dsn: str, tmp_path: Path) -> AsyncIterator[Hotline]:
     fake_ari.media_duration = lambda uri: 0.05
     settings = settings_for(fake_ari, dsn, tmp_path, agi_listen=FREE, callback_poll_ms=100, callback_retry_delay_s=0,
-                            callback_max_attempts=3, callback_greeting_ms=3000)
+                            callback_max_attempts=3)
     line = await start_hotline(fake_ari, dsn, settings)
     yield line
     await line.stop()
@@ -138,11 +138,11 @@ async def test_the_agent_waits_while_the_customer_is_dialled_then_greeted_and_br
     assert not ari.bridges
 
     await ari.answer_originated(customer.id)
-    await ari.wait_for(lambda: any(b.channels for b in ari.bridges.values()))
-    assert customer.played == ["sound:hotline/en/callback_greeting"], "greeted in the booking call's language"
-    assert agent.played == []
+    await ari.wait_for(lambda: any(b.played for b in ari.bridges.values()))
     (bridge,) = ari.bridges.values()
     assert sorted(bridge.channels) == sorted([agent.id, customer.id])
+    assert bridge.played == ["sound:hotline/en/callback_greeting"], "both hear it, in the booking call's language"
+    assert customer.played == [] and agent.played == []
     await wait_status(centre, "connected")
 
     await ari.hangup(customer.id)  # the customer ends the conversation
