@@ -137,9 +137,13 @@ class AgiServer(Application):  # type: ignore[misc]  # panoramisk is untyped
             if hook is None:
                 raise AgiRequestError("unknown_script", "no such hook")
             variables = await hook(request)
+            unsafe = [name for name, value in variables.items()
+                      if not _VARIABLE.fullmatch(name) or not _VALUE.fullmatch(value)]
+            if unsafe:  # checked before any is set: the dialplan gets all of a decision or none
+                raise AgiRequestError("unsafe_value", f"{', '.join(unsafe)} would not be a plain token")
             agi = Request(self, request.env, reader, writer, self.default_encoding)
             for name, value in variables.items():
-                await self._set(agi, name, value)
+                await self._command(agi, f'SET VARIABLE {name} "{value}"')
             decided: dict[str, object] = {name.removeprefix("HOTLINE_").lower(): value or "-"
                                           for name, value in variables.items()}
             log_event(log, "agi_request", level=logging.INFO, call=request.call_id, hook=request.script,
@@ -159,11 +163,6 @@ class AgiServer(Application):  # type: ignore[misc]  # panoramisk is untyped
         finally:
             self._connections.discard(task)
             writer.close()
-
-    async def _set(self, agi: Request, name: str, value: str) -> None:
-        if not _VARIABLE.fullmatch(name) or not _VALUE.fullmatch(value):
-            raise AgiRequestError("unsafe_value", f"{name} would not be a plain token")
-        await self._command(agi, f'SET VARIABLE {name} "{value}"')
 
     async def _command(self, agi: Request, command: str) -> None:
         """One command and its reply, within the command budget."""

@@ -18,11 +18,14 @@ import pytest
 import pytest_asyncio
 
 from agi_app.agi.hooks import AgiHooks
+from agi_app.agi.request import parse_request
 from agi_app.agi.server import RETRY_S, AgiServer
 from agi_app.calendar.model import DEFAULT_TIMEZONE, DayRule
 from agi_app.config import Settings
 from agi_app.db.pool import connection, create_pool
 from agi_app.db.repositories import calendar, operations
+from agi_app.db.repositories import customers as customer_repo
+from agi_app.directory.models import Customer
 from agi_app.flows.loader import load_document
 from agi_app.serve.app import start_facts
 from tests.fake_ari.server import FakeAri
@@ -89,6 +92,12 @@ def test_the_peer_sends_and_answers_what_asterisk_sent_and_answered() -> None:
     assert _get_reply("x1") == "200 result=1 (x1)\n"
 
 
+def test_an_empty_value_may_come_without_its_space() -> None:
+    """Asterisk sends `agi_accountcode: ` (recorded); a proxy trimming the line's end must not break it."""
+    block = request_block("identify").replace(b"agi_accountcode: \n", b"agi_accountcode:\n")
+    assert parse_request(block).env["agi_accountcode"] == ""
+
+
 # ------------------------------------------------------------------------------ identify
 
 
@@ -98,6 +107,13 @@ async def test_identify_a_known_caller_sets_id_segment_and_language_only(agi: Ag
                                  "HOTLINE_SEGMENT": "vip", "HOTLINE_LANGUAGE": "en"}
     assert channel.closed_by_server
     assert not any("Smith" in command or "John" in command for command in channel.commands)
+
+
+async def test_identify_sets_nothing_it_cannot_carry_as_a_plain_token(agi: Agi) -> None:
+    async with connection(agi.dsn) as conn:
+        await customer_repo.import_customers(conn, [Customer('C"9 x', "Odd", "Mr", "standard", "zh", ("13988887777",))])
+    channel = await agi.ask("identify", "13988887777")
+    assert channel.variables == {"HOTLINE_AGI_ERROR": "unsafe_value"}
 
 
 async def test_identify_an_unknown_caller_gets_the_line_defaults(agi: Agi) -> None:
