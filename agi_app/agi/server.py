@@ -55,7 +55,7 @@ class AgiAborted(Exception):
         self.reason = reason
 
 
-class AgiServer(Application):  # type: ignore[misc]  # panoramisk is untyped
+class AgiServer(Application):
     """The hooks, served over FastAGI within budgets."""
 
     def __init__(self, hooks: HookSet, *, listen: str, request_budget_s: float,
