@@ -81,6 +81,10 @@ def settings_for(ari: FakeAri, dsn: str, tmp_path: Path, **overrides: Any) -> Se
     `tmp_path` unless `overrides` say otherwise."""
     overrides.setdefault("state_dir", str(tmp_path / "state"))
     overrides.setdefault("sounds_root", str(tmp_path / "sounds"))
+    # Free ports: servers of tests running at the same time (several checkouts, several workers)
+    # must not fight over the default AGI and metrics addresses.
+    overrides.setdefault("agi_listen", "127.0.0.1:0")
+    overrides.setdefault("metrics_listen", "127.0.0.1:0")
     return Settings(dsn=dsn, ari_url=ari.url, ari_user="hotline", ari_password="hotline-dev",
                     shutdown_grace_s=2.0, **overrides)
 
