@@ -10,8 +10,12 @@ which caller channel and who hung up; the observer says what each channel played
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import time
+from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 
 from agi_app.ami.events import AgentComplete, AgentConnect, AgentEvent
@@ -110,6 +114,48 @@ async def test_with_serve_stopped_a_caller_hears_our_apology_and_reaches_an_agen
     assert steps[-2:] == [GOODBYE, ("Hangup", "")]
 
 
+@contextlib.asynccontextmanager
+async def _app_handing_calls_back(env: dict[str, str]) -> AsyncIterator[None]:
+    """An ARI application under the hotline's name that lets every call go on in the dialplan without
+    a destination (continue without context): what a faulty or dying app may do."""
+    auth = aiohttp.encode_basic_auth(env["HOTLINE_ARI_USER"], env["HOTLINE_ARI_PASSWORD"])
+    base = env["HOTLINE_ARI_URL"].rstrip("/") + "/ari"
+    async with aiohttp.ClientSession(headers={"Authorization": auth}) as session, \
+            session.ws_connect(base + "/events", params={"app": env["HOTLINE_ARI_APP"]}) as ws:
+
+        async def hand_back() -> None:
+            async for message in ws:
+                event = json.loads(message.data)
+                if event.get("type") == "StasisStart":
+                    async with session.post(f"{base}/channels/{event['channel']['id']}/continue") as resp:
+                        assert resp.status == 204, await resp.text()
+
+        task = asyncio.create_task(hand_back())
+        try:
+            yield
+        finally:
+            task.cancel()
+
+
+async def test_a_call_handed_back_without_a_destination_still_reaches_an_agent(
+        hotline: Hotline, demo_agents: dict[str, DemoAgent], agent_events: list[AgentEvent]) -> None:
+    caller = "13122223003"
+    assert await hotline.stop_serve() == 0
+    try:
+        async with _app_handing_calls_back(hotline.env):
+            result = await hotline.call(SipCall(caller, "95000", max_duration=60))
+    finally:
+        await hotline.start_serve()
+    assert result.ok and result.hangup_by == "remote", result.stderr
+    channel = hotline.observer.channel_by_caller[caller][-1]
+    steps = hotline.observer.dialplan[channel]
+    assert ("NoOp", "Hotline fallback: handed-back (STASISSTATUS=SUCCESS)") in steps, steps
+    assert APOLOGY in steps
+    await _ended(hotline, agent_events, [channel])
+    connect, complete = _agent_leg(agent_events, channel)
+    assert connect.interface.startswith("PJSIP/agent-") and complete.reason == "agent"
+
+
 async def test_calls_placed_while_serve_restarts_all_reach_a_prompt_and_an_agent(
         hotline: Hotline, demo_agents: dict[str, DemoAgent], agent_events: list[AgentEvent]) -> None:
     calls: list[tuple[str, asyncio.Task[SipResult]]] = []
@@ -127,7 +173,7 @@ async def test_calls_placed_while_serve_restarts_all_reach_a_prompt_and_an_agent
                 return
             await asyncio.sleep(seconds)
 
-    dialler = asyncio.create_task(dial_every(0.5))
+    dialler = asyncio.create_task(dial_every(0.8))
     try:
         await asyncio.sleep(1.2)
         started = time.monotonic()
