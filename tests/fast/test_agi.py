@@ -143,7 +143,7 @@ async def test_identify_with_a_slow_database_is_degraded_within_the_lookup_budge
         await pool.close()
     assert channel.variables == {"HOTLINE_IDENTIFY": "degraded", "HOTLINE_CUSTOMER_ID": "",
                                  "HOTLINE_SEGMENT": "standard", "HOTLINE_LANGUAGE": "zh"}
-    assert elapsed < SETTINGS.lookup_budget_s + 0.4
+    assert elapsed < SETTINGS.lookup_budget_s + 0.6  # uncut: seconds (a query through the proxy is >= 2 s)
 
 
 # ------------------------------------------------------------------------------ status
@@ -191,7 +191,7 @@ async def test_status_with_a_slow_database_is_open_within_the_call_start_budget(
         await server.close()
         await pool.close()
     assert channel.variables == {"HOTLINE_STATUS": "open"}
-    assert elapsed < SETTINGS.call_start_budget_s + 0.4
+    assert elapsed < SETTINGS.call_start_budget_s + 0.6  # uncut: >= 2 s
 
 
 # ------------------------------------------------------------------------------ route
