@@ -12,6 +12,9 @@ Definitions (the same text is in `hotline kpi --help` and the README):
 - `avg_duration_ms`: the mean IVR duration of those calls (arrival to hang-up or hand-off).
 - `survey_avg`: the mean satisfaction score (1-5) of their survey answers; null without answers.
 - `services`: per service id, `reached` = times a caller reached it, `ok` = of which it succeeded.
+- `time_to_service_s`: per service id, over the calls that reached it: seconds from the call's start
+  to the first time it reached the service (its result given), `calls`, `mean`, `p50`, `p90`
+  (percentiles interpolated between closest ranks).
 - `nodes`: per node id, `visits` = times calls entered it; `drop_offs` = calls whose last node it
   was and whose outcome is `abandoned` or `hangup` (the caller left, or the flow gave up on them).
 - Queue figures, from the queue legs of those calls (one leg per queue a call was sent to), over
@@ -84,6 +87,16 @@ def _date(text: str, option: str) -> date:
 
 
 @dataclass(frozen=True)
+class ServiceTimes:
+    """Seconds from the start of the call to the first time it reached a service, over `calls` calls."""
+
+    calls: int
+    mean_s: float
+    p50_s: float
+    p90_s: float
+
+
+@dataclass(frozen=True)
 class KpiCounts:
     """What the database counted for a period (the figures' numerators and denominators)."""
 
@@ -104,6 +117,7 @@ class KpiCounts:
     talk_s_total: int = 0
     talks: int = 0  # legs with a talk time
     agents: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # agent: (calls, talk seconds)
+    service_times: Mapping[str, ServiceTimes] = field(default_factory=dict)
 
     @property
     def calls(self) -> int:
@@ -150,4 +164,6 @@ def figures(counts: KpiCounts, period: Period, zone: tzinfo, *, line: str | None
         "queue_abandon_rate": _ratio(counts.legs_abandoned, counts.legs),
         "avg_talk_s": _mean(counts.talk_s_total, counts.talks, 1),
         "agents": {a: {"calls": n, "talk_s": talk} for a, (n, talk) in sorted(counts.agents.items())},
+        "time_to_service_s": {s: {"calls": t.calls, "mean": round(t.mean_s, 1), "p50": round(t.p50_s, 1),
+                                  "p90": round(t.p90_s, 1)} for s, t in sorted(counts.service_times.items())},
     }

@@ -54,7 +54,7 @@ _SQL = {
                     " ON CONFLICT DO NOTHING",
     "node_input": "INSERT INTO call_inputs (call_id, seq, node_seq, input, result, at) VALUES ($1, $2, $3, $4, $5, $6)"
                   " ON CONFLICT DO NOTHING",
-    "service_reached": "INSERT INTO call_services (call_id, seq, service, result) VALUES ($1, $2, $3, $4)"
+    "service_reached": "INSERT INTO call_services (call_id, seq, service, result, at) VALUES ($1, $2, $3, $4, $5)"
                        " ON CONFLICT DO NOTHING",
     "survey_answer": "INSERT INTO survey_answers (call_id, node_id, score, at) VALUES ($1, $2, $3, $4)"
                      " ON CONFLICT DO NOTHING",
@@ -342,7 +342,7 @@ class PgJourneySink:
         self._put("node_input", call_id, seq, node_seq, masked_input, result, datetime.now(UTC))
 
     def service_reached(self, call_id: str, seq: int, service: str, result: ServiceResult) -> None:
-        self._put("service_reached", call_id, seq, service, result)
+        self._put("service_reached", call_id, seq, service, result, datetime.now(UTC))
 
     def survey_answer(self, call_id: str, node_id: str, score: int) -> None:
         self._put("survey_answer", call_id, node_id, score, datetime.now(UTC))

@@ -5,113 +5,27 @@ Python from the generated calls — not by the code under test."""
 from __future__ import annotations
 
 import json
-import random
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from statistics import mean
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 import pytest_asyncio
 
-from agi_app.db.journey_writer import PgJourneySink
-from agi_app.db.pool import connection, create_pool
-from agi_app.engine.journey import JourneyRecord
+from agi_app.db.pool import connection
 from tests.support.cli import hotline_cli
-
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-MONDAY = date(2026, 11, 16)  # ISO week 2026-W47
-NODES = ["entry", "greeting", "main", "accounts", "balance", "cards", "agent_general", "goodbye"]
-SERVICES = ["balance", "transfer", "card_loss"]
-AGENTS = ["alice", "bob", "chen"]
-OUTCOMES = ["self_service", "transferred", "abandoned", "hangup", "error"]
+from tests.support.journeys import MONDAY, OUTCOMES, SHANGHAI, Call, generate, store
 
 
-@dataclass
-class Leg:
-    queue: str
-    result: str
-    agent: str | None
-    wait_s: int | None
-    talk_s: int | None
-
-
-@dataclass
-class Call:
-    call_id: str
-    started_at: datetime
-    dnis: str
-    segment: str | None
-    outcome: str | None  # None: still in progress
-    duration_ms: int
-    path: list[str]
-    services: list[tuple[str, str]]
-    survey: int | None
-    legs: list[Leg] = field(default_factory=list)
-
-
-def generate(seed: int = 20261116, count: int = 300) -> list[Call]:
-    """`count` calls over the week before and the days around it, local times spread over whole days;
-    a few exactly at local midnight and just before it."""
-    rng = random.Random(seed)
-    calls = []
-    for i in range(count):
-        day = MONDAY + timedelta(days=rng.randrange(-1, 8))
-        local = datetime.combine(day, time(0), SHANGHAI) + timedelta(seconds=rng.randrange(86_400))
-        if i % 50 == 0:
-            local = datetime.combine(day, time(0), SHANGHAI)
-        elif i % 50 == 1:
-            local = datetime.combine(day, time(23, 59, 59), SHANGHAI)
-        outcome = rng.choice(OUTCOMES) if rng.random() > 0.05 else None
-        path = [rng.choice(NODES) for _ in range(rng.randint(1, 5))]
-        services = [(rng.choice(SERVICES), rng.choice(["ok", "ok", "refused", "failed", "abandoned"]))
-                    for _ in range(rng.choice([0, 0, 1, 2]))]
-        call = Call(f"call-{i:03d}", local.astimezone(UTC), rng.choice(["95000", "95001"]),
-                    rng.choice(["standard", "vip", "elderly", None]), outcome, rng.randint(2_000, 300_000), path,
-                    services, rng.randint(1, 5) if rng.random() < 0.3 else None)
-        if outcome == "transferred":
-            for queue in rng.sample(["general", "cards"], rng.choice([1, 1, 2])):
-                result = rng.choice(["answered", "completed", "completed", "abandoned", "timeout", "callback",
-                                     "waiting"])
-                took = result in ("answered", "completed")
-                call.legs.append(Leg(queue, result, rng.choice(AGENTS) if took else None,
-                                     rng.randint(0, 600) if result != "waiting" else None,
-                                     rng.randint(10, 900) if result == "completed" else None))
-        calls.append(call)
-    return calls
-
-
-async def store(dsn: str, calls: list[Call]) -> None:
-    """Through the journey writer, as `hotline serve` stores them."""
-    pool = await create_pool(dsn)
-    sink = PgJourneySink(pool, budget_s=5)
-    sink.start()
-    try:
-        for c in calls:
-            record = JourneyRecord(c.call_id, "13800138000", c.dnis, c.started_at, segment=c.segment,
-                                   customer_id="C1" if c.segment else None)
-            sink.call_started(record)
-            sink.call_identified(record)
-            for seq, node in enumerate(c.path, start=1):
-                sink.node_entered(c.call_id, seq, node, c.started_at + timedelta(seconds=seq))
-            for seq, (service, result) in enumerate(c.services, start=1):
-                sink.service_reached(c.call_id, seq, service, result)  # type: ignore[arg-type]
-            if c.survey is not None:
-                sink.survey_answer(c.call_id, "survey", c.survey)
-            if c.outcome is not None:
-                record.outcome, record.duration_ms = c.outcome, c.duration_ms  # type: ignore[assignment]
-                sink.call_ended(record, c.started_at + timedelta(milliseconds=c.duration_ms))
-        await sink.flush()
-    finally:
-        await sink.close()
-        await pool.close()
-    async with connection(dsn) as conn:
-        await conn.executemany(
-            "INSERT INTO queue_legs (call_id, queue, result, agent, wait_s, talk_s) VALUES ($1, $2, $3, $4, $5, $6)",
-            [(c.call_id, leg.queue, leg.result, leg.agent, leg.wait_s, leg.talk_s) for c in calls for leg in c.legs])
+def percentile(values: list[float], fraction: float) -> float:
+    """Linear interpolation between the closest ranks (PostgreSQL's percentile_cont)."""
+    ordered = sorted(values)
+    at = fraction * (len(ordered) - 1)
+    low = int(at)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (at - low)
 
 
 def expected(calls: list[Call], days: list[date], *, line: str | None = None,
@@ -147,6 +61,13 @@ def expected(calls: list[Call], days: list[date], *, line: str | None = None,
         agents[leg.agent]["calls"] += 1
         agents[leg.agent]["talk_s"] += leg.talk_s or 0
     surveys = [c.survey for c in ended if c.survey is not None]
+    firsts: dict[str, list[float]] = defaultdict(list)  # service: seconds to its first reach, per call
+    for c in ended:
+        first: dict[str, float] = {}
+        for (service, _), offset in zip(c.services, c.service_at_s, strict=True):
+            first[service] = min(first.get(service, offset), offset)
+        for service, offset in first.items():
+            firsts[service].append(offset)
     return {
         "calls": len(ended), "in_progress": len(chosen) - len(ended),
         "outcomes": {o: outcomes.get(o, 0) for o in OUTCOMES},
@@ -162,6 +83,8 @@ def expected(calls: list[Call], days: list[date], *, line: str | None = None,
         "queue_abandon_rate": rate(sum(leg.result == "abandoned" for leg in legs), len(legs)),
         "avg_talk_s": mean(talked) if talked else None,
         "agents": dict(agents),
+        "time_to_service_s": {service: {"calls": len(times), "mean": mean(times), "p50": percentile(times, 0.5),
+                                        "p90": percentile(times, 0.9)} for service, times in firsts.items()},
     }
 
 
@@ -171,7 +94,13 @@ ROUNDING = {"avg_duration_ms": 0.5, "survey_avg": 0.005, "answer_speed_s": 0.05,
 
 def assert_figures(got: dict[str, Any], want: dict[str, Any]) -> None:
     for key, value in want.items():
-        if isinstance(value, float):
+        if key == "time_to_service_s":
+            assert set(got[key]) == set(value), key
+            for service, times in value.items():
+                assert got[key][service]["calls"] == times["calls"], service
+                for figure in ("mean", "p50", "p90"):
+                    assert got[key][service][figure] == pytest.approx(times[figure], abs=0.05 + 1e-9), (service, figure)
+        elif isinstance(value, float):
             assert got[key] == pytest.approx(value, abs=ROUNDING.get(key, 0.00005) + 1e-9), key
         else:
             assert got[key] == value, key
@@ -195,7 +124,8 @@ async def test_each_day_has_the_figures_of_the_calls_that_started_that_local_day
     for day in (MONDAY, MONDAY + timedelta(days=3), MONDAY + timedelta(days=6)):
         got = kpi(dsn, "--day", day.isoformat())
         want = expected(calls, [day])
-        assert want["calls"] > 20 and want["queue_legs"] > 0, "the generated day exercises every figure"
+        assert want["calls"] > 20 and want["queue_legs"] > 0 and want["time_to_service_s"], \
+            "the generated day exercises every figure"
         assert_figures(got, want)
         assert got["period"] == day.isoformat() and got["timezone"] == "Asia/Shanghai"
         assert got["from"] == f"{day.isoformat()}T00:00:00+08:00"
@@ -238,13 +168,23 @@ async def test_the_days_follow_the_calendars_time_zone(dsn: str) -> None:
     assert london["from"] == "2026-11-16T00:00:00+00:00"
 
 
+async def test_the_journey_writer_stamps_when_each_service_was_reached(dsn: str) -> None:
+    before = datetime.now(UTC)
+    await store(dsn, [Call("now", before, "95000", None, "self_service", 1000, ["main"],
+                           [("balance", "ok"), ("transfer", "refused")], None)])
+    after = datetime.now(UTC)
+    async with connection(dsn) as conn:
+        stamps = [r["at"] for r in await conn.fetch("SELECT at FROM call_services WHERE call_id = 'now' ORDER BY seq")]
+    assert len(stamps) == 2 and all(before <= at <= after for at in stamps) and stamps[0] <= stamps[1]
+
+
 async def test_a_day_without_calls_has_no_rates_rather_than_zeros(dsn: str) -> None:
     got = kpi(dsn, "--day", "2026-11-20")
     assert got["calls"] == 0 and got["in_progress"] == 0
     for key in ("self_service_rate", "transfer_rate", "abandon_rate", "avg_duration_ms", "survey_avg",
                 "answer_speed_s", "agent_connection_rate", "queue_abandon_rate", "avg_talk_s"):
         assert got[key] is None, key
-    assert got["services"] == {} and got["nodes"] == {} and got["agents"] == {}
+    assert got["services"] == {} and got["nodes"] == {} and got["agents"] == {} and got["time_to_service_s"] == {}
 
 
 async def test_text_output_for_people(week: tuple[str, list[Call]]) -> None:

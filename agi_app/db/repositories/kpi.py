@@ -12,11 +12,17 @@ from datetime import datetime
 
 import asyncpg
 
-from agi_app.analytics.kpi import ANSWERED_RESULTS, DROP_OFF_OUTCOMES, UNKNOWN_SEGMENT, KpiCounts
+from agi_app.analytics.kpi import (
+    ANSWERED_RESULTS,
+    DROP_OFF_OUTCOMES,
+    UNKNOWN_SEGMENT,
+    KpiCounts,
+    ServiceTimes,
+)
 
 _CALLS = """
 WITH calls_in AS (
-    SELECT c.call_id, c.outcome, c.duration_ms FROM calls c
+    SELECT c.call_id, c.started_at, c.outcome, c.duration_ms FROM calls c
     WHERE c.started_at >= $1 AND c.started_at < $2
       AND ($3::text IS NULL OR c.dnis = $3)
       AND ($4::text IS NULL OR COALESCE(c.segment, '""" + UNKNOWN_SEGMENT + """') = $4)
@@ -31,11 +37,23 @@ FROM ended GROUP BY outcome"""
 _IN_PROGRESS = _CALLS + "SELECT count(*) FROM calls_in WHERE outcome IS NULL"  # noqa: S608 - constant SQL only; values are parameters
 
 _SURVEY = _CALLS + """
-SELECT COALESCE(sum(a.score), 0) AS total, count(*) AS answers FROM survey_answers a JOIN ended USING (call_id)"""
+SELECT COALESCE(sum(a.score), 0) AS total, count(a.score) AS answers FROM survey_answers a JOIN ended USING (call_id)"""
 
 _SERVICES = _CALLS + """
 SELECT s.service, count(*) AS reached, count(*) FILTER (WHERE s.result = 'ok') AS ok
 FROM call_services s JOIN ended USING (call_id) GROUP BY s.service"""
+
+# Per call and service, the first time it reached the service; rows without a time (written before
+# the writer stamped them) are left out.
+_SERVICE_TIMES = _CALLS + """,
+firsts AS (
+    SELECT s.service, extract(epoch FROM min(s.at) - e.started_at)::float8 AS seconds
+    FROM call_services s JOIN ended e USING (call_id) WHERE s.at IS NOT NULL GROUP BY s.call_id, s.service, e.started_at
+)
+SELECT service, count(*) AS calls, avg(seconds) AS mean_s,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) AS p50_s,
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) AS p90_s
+FROM firsts GROUP BY service"""  # noqa: S608 - constant SQL only; values are parameters
 
 _NODE_VISITS = _CALLS + """
 SELECT n.node_id, count(*) AS visits FROM call_nodes n JOIN ended USING (call_id) GROUP BY n.node_id"""
@@ -95,4 +113,6 @@ async def kpi_counts(conn: asyncpg.Connection, start: datetime, end: datetime, *
             talks=queue["talks"],
             agents={r["agent"]: (r["calls"], r["talk_s"]) for r in await conn.fetch(_AGENTS, *scope,
                                                                                     list(ANSWERED_RESULTS))},
+            service_times={r["service"]: ServiceTimes(r["calls"], r["mean_s"], r["p50_s"], r["p90_s"])
+                           for r in await conn.fetch(_SERVICE_TIMES, *scope)},
         )
