@@ -40,6 +40,8 @@ def kpi(ctx: click.Context, day: str | None, week: str | None, line: str | None,
       avg_duration_ms        mean IVR duration of the calls
       survey_avg             mean survey score 1-5 (null without answers)
       services               per service: reached (times), ok (of which succeeded)
+      time_to_service_s      per service: seconds from the call's start to its first
+                             reach of it; calls, mean, p50, p90
       nodes                  per node: visits (times entered), drop_offs (calls whose
                              last node it was, ended abandoned or hangup)
     Queue figures, over the calls' queue legs no longer waiting:
@@ -99,6 +101,10 @@ def render(k: dict[str, Any]) -> str:
     if k["services"]:
         lines.append("  services            reached  ok")
         lines += [f"    {name:<18}{s['reached']:>7}  {s['ok']}" for name, s in k["services"].items()]
+    if k["time_to_service_s"]:
+        lines.append("  time to service     calls  mean  p50  p90 (s)")
+        lines += [f"    {name:<18}{t['calls']:>5}  {t['mean']:g}  {t['p50']:g}  {t['p90']:g}"
+                  for name, t in k["time_to_service_s"].items()]
     if k["nodes"]:
         lines.append("  nodes               visits  drop-offs")
         lines += [f"    {name:<18}{n['visits']:>6}  {n['drop_offs']}" for name, n in k["nodes"].items()]

@@ -196,6 +196,8 @@ async def test_text_output_for_people(week: tuple[str, list[Call]]) -> None:
     assert f"calls               {want['calls']}" in result.stdout
     assert f"self-service        {want['self_service_rate'] * 100:.1f} %" in result.stdout
     assert "agents" in result.stdout and "alice" in result.stdout
+    balance = want["time_to_service_s"]["balance"]
+    assert "time to service" in result.stdout and f"balance           {balance['calls']:>5}  " in result.stdout
 
 
 @pytest.mark.parametrize(("args", "message"), [
