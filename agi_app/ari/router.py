@@ -12,6 +12,9 @@ reaches us: a resync gives such events `resync_settle_s` to arrive before it dec
 Callbacks' legs are not calls: their channel ids name a callback (`centre.callbacks.Leg`) and
 their StasisStart's first argument is `callback` or `callback-customer` (a call's is the dialled
 number, digits), so their events, and each reconnection, go to the callback dispatcher instead.
+
+A caller back from an agent re-enters with first argument `survey` (`engine/survey.py`): a call
+of the registry too, whose arguments are checked here before it starts.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from agi_app.centre.callbacks import CALLBACK_ARGS, Leg
 from agi_app.engine.channel import ChannelFailed, ChannelGone
 from agi_app.engine.registry import CallRegistry
 from agi_app.engine.session import Arrival
+from agi_app.engine.survey import SURVEY_ARG, InvalidSurveyRequest, SurveyRequest
 from agi_app.logs import log_event
 
 log = logging.getLogger("hotline.ari.router")
@@ -131,11 +135,29 @@ class EventRouter:
             log_event(log, "stasis_start_ignored", level=logging.WARNING, call=channel.id,
                       reason="sent_to_fallback")
             return
+        if event.args and event.args[0] == SURVEY_ARG:
+            self._start_survey(event)
+            return
         dnis = event.args[0] if event.args else channel.exten
         log_event(log, "stasis_start", call=channel.id, caller=channel.caller_number, dnis=dnis,
                   channel=channel.name)
         self.calls.arrive(Arrival(call_id=channel.id, caller=channel.caller_number, dnis=dnis),
                           AriChannel(self.client, channel.id))
+
+    def _start_survey(self, event: StasisStart) -> None:
+        """A caller back from an agent (hotline-agent-done): the survey, if its arguments are the
+        dialplan's; otherwise the dialplan's goodbye."""
+        channel = event.channel
+        try:
+            request = SurveyRequest.parse(event.args)
+        except InvalidSurveyRequest as exc:
+            log_event(log, "survey_refused", level=logging.WARNING, call=channel.id, error=str(exc))
+            self.calls.send_away(AriChannel(self.client, channel.id), "survey_refused", self.calls.survey_end)
+            return
+        log_event(log, "stasis_start", call=channel.id, caller=channel.caller_number, dnis=SURVEY_ARG,
+                  channel=channel.name)
+        self.calls.arrive(Arrival(call_id=channel.id, caller=channel.caller_number, dnis=SURVEY_ARG,
+                                  survey=request), AriChannel(self.client, channel.id))
 
     async def _resync(self) -> None:
         """Reconcile our calls with the channels Asterisk still has in our application."""

@@ -37,8 +37,9 @@ import asyncpg
 
 from agi_app.config import DEFAULTS
 from agi_app.db.journey_spill import SpillOp, SpillStore
-from agi_app.engine.journey import JourneyRecord, QueueLeg
+from agi_app.engine.journey import SELF_SERVICE, JourneyRecord, QueueLeg, SurveyContext
 from agi_app.flows.services import ServiceResult
+from agi_app.flows.survey import NoAnswer
 from agi_app.logs import log_event
 
 log = logging.getLogger("hotline.journey")
@@ -56,8 +57,9 @@ _SQL = {
                   " ON CONFLICT DO NOTHING",
     "service_reached": "INSERT INTO call_services (call_id, seq, service, result, at) VALUES ($1, $2, $3, $4, $5)"
                        " ON CONFLICT DO NOTHING",
-    "survey_answer": "INSERT INTO survey_answers (call_id, node_id, score, at) VALUES ($1, $2, $3, $4)"
-                     " ON CONFLICT DO NOTHING",
+    "survey_answer": "INSERT INTO survey_answers (call_id, node_id, score, at, result, no_answer, kind, queue, agent)"
+                     " VALUES ($1, $2, $3, $4, CASE WHEN $3::integer IS NULL THEN 'no_answer' ELSE 'ok' END,"
+                     " $5, $6, $7, $8) ON CONFLICT DO NOTHING",
     # The first half of the leg; the AMI queue tracker owns the other columns and may have written
     # first: only ours are set, and a result it already recorded stays.
     "queue_leg": "INSERT INTO queue_legs (call_id, queue, announced_position, announced_wait_s, asterisk_wait_s, result)"
@@ -344,8 +346,10 @@ class PgJourneySink:
     def service_reached(self, call_id: str, seq: int, service: str, result: ServiceResult) -> None:
         self._put("service_reached", call_id, seq, service, result, datetime.now(UTC))
 
-    def survey_answer(self, call_id: str, node_id: str, score: int) -> None:
-        self._put("survey_answer", call_id, node_id, score, datetime.now(UTC))
+    def survey_answer(self, call_id: str, node_id: str, score: int | None, *, no_answer: NoAnswer | None = None,
+                      context: SurveyContext = SELF_SERVICE) -> None:
+        self._put("survey_answer", call_id, node_id, score, datetime.now(UTC), no_answer, context.kind,
+                  context.queue, context.agent)
 
     def queue_leg(self, call_id: str, leg: QueueLeg) -> None:
         self._put("queue_leg", call_id, leg.queue, leg.announced_position, leg.announced_wait_s, leg.asterisk_wait_s,

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from agi_app.directory.facts import caller_facts
 from agi_app.engine.session import CallSession
 from agi_app.engine.start_facts import StartFactsLoader
+from agi_app.engine.survey import SurveyRequest
 from agi_app.flows.context import FlowContext
 from agi_app.flows.model import FlowSet, Line
 from agi_app.flows.queueing import QueueDesk
 from agi_app.flows.runner import FlowListener, FlowRunner
 from agi_app.flows.services import ServiceRegistry
+from agi_app.flows.survey import after_agent_flows
 from agi_app.media.items import MediaItem, Sound, Speech
 from agi_app.media.resolver import MediaResolver
 
@@ -55,8 +57,11 @@ class HotlineFlow:
 
     async def __call__(self, call: CallSession, *, at: datetime | None = None,
                        listener: FlowListener | None = None) -> None:
-        flows = self.current_flows()  # pinned: a reload during this call does not affect it
         arrival = call.arrival
+        if arrival.survey is not None:
+            await self.survey_after_agent(call, arrival.survey, at=at)
+            return
+        flows = self.current_flows()  # pinned: a reload during this call does not affect it
         line, known = flows.line_for(arrival.dnis)
         if not known:
             call.log("unknown_line", level=logging.WARNING, dnis=arrival.dnis, using=line.number)
@@ -73,6 +78,19 @@ class HotlineFlow:
             call.journey.node(EMERGENCY_NODE)
             await call.play(await self.media.uris(emergency_items(ctx), call_id=call.call_id), interruptible=False)
         await FlowRunner(call, flows, ctx, self.media, self.services, listener, self.desk).run()
+
+
+    async def survey_after_agent(self, call: CallSession, request: SurveyRequest, *,
+                                 at: datetime | None = None) -> None:
+        """The caller is back from agent `request.agent`: the fixed survey flow in their language.
+        Nothing is looked up: the survey says nothing about the caller."""
+        call.log("survey_after_agent", original_call=request.call_id, queue=request.group, agent=request.agent)
+        await call.answer()  # already answered: keeps the session's state right
+        flows = after_agent_flows(request.language)
+        line = flows.lines[flows.default_line]
+        ctx = FlowContext(caller=call.arrival.caller, line=line, language=request.language,
+                          now=at or datetime.now(UTC))
+        await FlowRunner(call, flows, ctx, self.media).run()
 
 
 def emergency_items(ctx: FlowContext) -> list[MediaItem]:

@@ -15,9 +15,23 @@ from datetime import UTC, datetime
 from typing import Literal, Protocol
 
 from agi_app.flows.services import ServiceResult
+from agi_app.flows.survey import NoAnswer
 from agi_app.secure import SecretDigits, shown_input
 
 Outcome = Literal["self_service", "transferred", "abandoned", "hangup", "error"]
+
+
+@dataclass(frozen=True)
+class SurveyContext:
+    """What a survey answer rates: the self-service part of a call, or the agent (`agent`, member
+    of skill group `queue`) who just talked to the caller."""
+
+    kind: Literal["after_self_service", "after_agent"] = "after_self_service"
+    queue: str | None = None
+    agent: str | None = None
+
+
+SELF_SERVICE = SurveyContext()
 
 
 @dataclass(frozen=True)
@@ -61,7 +75,9 @@ class JourneySink(Protocol):
     def node_entered(self, call_id: str, seq: int, node_id: str, at: datetime) -> None: ...
     def node_input(self, call_id: str, seq: int, node_seq: int, masked_input: str, result: str) -> None: ...
     def service_reached(self, call_id: str, seq: int, service: str, result: ServiceResult) -> None: ...
-    def survey_answer(self, call_id: str, node_id: str, score: int) -> None: ...
+    def survey_answer(self, call_id: str, node_id: str, score: int | None, *, no_answer: NoAnswer | None = None,
+                      context: SurveyContext = SELF_SERVICE) -> None:
+        """A survey's result: `score` 1–5, or None with the reason (`no_answer`)."""
     def queue_leg(self, call_id: str, leg: QueueLeg) -> None: ...
     def call_ended(self, record: JourneyRecord, ended_at: datetime) -> None: ...
 
@@ -99,8 +115,8 @@ class Journey:
         self.record.services.append((service, result))
         self._sink.service_reached(self.record.call_id, len(self.record.services), service, result)
 
-    def survey(self, node_id: str, score: int) -> None:
-        self._sink.survey_answer(self.record.call_id, node_id, score)
+    def survey(self, node_id: str, score: int | None, no_answer: NoAnswer | None = None) -> None:
+        self._sink.survey_answer(self.record.call_id, node_id, score, no_answer=no_answer)
 
     def queue_leg(self, group: str, *, announced_position: int | None, announced_wait_s: int | None,
                   asterisk_wait_s: int | None, result: str) -> None:
@@ -130,7 +146,8 @@ class MemorySink:
     def __init__(self) -> None:
         self.calls: dict[str, JourneyRecord] = {}
         self.inputs: list[tuple[str, int, str, str]] = []  # (call id, node seq, input, result)
-        self.surveys: list[tuple[str, str, int]] = []
+        self.surveys: list[tuple[str, str, int | None]] = []
+        self.survey_details: list[tuple[NoAnswer | None, SurveyContext]] = []  # beside `surveys`, in order
 
     def call_started(self, record: JourneyRecord) -> None:
         self.calls[record.call_id] = record
@@ -147,8 +164,10 @@ class MemorySink:
     def service_reached(self, call_id: str, seq: int, service: str, result: ServiceResult) -> None:
         pass
 
-    def survey_answer(self, call_id: str, node_id: str, score: int) -> None:
+    def survey_answer(self, call_id: str, node_id: str, score: int | None, *, no_answer: NoAnswer | None = None,
+                      context: SurveyContext = SELF_SERVICE) -> None:
         self.surveys.append((call_id, node_id, score))
+        self.survey_details.append((no_answer, context))
 
     def queue_leg(self, call_id: str, leg: QueueLeg) -> None:
         pass  # kept on the record

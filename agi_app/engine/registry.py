@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Collection
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -24,6 +25,7 @@ from agi_app.engine.channel import ChannelControl
 from agi_app.engine.journey import Journey, JourneyRecord, JourneySink
 from agi_app.engine.lifecycle import CallHandler, Fallback, hand_over, run_call
 from agi_app.engine.session import Arrival, CallSession, CallState
+from agi_app.engine.survey import SURVEY_END, AfterAgentSink
 from agi_app.logs import log_event
 
 log = logging.getLogger("hotline.calls")
@@ -39,6 +41,7 @@ class CallRegistry:
         self.sink = sink
         self.settings = settings
         self.fallback = Fallback.from_settings(settings)
+        self.survey_end = replace(self.fallback, context=SURVEY_END[0], extension=SURVEY_END[1])
         self.max_calls = settings.max_calls
         self.sessions: dict[str, CallSession] = {}
         # Channels handed to the fallback without a session; forgotten when the channel leaves the
@@ -51,15 +54,20 @@ class CallRegistry:
 
     # --- what the transport tells us (synchronous: never waits on I/O) ----------------------
     def arrive(self, arrival: Arrival, channel: ChannelControl) -> None:
-        """A new call: its session and task — or, while draining or at capacity, the fallback."""
+        """A new call: its session and task — or, while draining or at capacity, the fallback. A
+        survey after an agent call (`arrival.survey`) records only its result, and its fallback is
+        the dialplan's goodbye (`SURVEY_END`), not a queue."""
+        fallback = self.fallback if arrival.survey is None else self.survey_end
         if not self._accepting or len(self._tasks) >= self.max_calls:
-            self.send_away(channel, "at_capacity" if self._accepting else "draining")
+            self.send_away(channel, "at_capacity" if self._accepting else "draining", fallback)
             return
         record = JourneyRecord(call_id=arrival.call_id, caller=arrival.caller, dnis=arrival.dnis,
                                started_at=datetime.now(UTC))
-        session = CallSession(arrival, channel, Journey(record, self.sink), settings=self.settings)
+        sink = self.sink if arrival.survey is None else AfterAgentSink(self.sink, arrival.survey)
+        session = CallSession(arrival, channel, Journey(record, sink), settings=self.settings)
         self.sessions[arrival.call_id] = session
-        self._tasks[arrival.call_id] = asyncio.create_task(self._run(session), name=f"call-{arrival.call_id}")
+        self._tasks[arrival.call_id] = asyncio.create_task(self._run(session, fallback),
+                                                           name=f"call-{arrival.call_id}")
 
     def end_of_channel(self, session: CallSession, why: str) -> None:
         """The caller hung up or the channel vanished: the call's task is cancelled."""
@@ -92,18 +100,18 @@ class CallRegistry:
         self._accepting = False
 
     # --- the fallback for channels without a session ----------------------------------------
-    def send_away(self, channel: ChannelControl, reason: str) -> None:
-        """A channel we hold no session for to the dialplan fallback. Marked before any await, so
-        that an arrival handled meanwhile does not give it a session as well."""
+    def send_away(self, channel: ChannelControl, reason: str, fallback: Fallback | None = None) -> None:
+        """A channel we hold no session for to the dialplan fallback (or `fallback`). Marked before
+        any await, so that an arrival handled meanwhile does not give it a session as well."""
         channel_id = channel.channel_id
         self.unserved[channel_id] = "sending"
         while len(self.unserved) > 4 * self.max_calls:  # bounded, should its end never be seen
             del self.unserved[next(iter(self.unserved))]
         log_event(log, "call_to_fallback", level=logging.WARNING, call=channel_id, reason=reason)
-        self.spawn(self._deliver(channel))
+        self.spawn(self._deliver(channel, fallback or self.fallback))
 
-    async def _deliver(self, channel: ChannelControl) -> None:
-        channel_id, fallback = channel.channel_id, self.fallback
+    async def _deliver(self, channel: ChannelControl, fallback: Fallback) -> None:
+        channel_id = channel.channel_id
         result = await hand_over(channel_id, lambda: channel.continue_in_dialplan(fallback.context, fallback.extension),
                                  fallback)
         if result == "failed":
@@ -114,9 +122,9 @@ class CallRegistry:
             self.unserved[channel_id] = "sent"
 
     # --- tasks ------------------------------------------------------------------------------
-    async def _run(self, session: CallSession) -> None:
+    async def _run(self, session: CallSession, fallback: Fallback) -> None:
         try:
-            await run_call(session, self.handler, self.fallback, why_given_up=lambda: self._given_up_for)
+            await run_call(session, self.handler, fallback, why_given_up=lambda: self._given_up_for)
         finally:
             self.sessions.pop(session.call_id, None)
             self._tasks.pop(session.call_id, None)

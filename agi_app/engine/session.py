@@ -25,6 +25,7 @@ from agi_app.config import DEFAULTS, Settings
 from agi_app.engine.channel import ChannelControl, ChannelFailed
 from agi_app.engine.dtmf import DtmfBuffer
 from agi_app.engine.journey import Journey
+from agi_app.engine.survey import SurveyRequest
 from agi_app.logs import log_event
 
 log = logging.getLogger("hotline.call")
@@ -47,6 +48,7 @@ class Arrival:
     call_id: str
     caller: str
     dnis: str
+    survey: SurveyRequest | None = None  # back from an agent to rate them (`engine/survey.py`)
 
 
 @dataclass(frozen=True)

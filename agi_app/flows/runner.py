@@ -47,6 +47,7 @@ from agi_app.flows.queueing import (
     should_offer_callback,
 )
 from agi_app.flows.services import ServiceCall, ServiceOutcome, ServiceRegistry, ServiceResult
+from agi_app.flows.survey import NoAnswer, no_answer_reason, survey_score
 from agi_app.media.items import MediaItem, Sound
 from agi_app.media.resolver import MediaResolver
 from agi_app.secure import SecretDigits
@@ -69,7 +70,8 @@ class JourneyRecorder(Protocol):
 
     def service(self, service: str, result: ServiceResult) -> None: ...
 
-    def survey(self, node_id: str, score: int) -> None: ...
+    def survey(self, node_id: str, score: int | None, no_answer: NoAnswer | None = None) -> None:
+        """A survey's score 1–5, or None and why (`flows.survey`)."""
 
     def queue_leg(self, group: str, *, announced_position: int | None, announced_wait_s: int | None,
                   asterisk_wait_s: int | None, result: str) -> None:
@@ -546,12 +548,24 @@ async def _record(run: FlowRunner, node: RecordNode) -> str | None:
 
 
 async def _survey(run: FlowRunner, node: SurveyNode) -> str | None:
+    """One key from 1 to 5 is the score (`flows.survey`); anything else is no answer, recorded with
+    its reason and without the key. A caller who hangs up during the survey is no answer too."""
     prompt = await run.media_for(node, node.prompt) or []
-    entry = await run.call.get_digits(prompt=prompt, max_digits=1, first_timeout=node.timeout)
-    if entry.digits in ("1", "2", "3", "4", "5"):
-        run.input(node, entry.digits, "score")
-        run.call.journey.survey(node.id, int(entry.digits))
-        await run.call.play(await run.media_for(node, node.thanks_prompt) or [], interruptible=False)
-    else:
-        run.input(node, entry.digits, "no_answer")
+    try:
+        entry = await run.call.get_digits(prompt=prompt, max_digits=1, first_timeout=node.timeout)
+    except asyncio.CancelledError:  # the caller hung up (or the call was given up): recorded, then gone
+        run.call.journey.survey(node.id, None, "hangup")
+        run.call.log("survey", node=node.id, result="no_answer", reason="hangup")
+        raise
+    score = survey_score(entry.digits)
+    if score is None:
+        reason = no_answer_reason(entry.digits)
+        run.input(node, entry.digits, "no_answer")  # the key is never shown: not an accepted result
+        run.call.journey.survey(node.id, None, reason)
+        run.call.log("survey", node=node.id, result="no_answer", reason=reason)
+        return node.next
+    run.input(node, entry.digits, "score")
+    run.call.journey.survey(node.id, score)
+    run.call.log("survey", node=node.id, result="ok", score=score)
+    await run.call.play(await run.media_for(node, node.thanks_prompt) or [], interruptible=False)
     return node.next

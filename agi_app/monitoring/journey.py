@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from datetime import datetime
 
-from agi_app.engine.journey import JourneyRecord, JourneySink, QueueLeg
+from agi_app.engine.journey import SELF_SERVICE, JourneyRecord, JourneySink, QueueLeg, SurveyContext
 from agi_app.flows.services import ServiceResult
+from agi_app.flows.survey import NoAnswer
 from agi_app.monitoring.metrics import OTHER_LINE, HotlineMetrics
 
 #: The input results (`Journey.input`) that are DTMF errors: a key no option has, or no key in time.
@@ -51,9 +52,10 @@ class MeteredJourneySink:
         self._inner.service_reached(call_id, seq, service, result)
         self._metrics.service_results.labels(service=service, result=result).inc()
 
-    def survey_answer(self, call_id: str, node_id: str, score: int) -> None:
-        self._inner.survey_answer(call_id, node_id, score)
-        self._metrics.survey_answers.labels(score=str(score)).inc()
+    def survey_answer(self, call_id: str, node_id: str, score: int | None, *, no_answer: NoAnswer | None = None,
+                      context: SurveyContext = SELF_SERVICE) -> None:
+        self._inner.survey_answer(call_id, node_id, score, no_answer=no_answer, context=context)
+        self._metrics.survey_answers.labels(score=str(score) if score is not None else "none").inc()
 
     def queue_leg(self, call_id: str, leg: QueueLeg) -> None:
         self._inner.queue_leg(call_id, leg)

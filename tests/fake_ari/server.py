@@ -26,7 +26,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -146,6 +146,7 @@ class FakeChannel:
     ringing: bool = False
     hangup_reason: str | None = None
     start_held: bool = False  # in Stasis, but its StasisStart not yet sent (``deliver_stasis_start``)
+    stasis_args: tuple[str, ...] = ()  # the Stasis() arguments, when not just the dialled number
     recording: FakeRecording | None = None  # the recording in progress
     recorded: list[str] = field(default_factory=list)  # names of the recordings made, in order
     originated: Origination | None = None  # dialled by the app (its events reach the app from the start)
@@ -338,8 +339,9 @@ class FakeAri:
         return found[0]
 
     async def place_call(self, caller: str, dnis: str, *, caller_name: str = "", language: str = "en",
-                         hold_start: bool = False) -> str:
-        """A caller dials ``dnis``: a Ring channel enters Stasis (StasisStart, args [dnis]).
+                         hold_start: bool = False, args: Sequence[str] = ()) -> str:
+        """A caller dials ``dnis``: a Ring channel enters Stasis (StasisStart, args [dnis], or
+        ``args`` as a dialplan's Stasis(app,...) would give them).
 
         As in Asterisk, if no WebSocket is connected for the app, Stasis() fails and the channel is
         hung up at once without any event (``channel(id).hungup`` is True). With ``hold_start`` the
@@ -349,7 +351,7 @@ class FakeAri:
         n = next(self._ids)
         ch = FakeChannel(
             id=f"{self._id_base}.{n}", number=n, caller=caller, caller_name=caller_name, dnis=dnis,
-            language=language, created=_now(),
+            language=language, created=_now(), stasis_args=tuple(args),
         )
         self.channels[ch.id] = ch
         if self.app not in self._owner:
@@ -370,7 +372,7 @@ class FakeAri:
 
     def _emit_stasis_start(self, ch: FakeChannel) -> None:
         ev = self.rec.template("StasisStart")
-        ev["args"] = [ch.dnis]
+        ev["args"] = list(ch.stasis_args) or [ch.dnis]
         self._emit(ev, ch)
 
     def fault(self, method: str, path_regex: str, *, status: int | None = None, hold: bool = False,
