@@ -90,7 +90,8 @@ class FakePlayback:
 @dataclass
 class FakeRecording:
     """A recording of a channel (``POST /channels/{id}/record``). The fake caller speaks the whole
-    time, so only ``terminateOn``, ``maxDurationSeconds``, a stop or the hangup end it."""
+    time (Asterisk counts a recording's length in the voice frames it receives), so only
+    ``terminateOn``, ``maxDurationSeconds``, a stop or the hangup end it."""
 
     name: str
     channel_id: str
@@ -536,8 +537,6 @@ class FakeAri:
                 bridge.channels.remove(ch.id)
         if ch.originated is not None and ch.originated.other_id in self.channels:
             self.channels[ch.originated.other_id].hungup = True  # a Local channel's halves end together
-        if ch.recording is not None:  # Asterisk keeps what was recorded up to the hangup
-            self._finish_recording(ch, ch.recording)
         for item in ch.queue:
             if isinstance(item, FakePlayback):
                 item.state = "failed"
@@ -551,8 +550,12 @@ class FakeAri:
                     pb = None
                 continue
             if ev["type"] == "StasisEnd":
+                if ch.recording is not None:  # as recorded: kept, finished after the hangup request
+                    self._finish_recording(ch, ch.recording)
                 ch.in_stasis = False
             self._emit(ev, ch)
+        if ch.recording is not None:
+            self._finish_recording(ch, ch.recording)
         if pb is not None:
             pb.state = "failed"
             self._finish_playback(ch, pb, emit_event=None)
@@ -626,15 +629,18 @@ class FakeAri:
                 ch.worker = None
 
     # ================================================================== recordings
-    def _recording_json(self, rec: FakeRecording) -> dict[str, Any]:
-        body: dict[str, Any] = {"name": rec.name, "format": rec.format, "target_uri": f"channel:{rec.channel_id}",
-                                "state": rec.state}
-        if rec.state == "done":
+    def _recording_json(self, rec: FakeRecording, template: dict[str, Any]) -> dict[str, Any]:
+        """``rec`` in the shape of the recorded LiveRecording ``template`` (its fields, no others)."""
+        body = copy.deepcopy(template)
+        body.update(name=rec.name, format=rec.format, target_uri=f"channel:{rec.channel_id}", state=rec.state)
+        if "duration" in body:
             body["duration"] = rec.duration
         return body
 
     def _emit_recording(self, kind: str, rec: FakeRecording) -> None:
-        self._emit({"type": kind, "recording": self._recording_json(rec)})
+        event = self.rec.template(kind)
+        event["recording"] = self._recording_json(rec, event["recording"])
+        self._emit(event)
 
     def _finish_recording(self, ch: FakeChannel, rec: FakeRecording) -> None:
         if ch.recording is not rec:
@@ -1044,24 +1050,29 @@ class FakeAri:
         if fmt not in ("wav", "gsm", "ulaw", "alaw", "sln"):
             raise _Refused(422, {"message": "Recording format not found"})
         if ch.recording is not None or ch.current is not None:
-            raise _Refused(409, {"message": "Channel is busy"})
+            raise _Refused(409, {"message": "the fake records only while nothing plays or records"})
         if name in self.recordings and call.one("ifExists", "fail") == "fail":
-            raise _Refused(409, {"message": "Recording with the same name already exists"})
+            status, body = self._error_body("record_exists", 409, "already exists")
+            used = str(self.rec.request("record_exists")["query"]["name"][0])
+            raise _Refused(status, {**body, "message": str(body["message"]).replace(used, name)})
         rec = FakeRecording(name, ch.id, fmt, int(call.one("maxDurationSeconds") or 0),
-                            call.one("terminateOn") or "none", call.one("beep") == "true", time.monotonic())
+                            call.one("terminateOn") or "none", call.one("beep") == "true", time.monotonic(),
+                            state="queued")
         self.recordings[name] = ch.recording = rec
         ch.recorded.append(name)
+        answer = self._recording_json(rec, self.rec.response("record").json)
+        rec.state = "recording"
         if rec.max_seconds:
             rec.timer = asyncio.get_running_loop().create_task(self._recording_limit(ch, rec))
             self._tasks.add(rec.timer)
             rec.timer.add_done_callback(self._tasks.discard)
         self._emit_recording("RecordingStarted", rec)
-        return 201, self._recording_json(rec)
+        return 201, answer
 
     def _h_stop_recording(self, call: _Call) -> tuple[int, Any]:
         rec = self.recordings.get(call.path_vars["recordingName"])
         if rec is None or rec.state != "recording":
-            raise _Refused(404, {"message": "Recording not found"})
+            raise _Refused(*self._error_body("stop_recording_again", 404, "Recording not found"))
         self._finish_recording(self.channels[rec.channel_id], rec)
         return 204, None
 

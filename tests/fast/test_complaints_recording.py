@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 
 from agi_app.admin.simulate import SimulatedChannel
-from agi_app.ari.client import AriClient
+from agi_app.ari.client import AriClient, AriNotFound, AriNotInStasis
 from agi_app.ari.router import EventRouter
 from agi_app.config import DEFAULTS, Settings
 from agi_app.engine.channel import ChannelFailed
@@ -160,3 +160,28 @@ async def test_a_recording_that_does_not_stop_either_fails_the_call_to_the_fallb
     with pytest.raises(ChannelFailed):
         await asyncio.wait_for(session.record("complaint", max_seconds=1, max_silence_seconds=0), 3)
     assert channel.stopped_recordings == channel.recorded
+
+
+async def test_the_fake_answers_recordings_as_the_recorded_asterisk_did(fake_ari: FakeAri) -> None:
+    """A used name is 409, a second stop 404, and a hangup finishes the recording between the
+    hangup request and StasisEnd (tests/fixtures/ari/record.json)."""
+    async with AriClient(fake_ari.url, "hotline", "hotline-dev", "hotline") as client:
+        stream = client.events()
+        await fake_ari.wait_connected()
+        call = await fake_ari.place_call("13800138000", "95000")
+        await client.answer(call)
+        started = await client.record(call, "complaint-a", max_seconds=60, max_silence_seconds=0)
+        assert (started["name"], started["state"]) == ("complaint-a", "queued")
+        await client.stop_recording("complaint-a")
+        with pytest.raises(AriNotFound):
+            await client.stop_recording("complaint-a")
+        with pytest.raises(AriNotInStasis) as used:  # 409, as for a channel out of Stasis
+            await client.record(call, "complaint-a", max_seconds=60, max_silence_seconds=0)
+        assert used.value.status == 409 and "complaint-a" in used.value.message
+        await client.record(call, "complaint-b", max_seconds=60, max_silence_seconds=0)
+        await fake_ari.hangup(call)
+        await stream.close()
+    kinds = [(e["type"], e.get("recording", {}).get("name")) for e in fake_ari.events]
+    ending = kinds[kinds.index(("ChannelHangupRequest", None)):]
+    assert ending.index(("RecordingFinished", "complaint-b")) < ending.index(("StasisEnd", None))
+    assert fake_ari.violations == []
