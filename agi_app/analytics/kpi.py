@@ -79,6 +79,21 @@ def parse_period(day: str | None, week: str | None) -> Period:
     return Period(f"{year}-W{number:02d}", monday, 7)
 
 
+#: The longest `--from/--to` range: a year of days is what a management report reads.
+MAX_RANGE_DAYS = 366
+
+
+def parse_range(first: str, last: str) -> Period:
+    """`--from D --to D`: whole local days, both included (at most MAX_RANGE_DAYS)."""
+    start, end = _date(first, "--from"), _date(last, "--to")
+    if end < start:
+        raise ValueError(f"--to {last!r} is before --from {first!r}")
+    days = (end - start).days + 1
+    if days > MAX_RANGE_DAYS:
+        raise ValueError(f"--from/--to spans {days} days; at most {MAX_RANGE_DAYS}")
+    return Period(f"{start.isoformat()}..{end.isoformat()}", start, days)
+
+
 def _date(text: str, option: str) -> date:
     try:
         return date.fromisoformat(text.strip())
@@ -130,6 +145,16 @@ def _ratio(part: int, whole: int) -> float | None:
 
 def _mean(total: int, count: int, digits: int) -> float | None:
     return round(total / count, digits) if count else None
+
+
+def percent(rate: float | None) -> str:
+    """A rate as people read it ("-" when there was nothing to divide by)."""
+    return "-" if rate is None else f"{rate * 100:.1f} %"
+
+
+def number(value: float | None, unit: str = "") -> str:
+    """A mean as people read it ("-" when there was nothing to average)."""
+    return "-" if value is None else f"{value:g}{unit}"
 
 
 def figures(counts: KpiCounts, period: Period, zone: tzinfo, *, line: str | None = None,

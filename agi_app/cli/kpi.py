@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from agi_app.analytics.kpi import UNKNOWN_SEGMENT, figures, parse_period
+from agi_app.analytics.kpi import UNKNOWN_SEGMENT, figures, number, parse_period, percent
 from agi_app.calendar.model import check_scope
 from agi_app.cli.common import dsn, echo_json, fail, run
 from agi_app.config import ConfigError
@@ -76,28 +76,20 @@ def kpi(ctx: click.Context, day: str | None, week: str | None, line: str | None,
         click.echo(render(result))
 
 
-def _pct(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate * 100:.1f} %"
-
-
-def _num(value: float | None, unit: str = "") -> str:
-    return "-" if value is None else f"{value:g}{unit}"
-
-
 def render(k: dict[str, Any]) -> str:
     """The figures as a person reads them."""
     scope = "".join([f" · line {k['line']}" if k["line"] else "", f" · segment {k['segment']}" if k["segment"] else ""])
     lines = [f"KPIs {k['period']} ({k['timezone']}){scope}",
              f"  calls               {k['calls']}" + (f"  (+{k['in_progress']} in progress, not counted)"
                                                        if k["in_progress"] else ""),
-             f"  self-service        {_pct(k['self_service_rate'])}",
-             f"  transferred         {_pct(k['transfer_rate'])}",
-             f"  abandoned in IVR    {_pct(k['abandon_rate'])}",
-             f"  mean duration       {_num(None if k['avg_duration_ms'] is None else k['avg_duration_ms'] / 1000, ' s')}",
-             f"  survey              {_num(k['survey_avg'])} / 5 ({k['survey_answers']} answers)",
-             f"  queues              {k['queue_legs']} legs · answered {_pct(k['agent_connection_rate'])}"
-             f" · abandoned {_pct(k['queue_abandon_rate'])} · answer speed {_num(k['answer_speed_s'], ' s')}"
-             f" · mean talk {_num(k['avg_talk_s'], ' s')}"]
+             f"  self-service        {percent(k['self_service_rate'])}",
+             f"  transferred         {percent(k['transfer_rate'])}",
+             f"  abandoned in IVR    {percent(k['abandon_rate'])}",
+             f"  mean duration       {number(None if k['avg_duration_ms'] is None else k['avg_duration_ms'] / 1000, ' s')}",
+             f"  survey              {number(k['survey_avg'])} / 5 ({k['survey_answers']} answers)",
+             f"  queues              {k['queue_legs']} legs · answered {percent(k['agent_connection_rate'])}"
+             f" · abandoned {percent(k['queue_abandon_rate'])} · answer speed {number(k['answer_speed_s'], ' s')}"
+             f" · mean talk {number(k['avg_talk_s'], ' s')}"]
     if k["services"]:
         lines.append("  services            reached  ok")
         lines += [f"    {name:<18}{s['reached']:>7}  {s['ok']}" for name, s in k["services"].items()]

@@ -16,6 +16,7 @@ from agi_app.cli import (
     kpi,
     menus,
     operations,
+    report,
     serve,
     simulate,
 )
@@ -62,6 +63,7 @@ cli.add_command(accounts.accounts)
 cli.add_command(calls.calls)
 cli.add_command(callbacks.callbacks)
 cli.add_command(kpi.kpi)
+cli.add_command(report.report)
 cli.add_command(complaints.complaints)
 cli.add_command(serve.serve)
 cli.add_command(calendar.calendar)

@@ -8,7 +8,8 @@ identified as a customer).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
@@ -19,6 +20,7 @@ from agi_app.analytics.kpi import (
     KpiCounts,
     ServiceTimes,
 )
+from agi_app.analytics.report import ReportSeries
 
 _CALLS = """
 WITH calls_in AS (
@@ -84,35 +86,68 @@ SELECT agent, count(*) AS calls, COALESCE(sum(talk_s), 0) AS talk_s
 FROM legs WHERE result = ANY($5::text[]) AND agent IS NOT NULL GROUP BY agent"""
 
 
+# The report's series: ended calls per local day and outcome, per local hour of the day ($5: the
+# time zone's name), and survey answers per score.
+_PER_DAY = _CALLS + """
+SELECT (started_at AT TIME ZONE $5)::date AS day, outcome, count(*) AS calls FROM ended GROUP BY 1, 2"""
+
+_PER_HOUR = _CALLS + """
+SELECT extract(hour FROM started_at AT TIME ZONE $5)::integer AS hour, count(*) AS calls FROM ended GROUP BY 1"""
+
+_SURVEY_SCORES = _CALLS + """
+SELECT a.score, count(*) AS answers FROM survey_answers a JOIN ended USING (call_id)
+WHERE a.score IS NOT NULL GROUP BY a.score"""
+
+
 async def kpi_counts(conn: asyncpg.Connection, start: datetime, end: datetime, *, line: str | None = None,
                      segment: str | None = None) -> KpiCounts:
     """Everything `analytics.kpi.figures` needs for calls that started in `[start, end)`."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        return await _counts(conn, (start, end, line, segment))
+
+
+async def report_counts(conn: asyncpg.Connection, start: datetime, end: datetime, zone: ZoneInfo, *,
+                        line: str | None = None, segment: str | None = None) -> tuple[KpiCounts, ReportSeries]:
+    """`kpi_counts` and the report's series, from the same snapshot (the charts and the tables
+    describe the same calls)."""
     scope = (start, end, line, segment)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        outcomes = await conn.fetch(_OUTCOMES, *scope)
-        survey = await conn.fetchrow(_SURVEY, *scope)
-        queue = await conn.fetchrow(_QUEUE, *scope, list(ANSWERED_RESULTS))
-        assert survey is not None and queue is not None  # aggregates without GROUP BY: one row
-        return KpiCounts(
-            outcomes={r["outcome"]: r["calls"] for r in outcomes},
-            in_progress=await conn.fetchval(_IN_PROGRESS, *scope),
-            duration_ms_total=sum(r["duration_ms"] for r in outcomes),
-            durations=sum(r["durations"] for r in outcomes),
-            survey_total=survey["total"],
-            survey_answers=survey["answers"],
-            services={r["service"]: (r["reached"], r["ok"]) for r in await conn.fetch(_SERVICES, *scope)},
-            node_visits={r["node_id"]: r["visits"] for r in await conn.fetch(_NODE_VISITS, *scope)},
-            drop_offs={r["node_id"]: r["drop_offs"]
-                       for r in await conn.fetch(_DROP_OFFS, *scope, list(DROP_OFF_OUTCOMES))},
-            legs=queue["legs"],
-            legs_answered=queue["answered"],
-            answered_wait_s_total=queue["answered_wait_s"],
-            answered_waits=queue["answered_waits"],
-            legs_abandoned=queue["abandoned"],
-            talk_s_total=queue["talk_s"],
-            talks=queue["talks"],
-            agents={r["agent"]: (r["calls"], r["talk_s"]) for r in await conn.fetch(_AGENTS, *scope,
-                                                                                    list(ANSWERED_RESULTS))},
-            service_times={r["service"]: ServiceTimes(r["calls"], r["mean_s"], r["p50_s"], r["p90_s"])
-                           for r in await conn.fetch(_SERVICE_TIMES, *scope)},
+        counts = await _counts(conn, scope)
+        per_day: dict[date, dict[str, int]] = {}
+        for r in await conn.fetch(_PER_DAY, *scope, zone.key):
+            per_day.setdefault(r["day"], {})[r["outcome"]] = r["calls"]
+        return counts, ReportSeries(
+            per_day=per_day,
+            per_hour={r["hour"]: r["calls"] for r in await conn.fetch(_PER_HOUR, *scope, zone.key)},
+            survey_scores={r["score"]: r["answers"] for r in await conn.fetch(_SURVEY_SCORES, *scope)},
         )
+
+
+async def _counts(conn: asyncpg.Connection, scope: tuple[datetime, datetime, str | None, str | None]) -> KpiCounts:
+    outcomes = await conn.fetch(_OUTCOMES, *scope)
+    survey = await conn.fetchrow(_SURVEY, *scope)
+    queue = await conn.fetchrow(_QUEUE, *scope, list(ANSWERED_RESULTS))
+    assert survey is not None and queue is not None  # aggregates without GROUP BY: one row
+    return KpiCounts(
+        outcomes={r["outcome"]: r["calls"] for r in outcomes},
+        in_progress=await conn.fetchval(_IN_PROGRESS, *scope),
+        duration_ms_total=sum(r["duration_ms"] for r in outcomes),
+        durations=sum(r["durations"] for r in outcomes),
+        survey_total=survey["total"],
+        survey_answers=survey["answers"],
+        services={r["service"]: (r["reached"], r["ok"]) for r in await conn.fetch(_SERVICES, *scope)},
+        node_visits={r["node_id"]: r["visits"] for r in await conn.fetch(_NODE_VISITS, *scope)},
+        drop_offs={r["node_id"]: r["drop_offs"]
+                   for r in await conn.fetch(_DROP_OFFS, *scope, list(DROP_OFF_OUTCOMES))},
+        legs=queue["legs"],
+        legs_answered=queue["answered"],
+        answered_wait_s_total=queue["answered_wait_s"],
+        answered_waits=queue["answered_waits"],
+        legs_abandoned=queue["abandoned"],
+        talk_s_total=queue["talk_s"],
+        talks=queue["talks"],
+        agents={r["agent"]: (r["calls"], r["talk_s"]) for r in await conn.fetch(_AGENTS, *scope,
+                                                                                list(ANSWERED_RESULTS))},
+        service_times={r["service"]: ServiceTimes(r["calls"], r["mean_s"], r["p50_s"], r["p90_s"])
+                       for r in await conn.fetch(_SERVICE_TIMES, *scope)},
+    )
