@@ -33,7 +33,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -302,6 +302,12 @@ class DemoAgent:
     def log_path(self) -> Path:
         return self._dir / "agent.log"
 
+    def talking(self, talk_s: float) -> DemoAgent:
+        """The same agent (endpoint, ports, password) talking `talk_s` per call; not started. Only
+        one of the two can run at a time: they answer on the same port."""
+        workdir = self._dir.parent / f"talk-{talk_s:g}s"
+        return DemoAgent(replace(self.spec, talk_s=talk_s), self._password, workdir, target=self._target)
+
     def _log_lines(self, mark: str) -> list[str]:
         if not self.log_path.is_file():
             return []
@@ -418,6 +424,28 @@ async def running_agents(specs: Sequence[AgentSpec], *, password: str | None = N
             yield agents
         finally:
             await asyncio.gather(*(agent.stop() for agent in started))
+
+
+@contextlib.asynccontextmanager
+async def talk_times(agents: Mapping[str, DemoAgent], talk_s: Mapping[str, float]) -> AsyncIterator[dict[str, DemoAgent]]:
+    """Swap running agents (by endpoint) for the same agents talking other times — a test's known
+    handle times — and back on exit. Their queue logins stay: membership follows the endpoint."""
+    originals = [agents[endpoint] for endpoint in talk_s]
+    swapped = {agent.spec.endpoint: agent.talking(talk_s[agent.spec.endpoint]) for agent in originals}
+    stopped: list[DemoAgent] = []
+    started: list[DemoAgent] = []
+    try:
+        for original, agent in zip(originals, swapped.values(), strict=True):
+            await original.stop()
+            stopped.append(original)
+            await agent.start()
+            started.append(agent)
+        yield swapped
+    finally:
+        for agent in started:
+            await agent.stop()
+        for original in stopped:
+            await original.start()
 
 
 # ----------------------------------------------------------------------------- command line
