@@ -41,6 +41,7 @@ def list_(ctx: click.Context, as_json: bool, limit: int, caller: str | None, cal
             f"    outcome: {row['outcome'] or 'in progress'}  transfer: {row['transfer_target'] or '-'}  "
             f"duration: {row['duration_ms'] if row['duration_ms'] is not None else '-'} ms"
             + (f"  services: {services}" if services else "")
+            + (f"  survey: {row['survey']}/5" if row["survey"] is not None else "")
             + (f"\n    queue: {describe_leg(row['queue'])}" if row["queue"] else "")  # type: ignore[arg-type]
         )
 

@@ -6,6 +6,7 @@ A score is one key from 1 to 5; a hang-up, silence or any other key is no answer
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from pathlib import Path
@@ -18,13 +19,15 @@ from agi_app.engine.journey import SurveyContext
 from agi_app.engine.survey import SURVEY_END, InvalidSurveyRequest, SurveyRequest
 from agi_app.flows.survey import survey_score
 from tests.fake_ari.server import FakeAri
-from tests.fast.conftest import Hotline, running_hotline, settings_for
+from tests.fast.conftest import Hotline, import_demo_customers, running_hotline, settings_for
 from tests.fast.flowkit import doc, prepare_flow, run_flow
-from tests.support.demo import UNKNOWN
+from tests.support.cli import hotline_cli
+from tests.support.demo import DEMO_PINS, KNOWN_ZH, UNKNOWN, load_demo_bank
 
 ORIGINAL = "1763900000.42"  # the call that reached the agent (its ARI channel id, Asterisk's UNIQUEID)
 DIALPLAN_ARGS = ["survey", ORIGINAL, "general-en", "1003", "en"]
 STRAY = "7"
+ZH = "sound:hotline/zh/"
 SURVEY = {"s": {"type": "survey", "prompt": "{{ sound('survey_intro') }}",
                 "thanks_prompt": "{{ sound('survey_thanks') }}", "timeout": 0.1, "next": "bye"},
           "bye": {"type": "hangup", "prompt": "{{ sound('goodbye') }}"}}
@@ -138,7 +141,15 @@ async def test_a_caller_back_from_the_agent_rates_them_and_the_original_call_sta
                                    original) == 0
     finally:
         await conn.close()
-    assert after == before
+    assert {k: v for k, v in after.items() if not k.startswith("survey")} == {
+        k: v for k, v in before.items() if not k.startswith("survey")}
+    # `hotline calls list` shows the score and whom it rates on the call it rates.
+    listed = json.loads(hotline_cli(dsn, "calls", "list", "--json", "--call-id", original).stdout)
+    assert before["survey"] is None and listed[0]["survey"] == 4
+    assert listed[0]["surveys"] == [{"kind": "after_agent", "node": "survey", "score": 4, "result": "ok",
+                                     "no_answer": None, "queue": "general-en", "agent": "1003"}]
+    text = hotline_cli(dsn, "calls", "list", "--call-id", original).stdout
+    assert "survey: 4/5" in text
 
 
 async def test_a_stray_key_is_no_answer_and_its_value_is_nowhere(
@@ -200,3 +211,26 @@ def _field_values(caplog: pytest.LogCaptureFixture) -> set[str]:
     """Every value of every `key=value` field the hotline logged."""
     return {m.group(1).strip('"') for r in caplog.records if r.name.startswith("hotline")
             for m in re.finditer(r'\w+=("[^"]*"|\S+)', r.getMessage())}
+
+
+# --- the demo menus: self-service callers rate it before the goodbye ------------------------------
+async def test_a_demo_caller_who_checked_the_balance_rates_self_service_before_the_goodbye(
+        fake_ari: FakeAri, dsn: str, tmp_path: Path) -> None:
+    await import_demo_customers(dsn)
+    await load_demo_bank(dsn)
+    fake_ari.media_duration = lambda uri: 0.05
+    settings = settings_for(fake_ari, dsn, tmp_path, secure_quiet_gap_ms=50)
+    async with running_hotline(fake_ari, dsn, settings) as line:
+        call = await line.call(KNOWN_ZH)
+        for sound, digits in (("opt_accounts", "1"), ("opt_balance", "1"), ("enter_pin", DEMO_PINS["C001"])):
+            await line.heard(call, ZH + sound)
+            await fake_ari.press(call, digits)
+        await line.heard(call, ZH + "survey_intro")  # the menu timed out after the balance
+        await fake_ari.press(call, "5")
+        row = await line.wait_ended(call)
+        anonymous = await line.call(UNKNOWN)  # never logged in: no survey, straight to the goodbye
+        await line.wait_ended(anonymous)
+    assert row["outcome"] == "self_service" and line.played(call)[-2:] == [ZH + "survey_thanks", ZH + "goodbye"]
+    assert ZH + "survey_intro" not in line.played(anonymous)
+    assert await _survey_rows(dsn) == [{"call_id": call, "node_id": "rate_self_service", "kind": "after_self_service",
+                                        "queue": None, "agent": None, "score": 5, "result": "ok", "no_answer": None}]

@@ -32,7 +32,7 @@ MAIN_ZH = "sound:hotline/zh/opt_accounts"  # the general main menu's first optio
 #: The demo customers' phone-banking PINs (config/demo/pins.csv, set by `make demo` / `make run`).
 DEMO_PINS = dict(line.split(",") for line in (DEMO_DATA / "pins.csv").read_text(encoding="utf-8").split()[1:])
 
-#: Seconds every demo menu waits for a key, and between keys, in the tests.
+#: Seconds every demo menu (and survey) waits for a key, and between keys, in the tests.
 MENU_TIMEOUT = 0.3
 
 
@@ -44,6 +44,8 @@ def demo_document(*, main_intro: str = "", timeout: float = MENU_TIMEOUT) -> dic
         for node in flow["nodes"].values():
             if node["type"] == "menu":
                 node["timeout"] = node["inter_digit_timeout"] = timeout
+            elif node["type"] == "survey":
+                node["timeout"] = timeout
     doc["flows"]["general"]["nodes"]["main"]["intro"] = main_intro
     return doc
 

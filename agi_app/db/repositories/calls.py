@@ -22,7 +22,11 @@ SELECT c.call_id, c.started_at, c.ended_at, c.caller, c.dnis, c.customer_id, c.s
                                  'announced_wait_s', q.announced_wait_s, 'wait_s', q.wait_s, 'agent', q.agent,
                                  'talk_s', q.talk_s, 'result', q.result)
         FROM queue_legs q WHERE q.call_id = c.call_id
-        ORDER BY COALESCE(q.joined_at, q.ended_at) DESC NULLS FIRST, q.queue LIMIT 1) AS queue
+        ORDER BY COALESCE(q.joined_at, q.ended_at) DESC NULLS FIRST, q.queue LIMIT 1) AS queue,
+       COALESCE((SELECT json_agg(json_build_object('kind', a.kind, 'node', a.node_id, 'score', a.score,
+                                                   'result', a.result, 'no_answer', a.no_answer,
+                                                   'queue', a.queue, 'agent', a.agent) ORDER BY a.at)
+                 FROM survey_answers a WHERE a.call_id = c.call_id), '[]') AS surveys
 FROM calls c
 WHERE ($1::text IS NULL OR c.caller = $1) AND ($2::text IS NULL OR c.call_id = $2)
 ORDER BY c.started_at DESC
@@ -34,7 +38,8 @@ async def list_calls(conn: asyncpg.Connection, *, limit: int = 50, caller: str |
                      call_id: str | None = None) -> list[dict[str, Any]]:
     """Newest first, one dict per call in the shape of `hotline calls list --json`. `queue` is the
     call's (latest) agent queue leg: the skill group, what the caller was told, how long they
-    waited, who answered, how long they talked, and how it ended — or None."""
+    waited, who answered, how long they talked, and how it ended — or None. `survey` is the latest
+    satisfaction score (1–5) or None, `surveys` each survey offered (`_surveys`)."""
     rows = await conn.fetch(_LIST, caller, call_id, limit)
     return [
         {
@@ -54,6 +59,14 @@ async def list_calls(conn: asyncpg.Connection, *, limit: int = 50, caller: str |
             "services": json.loads(r["services"]),
             "inputs": json.loads(r["inputs"]),
             "queue": json.loads(r["queue"]) if r["queue"] else None,
+            **_surveys(json.loads(r["surveys"])),
         }
         for r in rows
     ]
+
+
+def _surveys(surveys: list[dict[str, Any]]) -> dict[str, Any]:
+    """`surveys`: every survey the call was offered (after self-service, after its agent), oldest
+    first, answered or not; `survey`: the latest score given, or None."""
+    return {"survey": next((a["score"] for a in reversed(surveys) if a["score"] is not None), None),
+            "surveys": surveys}
