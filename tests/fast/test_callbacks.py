@@ -199,6 +199,17 @@ async def test_an_agent_who_leaves_before_the_customer_answers_costs_the_custome
     assert row["attempts"] == 0 and row["detail"] == "agent left"
 
 
+async def test_a_placeholder_the_queue_gives_up_on_counts_as_an_attempt_and_goes_back_in_later(
+        centre: Hotline) -> None:
+    ari = centre.ari
+    await dispatcher(centre).book("1732.5", None, NUMBER, "vip")
+    await ari.fail_originated((await placeholder(ari, 1, 1)).id, cause=16)  # no agent could take it
+    again = await placeholder(ari, 1, 2)  # (retry delay 0 here)
+    row = await callback_row(centre)
+    assert row["attempts"] == 1 and row["detail"] == "placeholder ended unanswered (cause 16)"
+    assert again.originated is not None and not ari.originated("PJSIP/"), "no customer was called"
+
+
 async def test_bookings_are_placed_in_the_order_booked_even_when_asterisk_refuses_one(centre: Hotline) -> None:
     ari = centre.ari
     ari.fault("POST", r"^/channels$", status=500)  # the first placement is refused
@@ -246,7 +257,7 @@ async def test_a_stasis_start_claiming_to_be_a_callback_that_is_not_is_hung_up(c
 
 async def test_a_placeholder_lost_with_a_dead_server_is_placed_again_and_a_live_one_keeps_its_place(
         fake_ari: FakeAri, dsn: str, tmp_path: Path) -> None:
-    for call_id, status in (("lost", "queued"), ("alive", "queued"), ("dialled", "dialling")):
+    for call_id, status in (("lost", "queued"), ("alive", "queued"), ("dialled", "dialling"), ("talked", "connected")):
         await fetch(dsn, "INSERT INTO callbacks (call_id, number, queue, status, placements, updated_at)"
                          " VALUES ($1, $2, 'vip', $3, 1, now() - interval '1 hour')", call_id, NUMBER, status)
     # The dead server's placeholder for callback 2 still waits in app_queue.
@@ -265,6 +276,8 @@ async def test_a_placeholder_lost_with_a_dead_server_is_placed_again_and_a_live_
         rows = {r["call_id"]: r for r in await fetch(dsn, "SELECT call_id, status, attempts, placements FROM callbacks")}
         assert rows["alive"]["status"] == "queued" and rows["alive"]["placements"] == 1
         assert rows["lost"]["attempts"] == 0 and rows["dialled"]["attempts"] == 0
+        talked = await callback_row(hotline, 4)
+        assert (talked["status"], talked["detail"]) == ("completed", "ended unobserved"), "its channels are gone"
         await fake_ari.answer_originated("callback-2-1-agent")  # its agent comes: this server carries it on
         await customer_leg(fake_ari, 2, 1)
     finally:
