@@ -120,5 +120,9 @@ async def diff(conn: asyncpg.Connection, a: int, b: int) -> str:
         if found is None:
             raise FlowFileError([Issue(f"version {number}", "version", "no such menu version")])
     assert first is not None and second is not None
-    return "".join(difflib.unified_diff(as_yaml(first.document), as_yaml(second.document),
-                                        fromfile=f"version {a}", tofile=f"version {b}"))
+    return unified_diff(first.document, second.document, f"version {a}", f"version {b}")
+
+
+def unified_diff(first: dict[str, Any], second: dict[str, Any], first_name: str, second_name: str) -> str:
+    """Two menu documents as a unified diff of their YAML (empty when they are equal)."""
+    return "".join(difflib.unified_diff(as_yaml(first), as_yaml(second), fromfile=first_name, tofile=second_name))

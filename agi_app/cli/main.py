@@ -6,6 +6,7 @@ import click
 
 from agi_app.cli import (
     accounts,
+    adapt,
     agents,
     calendar,
     callbacks,
@@ -70,6 +71,7 @@ cli.add_command(calendar.calendar)
 cli.add_command(menus.menus)
 menus.menus.add_command(simulate.preview)
 menus.menus.add_command(simulate.cost)
+menus.menus.add_command(adapt.adapt)
 cli.add_command(simulate.simulate)
 cli.add_command(operations.emergency)
 cli.add_command(operations.notices)
