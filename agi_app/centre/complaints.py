@@ -61,6 +61,11 @@ def check_transition(current: str, new: Status) -> None:
         raise ComplaintRefused(f"a {current} ticket cannot become {new}")
 
 
+def valid_department(department: str) -> bool:
+    """A department's name: what tickets are dispatched to (menu data, or an administrator's)."""
+    return bool(_DEPARTMENT.fullmatch(department))
+
+
 def dialable(callback_number: str | None) -> str | None:
     """The ticket's number if a callback can dial it (national digits), else None (withheld,
     or abroad: the callback trunk dials national numbers only)."""
@@ -81,7 +86,7 @@ class NewComplaint:
     def __post_init__(self) -> None:
         if self.category not in CATEGORIES:
             raise ComplaintRefused(f"unknown complaint category {self.category!r} (known: {', '.join(CATEGORIES)})")
-        if not _DEPARTMENT.fullmatch(self.department):
+        if not valid_department(self.department):
             raise ComplaintRefused(f"department {self.department!r} is not a department name (a-z, 0-9, _)")
         if not self.recording:
             raise ComplaintRefused("a complaint needs its recording")

@@ -1,4 +1,4 @@
-"""`hotline complaints list|show|resolve`: the tickets callers filed by recording a complaint.
+"""`hotline complaints list|show|dispatch|resolve`: the tickets callers filed by recording a complaint.
 
 The recording is printed as the file an administrator plays (`HOTLINE_RECORDINGS_DIR`/<name>.wav,
 Asterisk's recording spool as this host sees it), or as `recording:<name>` (ARI's stored recording)
@@ -77,6 +77,24 @@ def show(ctx: click.Context, ticket_id: str, as_json: bool) -> None:
     for d in ticket["dispatches"]:
         click.echo(f"  {d['dispatched_at']}  to {d['department']}  by {d['dispatched_by']}"
                    + (f"  ({d['note']})" if d["note"] else ""))
+
+
+@complaints.command("dispatch")
+@click.argument("ticket_id")
+@click.option("--to", "department", required=True, help="The department that answers for it from now on.")
+@click.option("--note", default="", help="Why (kept in the dispatch history and the audit log).")
+@click.option("--actor", "who", help="Who passed it on (default $HOTLINE_ACTOR, else the login user).")
+@click.pass_context
+def dispatch(ctx: click.Context, ticket_id: str, department: str, note: str, who: str | None) -> None:
+    """Pass an unresolved ticket on to another department (a new dispatch record)."""
+    async def verb(conn: asyncpg.Connection) -> dict[str, Any]:
+        try:
+            return await store.pass_on(conn, ticket_id, department=department, note=note.strip(), actor=who or actor())
+        except ComplaintRefused as exc:
+            raise Refused(str(exc)) from exc
+
+    ticket = admin_call(ctx, verb)
+    click.echo(f"{ticket['ticket_id']} dispatched to {ticket['department']}")
 
 
 @complaints.command("resolve")

@@ -191,3 +191,19 @@ def test_a_ticket_with_no_dialable_number_is_resolved_without_a_callback(db: str
     assert query(db, "SELECT count(*) FROM callbacks")[0][0] == 0
     assert tuple(query(db, "SELECT status, callback_id, callback_result FROM complaints")[0]) == (
         "resolved", None, "no_number")
+
+
+def test_a_ticket_passed_on_to_another_department_keeps_its_dispatch_history(db: str) -> None:
+    file_complaint(db)
+    result = hotline(db, "dispatch", "CMP-000001", "--to", "card_centre", "--note", "about a card fee",
+                     "--actor", "bob")
+    assert result.exit_code == 0 and "dispatched to card_centre" in result.output
+    ticket = json.loads(hotline(db, "show", "CMP-000001", "--json").output)
+    assert (ticket["status"], ticket["department"]) == ("dispatched", "card_centre")
+    assert [(d["department"], d["dispatched_by"], d["note"]) for d in ticket["dispatches"]] == [
+        ("retail_banking", "hotline", "filed by the caller"), ("card_centre", "bob", "about a card fee")]
+    assert query(db, "SELECT action FROM audit_log")[0][0] == "complaints.dispatch"
+    assert hotline(db, "dispatch", "CMP-000001", "--to", "Card Centre").exit_code == 1
+    hotline(db, "resolve", "CMP-000001", "--note", "refunded")
+    refused = hotline(db, "dispatch", "CMP-000001", "--to", "retail_banking")
+    assert refused.exit_code == 1 and "a resolved ticket cannot become dispatched" in refused.output

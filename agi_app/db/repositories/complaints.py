@@ -22,6 +22,7 @@ from agi_app.centre.complaints import (
     Status,
     check_transition,
     dialable,
+    valid_department,
 )
 from agi_app.db.repositories import audit, contact_centre
 
@@ -94,6 +95,30 @@ async def get_ticket(conn: asyncpg.Connection, ticket_id: str) -> dict[str, Any]
     return ticket
 
 
+async def pass_on(conn: asyncpg.Connection, ticket_id: str, *, department: str, note: str,
+                  actor: str) -> dict[str, Any]:
+    """Dispatch the ticket to another department, which answers for it from now on; audited, one
+    transaction; the ticket as it now is."""
+    if not valid_department(department):
+        raise ComplaintRefused(f"department {department!r} is not a department name (a-z, 0-9, _)")
+    async with conn.transaction():
+        status = await conn.fetchval("SELECT status FROM complaints WHERE ticket_id = $1 FOR UPDATE", ticket_id)
+        if status is None:
+            raise ComplaintRefused(f"no complaint {ticket_id!r}")
+        await _dispatch(conn, ticket_id, status, department, actor, note)
+        await conn.execute("UPDATE complaints SET department = $2 WHERE ticket_id = $1", ticket_id, department)
+        await audit.record(conn, actor, "complaints.dispatch",
+                           {"ticket_id": ticket_id, "department": department, "note": note})
+    return await _current(conn, ticket_id)
+
+
+async def _current(conn: asyncpg.Connection, ticket_id: str) -> dict[str, Any]:
+    ticket = await get_ticket(conn, ticket_id)
+    if ticket is None:  # tickets are never deleted: only a broken database gets here
+        raise ComplaintRefused(f"complaint {ticket_id!r} vanished after it was changed")
+    return ticket
+
+
 async def resolve(conn: asyncpg.Connection, ticket_id: str, *, note: str, actor: str,
                   callback_group: str = CALLBACK_GROUP) -> dict[str, Any]:
     """Mark the ticket resolved with the administrator's note and book the caller's callback (the
@@ -115,7 +140,4 @@ async def resolve(conn: asyncpg.Connection, ticket_id: str, *, note: str, actor:
                            ticket_id, actor, note, callback_id, None if callback_id else NO_NUMBER)
         await audit.record(conn, actor, "complaints.resolve",
                            {"ticket_id": ticket_id, "note": note, "callback_id": callback_id})
-    ticket = await get_ticket(conn, ticket_id)
-    if ticket is None:  # tickets are never deleted: only a broken database gets here
-        raise ComplaintRefused(f"complaint {ticket_id!r} vanished after it was resolved")
-    return ticket
+    return await _current(conn, ticket_id)
