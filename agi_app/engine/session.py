@@ -93,6 +93,9 @@ class CallSession:
         # a transfer after a cancelled play() can stop it first (Asterisk runs a channel's
         # commands in order: a `continue` waits until the current playback ends).
         self.active_playback: str | None = None
+        # Likewise the recording Asterisk may still be making (a call given up mid-message): a
+        # `continue` would wait behind it until the caller stops talking.
+        self.active_recording: str | None = None
         self._ids = itertools.count(1)
         self.playback_check_s = settings.playback_check_s
         self.secure_quiet_gap_s = settings.secure_quiet_gap_s
@@ -229,6 +232,7 @@ class CallSession:
             await self.stop_playback()
             self.dtmf.clear()  # keys pressed before the beep do not end the recording
             await self.channel.record(name, max_seconds=max_seconds, max_silence_seconds=max_silence_seconds)
+            self.active_recording = name
             self.log("recording_started", recording=name)
             done, _ = await asyncio.wait({finished}, timeout=max_seconds + self.recording_grace_s)
             if not done:
@@ -238,6 +242,7 @@ class CallSession:
                 if not done:
                     raise ChannelFailed(f"recording {name} did not end after it was stopped")
             duration = finished.result()
+            self.active_recording = None
         except asyncio.CancelledError:
             if self.state is CallState.CALLER_GONE:
                 self.log("recording_abandoned", recording=name)
@@ -257,9 +262,16 @@ class CallSession:
             await self.channel.stop_playback(self.active_playback)
             self.active_playback = None
 
+    async def stop_recording(self) -> None:
+        """Stop a recording the call was given up during (it is kept; no error if it ended)."""
+        if self.active_recording is not None:
+            await self.channel.stop_recording(self.active_recording)
+            self.active_recording = None
+
     async def transfer(self, context: str, extension: str, target: str) -> None:
         """Hand the call to the dialplan (queue, fallback); the channel leaves our app."""
         await self.stop_playback()
+        await self.stop_recording()
         await self._let_go(self.channel.continue_in_dialplan(context, extension, 1))
         self.journey.transferred(target)
         self.log("transferred", context=context, extension=extension, target=target)

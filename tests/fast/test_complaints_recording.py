@@ -32,6 +32,7 @@ class Calls:
         self.script: Script | None = None
         self.results: dict[str, object] = {}
         self.sink = MemorySink()
+        self.registry: CallRegistry | None = None
 
     async def handler(self, call: CallSession) -> None:
         assert self.script is not None
@@ -43,7 +44,7 @@ async def calls(fake_ari: FakeAri) -> AsyncIterator[Calls]:
     h = Calls()
     client = AriClient(fake_ari.url, "hotline", "hotline-dev", "hotline")
     await client.open()
-    registry = CallRegistry(h.handler, h.sink)
+    registry = h.registry = CallRegistry(h.handler, h.sink)
     router = EventRouter(client, registry, resync_settle_s=DEFAULTS.resync_settle_s)
     stop = asyncio.Event()
     task = asyncio.create_task(router.run(stop))
@@ -107,6 +108,25 @@ async def test_a_caller_who_hangs_up_mid_message_ends_the_call_and_the_recording
     assert "recording" not in calls.results  # the flow did not go on
     assert calls.sink.calls[call].outcome == "abandoned"
     assert fake_ari.recordings[request.query["name"][0]].state == "done"
+
+
+async def test_a_call_given_up_mid_message_stops_the_recording_before_it_goes_to_the_fallback(
+        fake_ari: FakeAri, calls: Calls) -> None:
+    async def script(call: CallSession) -> None:
+        await call.answer()
+        await call.record("complaint", max_seconds=60, max_silence_seconds=0)
+
+    calls.script = script
+    call = await fake_ari.place_call("13800138000", "95000")
+    request = await fake_ari.wait_request("POST", f"/channels/{call}/record")
+    assert calls.registry is not None
+    await calls.registry.drain(0)  # a shutdown
+    name = request.query["name"][0]
+    stop = await fake_ari.wait_request("POST", f"/recordings/live/{name}/stop")
+    continued = await fake_ari.wait_request("POST", f"/channels/{call}/continue")
+    assert fake_ari.requests.index(stop) < fake_ari.requests.index(continued)
+    assert fake_ari.recordings[name].state == "done"
+    assert fake_ari.channel(call).continued_to == (DEFAULTS.fallback_context, DEFAULTS.fallback_extension, 1)
 
 
 async def test_a_label_that_is_not_a_plain_name_never_reaches_a_file_name(fake_ari: FakeAri, calls: Calls) -> None:
