@@ -127,4 +127,5 @@ async def test_line_95002_plays_its_emergency_recording_before_the_queue(
         result = await call
         assert result.ok, result.stderr
     finally:
-        assert hotline.cli("emergency", "off", "--line", LINE).returncode == 0
+        switched_off = hotline.cli("emergency", "off", "--line", LINE)  # whatever failed above is what is raised
+    assert switched_off.returncode == 0, switched_off.stdout + switched_off.stderr
