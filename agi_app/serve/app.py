@@ -283,7 +283,7 @@ class Server:
                                            degraded=outage is not None)
             server._tasks.append(asyncio.create_task(server.reloader.run(), name="menu-reloader"))
         await server._start_monitoring(monitoring)
-        server._start_agi(start_facts(settings, pool))
+        server._start_agi(start_facts(settings, pool, metrics))  # its lookups timed like the calls'
         log_event(log, "serve_started", app=settings.ari_app, ari=settings.ari_url,
                   asterisk=info.get("system", {}).get("version"), menu_version=flows.version,
                   hot_reload="on" if hot_reload else "off")

@@ -340,6 +340,10 @@ async def test_hotline_serve_answers_the_hooks_for_its_lifetime(fake_ari: FakeAr
     port = line.server.agi.port
     channel = await run_agi(port, request_block("route", caller=VIP_EN))
     assert channel.variables["HOTLINE_ROUTE"] == "vip"
+    assert line.server.monitoring is not None
+    timed = [sample.value for family in line.server.monitoring.metrics.lookup_seconds.collect()
+             for sample in family.samples if sample.name.endswith("_count") and sample.labels["result"] == "found"]
+    assert timed == [1.0], "the hook's lookup is timed like a call's"
     await line.stop()
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", port)
