@@ -73,7 +73,7 @@ def test_each_group_has_its_queue_extension_with_the_agent_hangup_continuing(ren
         assert f"exten => {group},1," in agents_context
         assert f"Queue(hotline-{group},c,,,{VALUES['queues']['timeout']})" in agents_context
     assert "exten => general,1,Gosub(hotline-language,s,1)" in agents_context
-    assert "Local/" not in dialplan and "fake-agent" not in dialplan
+    assert "Local/" not in agents_context and "fake-agent" not in dialplan
 
 
 def test_the_fallback_apologises_with_our_prompt_then_queues(rendered: Path) -> None:
