@@ -11,6 +11,7 @@ from agi_app.cli import (
     calendar,
     callbacks,
     calls,
+    campaigns,
     complaints,
     customers,
     db,
@@ -63,6 +64,7 @@ cli.add_command(customers.customers)
 cli.add_command(accounts.accounts)
 cli.add_command(calls.calls)
 cli.add_command(callbacks.callbacks)
+cli.add_command(campaigns.campaigns)
 cli.add_command(kpi.kpi)
 cli.add_command(report.report)
 cli.add_command(complaints.complaints)
