@@ -82,11 +82,12 @@ async def test_a_transferred_caller_talks_to_a_demo_agent_who_ends_the_call(
     endpoint = connect.interface.removeprefix("PJSIP/")
     agent = demo_agents[endpoint]
     assert len(agent.answered) == answered[endpoint] + 1, "the demo agent's own log shows the call"
-    # The agent ended the call after talking; the caller went on in the dialplan to the goodbye.
+    # The agent ended the call after talking; the caller went back into the app for the survey
+    # (tests/e2e/test_real_survey.py), which says goodbye and hangs up.
     assert complete.reason == "agent" and complete.talk_time_s >= AGENT_TALK_S - 1
     assert agent.hung_up[-1] == agent.answered[-1]
     steps = hotline.observer.dialplan[channel]
-    assert ("Set", "HOTLINE_AGENT_DONE=1") in steps and steps[-2:] == [GOODBYE, ("Hangup", "")]
+    assert ("Set", "HOTLINE_AGENT_DONE=1") in steps and steps[-1][0] == "Stasis" and ",survey," in steps[-1][1]
     # Caller and agent in one bridge, media both ways: the agent's talk (a tone, 50 packets a second)
     # reached Asterisk, and the caller's keys pressed during the talk reached the agent.
     agent_channel = _newest_channel(hotline, connect.interface)
