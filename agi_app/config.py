@@ -185,6 +185,11 @@ class Settings:
     callback_max_attempts: int = 3
     callback_retry_delay_s: int = 300
     callback_poll_ms: int = 5000
+    # Outbound campaigns (serve/campaigns.py) dial like callbacks (callback_dial, callback_ring_s):
+    # how often running campaigns are looked at, and how long a customer not reached waits for
+    # the next attempt.
+    campaign_poll_ms: int = 5000
+    campaign_retry_delay_s: int = 1800
 
     # Each `_ms` budget as seconds, the unit asyncio takes: the one place milliseconds are converted.
     lookup_budget_s = _seconds("lookup_budget_ms")
@@ -206,6 +211,7 @@ class Settings:
     callback_key_s = _seconds("callback_key_ms")
     callback_book_budget_s = _seconds("callback_book_budget_ms")
     callback_poll_s = _seconds("callback_poll_ms")
+    campaign_poll_s = _seconds("campaign_poll_ms")
     metrics_probe_s = _seconds("metrics_probe_ms")
     agi_request_s = _seconds("agi_request_ms")
     agi_command_s = _seconds("agi_command_ms")

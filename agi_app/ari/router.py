@@ -13,6 +13,10 @@ Callbacks' legs are not calls: their channel ids name a callback (`centre.callba
 their StasisStart's first argument is `callback` or `callback-customer` (a call's is the dialled
 number, digits), so their events, and each reconnection, go to the callback dispatcher instead.
 
+Campaign calls (`serve/campaigns.py`) likewise: channel ids naming an attempt
+(`centre.campaigns.AttemptLeg`), first argument `campaign`; their events, and each reconnection,
+go to the campaign dialler.
+
 A caller back from an agent re-enters with first argument `survey` (`engine/survey.py`): a call
 of the registry too, whose arguments are checked here before it starts.
 """
@@ -39,6 +43,7 @@ from agi_app.ari.events import (
     StreamConnected,
 )
 from agi_app.centre.callbacks import CALLBACK_ARGS, Leg
+from agi_app.centre.campaigns import CAMPAIGN_ARG, AttemptLeg
 from agi_app.engine.channel import ChannelFailed, ChannelGone
 from agi_app.engine.registry import CallRegistry
 from agi_app.engine.session import Arrival
@@ -59,11 +64,13 @@ class EventsLost(Exception):
 
 class EventRouter:
     def __init__(self, client: AriClient, calls: CallRegistry, *, resync_settle_s: float,
-                 callbacks: Callable[[AriEvent], None] | None = None) -> None:
+                 callbacks: Callable[[AriEvent], None] | None = None,
+                 campaigns: Callable[[AriEvent], None] | None = None) -> None:
         self.client = client
         self.calls = calls
         self.resync_settle_s = resync_settle_s
         self.callbacks = callbacks
+        self.campaigns = campaigns
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume events until `stop` is set; `EventsLost` when they stop reaching us for good."""
@@ -80,6 +87,13 @@ class EventRouter:
 
     def handle(self, event: AriEvent) -> None:
         """Route one event (synchronous: routing never waits on I/O)."""
+        if self._for_campaigns(event):
+            if self.campaigns is not None:
+                self.campaigns(event)
+            elif isinstance(event, StasisStart):  # no dialler here: nobody would serve it
+                self.calls.spawn(self._hang_up(event.channel.id))
+            if not isinstance(event, StreamConnected):
+                return
         if self._for_callbacks(event):
             if self.callbacks is not None:
                 self.callbacks(event)
@@ -120,6 +134,14 @@ class EventRouter:
         if isinstance(event, StasisStart) and event.args and event.args[0] in CALLBACK_ARGS:
             return True
         return Leg.parse(event.channel_id or "") is not None
+
+    @staticmethod
+    def _for_campaigns(event: AriEvent) -> bool:
+        if isinstance(event, StreamConnected):
+            return True
+        if isinstance(event, StasisStart) and event.args and event.args[0] == CAMPAIGN_ARG:
+            return True
+        return AttemptLeg.parse(event.channel_id or "") is not None
 
     async def _hang_up(self, channel_id: str) -> None:
         try:
@@ -166,7 +188,8 @@ class EventRouter:
         except AriError as exc:
             log_event(log, "resync_failed", level=logging.ERROR, error=str(exc))
             return
-        live = {c for c in app.get("channel_ids", []) if Leg.parse(c) is None}  # callback legs are not calls
+        live = {c for c in app.get("channel_ids", [])  # callback legs and campaign calls are not calls
+                if Leg.parse(c) is None and AttemptLeg.parse(c) is None}
         self.calls.forget_absent(live)
         log_event(log, "resync", live=len(live), ours=len(self.calls.sessions),
                   owed=len(self.calls.unserved) or None)

@@ -62,6 +62,7 @@ from agi_app.monitoring.journey import MeteredJourneySink
 from agi_app.monitoring.metrics import HotlineMetrics
 from agi_app.monitoring.service import Monitoring
 from agi_app.serve.callbacks import CallbackDispatcher
+from agi_app.serve.campaigns import CampaignDialler
 from agi_app.serve.menu_cache import MenuCache, MenuCacheError
 from agi_app.serve.queue_tracker import QueueTracker
 from agi_app.serve.reloader import MenuReloader
@@ -205,6 +206,7 @@ class Server:
     flows: FlowSet
     reloader: MenuReloader | None = None
     callbacks: CallbackDispatcher | None = None
+    campaigns: CampaignDialler | None = None
     ami: AmiClient | None = None  # live queue state (and events, for the queue tracker)
     agi: AgiServer | None = None
     monitoring: Monitoring | None = None
@@ -270,9 +272,13 @@ class Server:
         desk = queue_desk(settings, pool, AmiQueueState(ami), callbacks.book) if ami is not None else None
         handler = call_handler(settings, pool, lambda: server.flows, services, metrics, desk)
         calls = CallRegistry(handler, MeteredJourneySink(sink, metrics, lambda: server.flows.lines), settings)
-        router = EventRouter(client, calls, resync_settle_s=settings.resync_settle_s, callbacks=callbacks.on_event)
-        server = cls(settings, pool, client, sink, calls, router, flows, monitoring=monitoring, callbacks=callbacks)
+        campaigns = CampaignDialler(client, pool, settings, media_resolver(settings))
+        router = EventRouter(client, calls, resync_settle_s=settings.resync_settle_s, callbacks=callbacks.on_event,
+                             campaigns=campaigns.on_event)
+        server = cls(settings, pool, client, sink, calls, router, flows, monitoring=monitoring, callbacks=callbacks,
+                     campaigns=campaigns)
         server._tasks.append(asyncio.create_task(callbacks.run(), name="callbacks"))
+        server._tasks.append(asyncio.create_task(campaigns.run(), name="campaigns"))
         if ami is not None:  # app_queue's events complete each call's queue leg
             tracker = QueueTracker(pool, budget_s=settings.db_budget_s)
             server._tasks.append(asyncio.create_task(tracker.run(ami), name="queue-tracker"))
