@@ -30,6 +30,8 @@ class LegEvent:
     agent: str | None = None
     wait_s: int | None = None
     talk_s: int | None = None
+    #: The recording of the talk (`centre.qa.recording_name`), known when an agent is connected.
+    recording: str | None = None
 
 
 def queue_name(group: str) -> str:

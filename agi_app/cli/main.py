@@ -18,6 +18,7 @@ from agi_app.cli import (
     kpi,
     menus,
     operations,
+    qa,
     report,
     serve,
     simulate,
@@ -68,6 +69,7 @@ cli.add_command(campaigns.campaigns)
 cli.add_command(kpi.kpi)
 cli.add_command(report.report)
 cli.add_command(complaints.complaints)
+cli.add_command(qa.qa)
 cli.add_command(serve.serve)
 cli.add_command(calendar.calendar)
 cli.add_command(menus.menus)

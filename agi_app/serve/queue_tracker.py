@@ -26,6 +26,7 @@ from agi_app.ami.events import (
     QueueCallerLeave,
 )
 from agi_app.centre.callbacks import Leg
+from agi_app.centre.qa import recording_name
 from agi_app.centre.queue_legs import LegEvent, group_of
 from agi_app.db.journey_writer import is_transient
 from agi_app.db.repositories import contact_centre as store
@@ -46,14 +47,23 @@ def leg_event(event: AmiEvent, at: datetime) -> LegEvent | None:
     if group is None or not event.unique_id:
         return None
     if isinstance(event, AgentConnect):
+        # the dialplan records every agent leg of our queues at the bridge (centre/qa.py)
         return LegEvent("connect", event.unique_id, group, at, agent=event.member_name or event.interface,
-                        wait_s=event.hold_time_s)
+                        wait_s=event.hold_time_s, recording=_recording(event.unique_id, group))
     if isinstance(event, AgentComplete):
         return LegEvent("complete", event.unique_id, group, at, agent=event.member_name or event.interface,
                         wait_s=event.hold_time_s, talk_s=event.talk_time_s)
     if isinstance(event, QueueCallerAbandon):
         return LegEvent("abandon", event.unique_id, group, at, wait_s=event.hold_time_s)
     return LegEvent("join" if isinstance(event, QueueCallerJoin) else "leave", event.unique_id, group, at)
+
+
+def _recording(call_id: str, group: str) -> str | None:
+    """The recording's name for the leg; None for ids the dialplan could not have named a file by."""
+    try:
+        return recording_name(call_id, group)
+    except ValueError:
+        return None
 
 
 class QueueTracker:

@@ -174,9 +174,10 @@ ON CONFLICT (call_id, queue) DO UPDATE SET joined_at = COALESCE(queue_legs.joine
     result = COALESCE(queue_legs.result, 'waiting')
 """,
     "connect": """
-INSERT INTO queue_legs (call_id, queue, answered_at, agent, wait_s, result) VALUES ($1, $2, $3, $4, $5, 'answered')
+INSERT INTO queue_legs (call_id, queue, answered_at, agent, wait_s, recording, result)
+VALUES ($1, $2, $3, $4, $5, $6, 'answered')
 ON CONFLICT (call_id, queue) DO UPDATE SET answered_at = EXCLUDED.answered_at, agent = EXCLUDED.agent,
-    wait_s = EXCLUDED.wait_s,
+    wait_s = EXCLUDED.wait_s, recording = COALESCE(EXCLUDED.recording, queue_legs.recording),
     ended_at = CASE WHEN queue_legs.result = 'timeout' THEN NULL ELSE queue_legs.ended_at END,
     result = CASE WHEN queue_legs.result IN ('completed', 'abandoned') THEN queue_legs.result ELSE 'answered' END
 """,
@@ -212,7 +213,7 @@ async def apply_leg_event(conn: asyncpg.Connection | asyncpg.Pool, event: LegEve
     sql = _LEG_SQL[event.kind]
     args: list[Any] = [event.call_id, event.group, event.at]
     if event.kind == "connect":
-        args += [event.agent, event.wait_s]
+        args += [event.agent, event.wait_s, event.recording]
     elif event.kind == "complete":
         args += [event.agent, event.wait_s, event.talk_s or 0]
     elif event.kind == "abandon":

@@ -1,0 +1,72 @@
+"""Agent calls are recorded at the bridge: the rendered dialplan tells the caller, then records with
+MixMonitor's bridged-only option into the file `qa.recording_name` names, and closes it when the
+agent hangs up; the queue tracker stores that name on the leg when app_queue connects an agent.
+The real recording is tests/e2e/test_real_qa.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agi_app.centre.qa import recording_name
+from tests.fake_ami.pytest_plugin import fake_ami  # noqa: F401  (the fixture)
+from tests.fast.test_queue_tracker import Tracking, tracking  # noqa: F401  (the fixture)
+
+REPO = Path(__file__).resolve().parents[2]
+GROUPS = yaml.safe_load((REPO / "config" / "sandbox.yaml").read_text())["queues"]["groups"]
+SPOOL = "/var/spool/asterisk/recording"
+
+
+@pytest.fixture(scope="module")
+def dialplan(tmp_path_factory: pytest.TempPathFactory) -> str:
+    out = tmp_path_factory.mktemp("asterisk")
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "render-asterisk-config"), "--out", str(out),
+                           "--env", str(REPO / "config" / "sandbox.env"),
+                           "--values", str(REPO / "config" / "sandbox.yaml")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return (out / "extensions.conf").read_text()
+
+
+def context(dialplan: str, name: str) -> list[str]:
+    body = dialplan.split(f"[{name}]\n", 1)[1].split("\n[", 1)[0]
+    return [line.strip() for line in body.splitlines() if line.strip() and not line.strip().startswith(";")]
+
+
+def test_each_group_tells_the_caller_then_records_only_the_bridge_into_the_named_file(dialplan: str) -> None:
+    assert f"HOTLINE_QA_RECORDINGS={SPOOL}/qa" in context(dialplan, "globals")
+    agents = context(dialplan, "hotline-agents")
+    for group in GROUPS:
+        start = agents.index(f"exten => {group},1,NoOp(Queue for skill group {group})")
+        steps = agents[start + 1:start + 10]
+        queue = next(i for i, step in enumerate(steps) if step.startswith(f"same => n,Queue(hotline-{group},"))
+        assert steps[queue - 2] == "same => n,Playback(hotline/${HOTLINE_LANGUAGE}/recording_notice)"
+        monitor = steps[queue - 1]
+        assert monitor == f"same => n,MixMonitor(${{HOTLINE_QA_RECORDINGS}}/${{UNIQUEID}}-{group}.wav,b)"
+        # the same file name as the one the tracker stores, for any call id
+        written = monitor.split("(", 1)[1].split(",")[0].replace("${HOTLINE_QA_RECORDINGS}", f"{SPOOL}/qa")
+        assert written.replace("${UNIQUEID}", "1732000000.7") == f"{SPOOL}/{recording_name('1732000000.7', group)}.wav"
+    done = context(dialplan, "hotline-agent-done")
+    assert done[1] == "same => n,StopMixMonitor()", "closed before the survey or the goodbye"
+    callback = "\n".join(context(dialplan, "hotline-callback"))
+    assert "MixMonitor" not in callback, "a customer called back was never told: not recorded"
+
+
+async def test_the_tracker_stores_the_recording_when_an_agent_answers(tracking: Tracking) -> None:  # noqa: F811
+    call = "1732000000.8"
+    tracking.push("QueueCallerJoin", call, Position=1, Count=1)
+    waiting = await tracking.leg(call, "waiting")
+    assert waiting["recording"] is None, "nothing is recorded while the caller waits"
+    tracking.push("AgentConnect", call, MemberName="agent-1001", Interface="PJSIP/agent-1001", HoldTime=3)
+    answered = await tracking.leg(call, "answered")
+    assert answered["recording"] == "qa/1732000000.8-general-zh"
+    tracking.push("AgentComplete", call, MemberName="agent-1001", HoldTime=3, TalkTime=20, Reason="agent")
+    assert (await tracking.leg(call, "completed"))["recording"] == "qa/1732000000.8-general-zh"
+    abandoned = "1732000000.9"
+    tracking.push("QueueCallerJoin", abandoned, Position=1, Count=1)
+    tracking.push("QueueCallerAbandon", abandoned, Position=1, OriginalPosition=1, HoldTime=9)
+    assert (await tracking.leg(abandoned, "abandoned"))["recording"] is None
