@@ -15,9 +15,11 @@ from typing import Any
 import asyncpg
 import pytest
 
-from agi_app.engine.journey import SurveyContext
+from agi_app.engine.journey import MemorySink, SurveyContext
 from agi_app.engine.survey import SURVEY_END, InvalidSurveyRequest, SurveyRequest
 from agi_app.flows.survey import survey_score
+from agi_app.monitoring.journey import MeteredJourneySink
+from agi_app.monitoring.metrics import HotlineMetrics
 from tests.fake_ari.server import FakeAri
 from tests.fast.conftest import Hotline, import_demo_customers, running_hotline, settings_for
 from tests.fast.flowkit import doc, prepare_flow, run_flow
@@ -207,6 +209,16 @@ async def test_a_survey_the_server_cannot_take_goes_to_the_goodbye_not_to_a_queu
     assert fake_ari.channel(second).continued_to == (*SURVEY_END, 1)
 
 
+async def test_a_survey_that_fails_goes_to_the_goodbye_not_to_a_queue(
+        fake_ari: FakeAri, dsn: str, tmp_path: Path) -> None:
+    async with running_hotline(fake_ari, dsn, settings_for(fake_ari, dsn, tmp_path)) as line:
+        fake_ari.fault("POST", r"/play/", status=500, times=None)  # nothing can be played to the caller
+        call = await fake_ari.place_call(UNKNOWN, "95000", args=DIALPLAN_ARGS)
+        await fake_ari.wait_for(lambda: fake_ari.channel(call).continued_to is not None)
+        await fake_ari.wait_for(lambda: call not in line.server.calls.sessions)
+    assert fake_ari.channel(call).continued_to == (*SURVEY_END, 1)
+
+
 def _field_values(caplog: pytest.LogCaptureFixture) -> set[str]:
     """Every value of every `key=value` field the hotline logged."""
     return {m.group(1).strip('"') for r in caplog.records if r.name.startswith("hotline")
@@ -234,3 +246,16 @@ async def test_a_demo_caller_who_checked_the_balance_rates_self_service_before_t
     assert ZH + "survey_intro" not in line.played(anonymous)
     assert await _survey_rows(dsn) == [{"call_id": call, "node_id": "rate_self_service", "kind": "after_self_service",
                                         "queue": None, "agent": None, "score": 5, "result": "ok", "no_answer": None}]
+
+
+def test_metrics_count_no_answers_apart_and_the_writer_gets_whom_a_survey_rates() -> None:
+    metrics, writer = HotlineMetrics(), MemorySink()
+    sink = MeteredJourneySink(writer, metrics, lambda: {"95000"})
+    agent = SurveyContext("after_agent", queue="general-en", agent="1003")
+    sink.survey_answer(ORIGINAL, "survey", 4, context=agent)
+    sink.survey_answer(ORIGINAL, "survey", None, no_answer="invalid_key", context=agent)
+    assert writer.surveys == [(ORIGINAL, "survey", 4), (ORIGINAL, "survey", None)]
+    assert writer.survey_details == [(None, agent), ("invalid_key", agent)]
+    exposition = metrics.exposition().decode()
+    assert 'hotline_survey_answers_total{score="4"} 1.0' in exposition
+    assert 'hotline_survey_answers_total{score="none"} 1.0' in exposition
