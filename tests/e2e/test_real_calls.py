@@ -86,7 +86,7 @@ async def test_caller_hangs_up_early(batch: dict[str, Placed]) -> None:
 async def test_timeouts_end_the_call_with_goodbye(batch: dict[str, Placed]) -> None:
     placed = batch["timeouts"]
     assert placed.result.ok and placed.result.hangup_by == "remote", placed.result.stderr
-    assert placed.row["path"][-2:] == ["main", "goodbye"] and placed.row["outcome"] == "hangup"
+    assert placed.row["path"][-3:] == ["main", "farewell", "goodbye"] and placed.row["outcome"] == "hangup"
     assert placed.heard.count("sound:hotline/zh/timeout") == 2 and placed.heard[-1] == "sound:hotline/zh/goodbye"
 
 

@@ -83,7 +83,7 @@ async def test_timeouts_lead_to_the_final_destination(hotline: Hotline) -> None:
     played = hotline.played(call)
     assert played.count("sound:hotline/zh/timeout") == 2, "3 timeouts: the prompt is retried twice"
     assert played[-1] == "sound:hotline/zh/goodbye"
-    assert row["path"] == ["entry", "greeting", "segment", "main", "goodbye"]
+    assert row["path"] == ["entry", "greeting", "segment", "main", "farewell", "goodbye"]  # no login: no survey
     assert row["outcome"] == "hangup"
     assert hotline.ari.channel(call).hungup
 
