@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -58,7 +58,7 @@ class AdaptPlan:
 def personas_of(segment: str) -> list[str]:
     """The `menus cost` personas whose callers belong to `segment` (standard: also bill_due)."""
     def segment_of(name: str) -> str:
-        customer = persona(name, "zh", datetime(2026, 1, 1))
+        customer = persona(name, "zh", datetime.now(UTC))  # language and date do not change the segment
         return customer.segment if customer else UNKNOWN_SEGMENT
     return [name for name in PERSONAS if segment_of(name) == segment]
 

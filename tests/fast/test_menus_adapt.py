@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from agi_app.admin.adapt import personas_of
 from agi_app.flows.adapt import propose, reorder
 from agi_app.flows.loader import read_document
 from tests.fast.conftest import fetch
@@ -149,3 +150,10 @@ async def test_menus_the_journeys_cannot_attribute_are_left_alone() -> None:
     assert not proposal.changed and proposal.document == document
     assert {s.flow for s in proposal.skipped} == {"cards", "self_service"}
     assert all("cannot tell them apart" in s.reason for s in proposal.skipped)
+
+
+@pytest.mark.parametrize(("segment", "personas"), [
+    ("standard", ["standard", "bill_due"]), ("vip", ["vip"]), ("elderly", ["elderly"]), ("unknown", ["generic"]),
+])
+def test_a_segments_variants_are_those_of_its_personas(segment: str, personas: list[str]) -> None:
+    assert personas_of(segment) == personas
