@@ -4,6 +4,7 @@ ARI server, which plays the customers' phones: originate, answer or fail with a 
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time
 from pathlib import Path
@@ -36,10 +37,12 @@ async def line(fake_ari: FakeAri, dsn: str, tmp_path: Path) -> AsyncIterator[Hot
 
 
 async def running_campaign(dsn: str, numbers: list[str], *, hours: Hours = ALL_DAY, concurrency: int = 2,
-                           name: str = "cards", state: str = "start") -> None:
-    """A campaign created by one actor, approved by another and started, as the CLI would."""
+                           name: str = "cards", state: str = "start", text: str | None = None) -> None:
+    """A campaign created by one actor, approved by another and started, as the CLI would; its
+    message the recorded announcement_rates, or `text` spoken."""
+    sound = None if text else "announcement_rates"
     async with connection(dsn) as conn:
-        await store.create(conn, NewCampaign(name, "cards", "announcement_rates", None, "zh", hours, concurrency),
+        await store.create(conn, NewCampaign(name, "cards", sound, text, "zh", hours, concurrency),
                            [(None, n) for n in numbers], "li.na")
         await store.change_state(conn, name, "approve", "wang.wei")
         if state == "start":
@@ -86,6 +89,21 @@ async def test_an_answering_customer_hears_the_message_then_is_hung_up(line: Hot
         await asyncio.sleep(0.02)
     assert (await fetch(line.dsn, "SELECT state FROM campaigns"))[0]["state"] == "finished"
     assert len(ari.originated()) == 1
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("sox") is None,
+                    reason="espeak-ng and sox required")
+async def test_a_text_message_is_spoken_to_the_answering_customer(line: Hotline) -> None:
+    ari = line.ari
+    await running_campaign(line.dsn, ["13100000001"], text="您好，信用卡年费政策有变。")
+    phone = await dialled(ari, 1, 1)
+    await ari.answer_originated(phone.id)
+    await ari.wait_for(lambda: phone.hungup, timeout=15)  # the first synthesis takes a moment
+    (played,) = phone.played
+    assert played.startswith("sound:hotline-tts/"), "generated speech, from the speech cache"
+    speech = Path(line.server.settings.sounds_root) / f"{played.removeprefix('sound:')}.wav"
+    assert speech.is_file()
+    await wait_attempts(line.dsn, [(1, 1, "answered")])
 
 
 async def test_each_attempt_records_its_result_and_a_customer_gets_three_at_most(line: Hotline) -> None:
