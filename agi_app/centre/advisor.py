@@ -13,6 +13,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 
+from agi_app.budget import within
 from agi_app.centre.callbacks import CallbackBook
 from agi_app.centre.estimate import WaitEstimate, estimate_wait, mean_handle_time
 from agi_app.centre.queues import QueueSnapshot, QueueState, QueueStateUnavailable
@@ -88,8 +89,7 @@ class QueueAdvisor:
 
     async def _snapshot(self, group: str) -> QueueSnapshot:
         try:
-            async with asyncio.timeout(self._budget_s):
-                return await self._state.snapshot(group)
+            return await within(self._budget_s, self._state.snapshot(group), what="queue_state")
         except TimeoutError as exc:
             raise QueueAdviceUnavailable(f"queue {group!r}: no live state within {self._budget_s:g}s") from exc
         except QueueStateUnavailable as exc:
@@ -100,8 +100,7 @@ class QueueAdvisor:
         if self._recent is None:
             return ()
         try:
-            async with asyncio.timeout(self._budget_s):
-                return await self._recent(group)
+            return await within(self._budget_s, self._recent(group), what="handle_times")
         except Exception as exc:  # noqa: BLE001 - the estimate falls back to Asterisk's average talk time
             log_event(log, "handle_times_unavailable", level=logging.WARNING, queue=group, error=type(exc).__name__)
             return ()
@@ -112,8 +111,8 @@ class QueueAdvisor:
         if self._book is None:
             return False
         try:
-            async with asyncio.timeout(self._book_budget_s):
-                return await self._book(call_id, customer_id, number, group)
+            return await within(self._book_budget_s, self._book(call_id, customer_id, number, group),
+                                what="callback_book", call_id=call_id)
         except Exception as exc:  # noqa: BLE001 - a failed booking is "not booked", never a dropped call
             log_event(log, "callback_book_failed", level=logging.ERROR, call=call_id, queue=group,
                       error=type(exc).__name__)

@@ -11,13 +11,13 @@ back on the number they called from.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol, get_args
 
+from agi_app.budget import within
 from agi_app.centre.callbacks import valid_number
 from agi_app.directory.phone import normalize_phone
 from agi_app.flows.services import ServiceCall, ServiceOutcome, ServiceRegistry
@@ -113,7 +113,7 @@ def register_complaint_services(registry: ServiceRegistry, store: ComplaintStore
         except ComplaintRefused as exc:
             log_event(log, "complaint_refused", level=logging.ERROR, call=call.call_id, reason=str(exc))
             return ServiceOutcome("failed")
-        ticket = await asyncio.wait_for(store.file(new), budget_s)
+        ticket = await within(budget_s, store.file(new), what="complaint", call_id=call.call_id)
         log_event(log, "complaint_filed", call=call.call_id, ticket=ticket, category=new.category,
                   department=new.department, recording=new.recording)
         return ServiceOutcome("ok", variables={"ticket": ticket})

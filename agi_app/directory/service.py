@@ -6,11 +6,11 @@ as unknown, gets the general menu and can still reach an agent.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from agi_app.budget import within
 from agi_app.directory.models import Customer
 from agi_app.directory.phone import normalize_phone
 from agi_app.logs import log_event
@@ -38,7 +38,7 @@ class Directory:
             log_event(log, "caller_unidentifiable", call=call_id)
             return Identification(None, None)
         try:
-            customer = await asyncio.wait_for(self._lookup(phone), self.budget_s)
+            customer = await within(self.budget_s, self._lookup(phone), what="lookup", call_id=call_id)
         except TimeoutError:
             log_event(log, "lookup_timeout", level=logging.WARNING, call=call_id,
                       budget_ms=int(self.budget_s * 1000), caller_gets="general_menu")

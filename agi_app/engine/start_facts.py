@@ -18,6 +18,7 @@ from datetime import date, datetime
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
+from agi_app.budget import within
 from agi_app.calendar.info import CalendarInfo
 from agi_app.calendar.model import DEFAULT_TIMEZONE, Calendar
 from agi_app.directory.service import Directory, Identification
@@ -58,9 +59,9 @@ class StartFactsLoader:
         at = at or self.clock()
         identity, calendar, emergency, notices = await asyncio.gather(
             self.directory.identify(caller, call_id=call_id),
-            self._guard("calendar", call_id, self._calendar(line), Calendar()),
-            self._guard("emergency", call_id, self._emergency(line, at), None),
-            self._guard("notices", call_id, self._notices(line, at), []),
+            self.guard("calendar", call_id, self._calendar(line), Calendar()),
+            self.guard("emergency", call_id, self._emergency(line, at), None),
+            self.guard("notices", call_id, self._notices(line, at), []),
         )
         state = calendar.state(at)
         info = CalendarInfo(state.status, state.holiday_name, state.next_open)
@@ -75,9 +76,12 @@ class StartFactsLoader:
     async def _notices(self, line: str, at: datetime) -> list[Notice]:
         return [] if self.notices is None else await self.notices(line, at.date())
 
-    async def _guard(self, what: str, call_id: str, coro: Awaitable[T], fallback: T) -> T:
+    async def guard(self, what: str, call_id: str, source: Awaitable[T], fallback: T, **fields: object) -> T:
+        """`source` within the call-start budget, else `fallback` at once (the safe default), logged
+        as `<what>_unavailable` with `fields`."""
         try:
-            return await asyncio.wait_for(coro, self.budget_s)
+            return await within(self.budget_s, source, what=what, call_id=call_id)
         except Exception as exc:  # noqa: BLE001 - every failure degrades to the safe default
-            log_event(log, f"{what}_unavailable", level=logging.WARNING, call=call_id, error=type(exc).__name__)
+            log_event(log, f"{what}_unavailable", level=logging.WARNING, call=call_id, error=type(exc).__name__,
+                      **fields)
             return fallback

@@ -31,6 +31,7 @@ from agi_app.banking.otp import OtpPolicy
 from agi_app.banking.risk import RiskRules, RuleGuard
 from agi_app.banking.security_services import SecurityServices, register_security_services
 from agi_app.banking.services import register_money_services
+from agi_app.budget import settle, within
 from agi_app.caller_facts import CallerFacts
 from agi_app.centre.advisor import QueueAdvisor
 from agi_app.centre.callbacks import CallbackBook
@@ -103,7 +104,7 @@ def security_services(settings: Settings, pool: Callable[[], asyncpg.Pool]) -> S
             async with pool().acquire() as conn:
                 return await customers.get(conn, customer_id)
 
-        found = await asyncio.wait_for(lookup(), settings.db_budget_s)
+        found = await within(settings.db_budget_s, lookup(), what="customer_facts")
         return caller_facts(found, today=date.today(), bill_due_days=FlowSet.bill_due_days) if found else None  # the menus default
 
     lockout = LockoutPolicy(settings.pin_max_failures, timedelta(minutes=settings.pin_lockout_minutes))
@@ -176,7 +177,7 @@ async def initial_flows(settings: Settings, pool: asyncpg.Pool, services: Servic
         if settings.flows_file:
             return load_file(Path(settings.flows_file), services=services.names())[0]
         try:
-            stored = await asyncio.wait_for(menus.get_active(pool), settings.db_budget_s)
+            stored = await within(settings.db_budget_s, menus.get_active(pool), what="active_menus")
         except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.OperatorInterventionError,
                 asyncpg.InsufficientResourcesError) as exc:
             raise DatabaseUnavailable(f"cannot connect to PostgreSQL to read the active menu version:"
@@ -371,10 +372,14 @@ class Server:
                     log_event(log, "task_failed", level=logging.ERROR, task=task.get_name(),
                               error=type(failure).__name__, detail=str(failure)[:200])
 
+        async def settle_abandoned() -> None:  # work cut at its budget lets go of its connections
+            if left := await settle(self.settings.shutdown_grace_s):
+                log_event(log, "abandoned_work_left", level=logging.WARNING, tasks=left)
+
         failures: list[BaseException] = []
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("background_tasks", stop_tasks), *([("monitoring", self.monitoring.close)] if self.monitoring else []), ("journey_sink", self.sink.close),
-            ("ari_client", self.client.close), ("database_pool", self.pool.close)]
+            ("ari_client", self.client.close), ("abandoned_work", settle_abandoned), ("database_pool", self.pool.close)]
         if self.ami is not None:
             steps.append(("ami_client", self.ami.close))
         if self.agi is not None:  # early: the dialplan takes its defaults while the rest closes
