@@ -205,8 +205,8 @@ class PgJourneySink:
             self._give_up(op, "UnknownOperation", None)
             return False
         try:
-            # wait_for, not budget.within: it waits for a cut write to be rolled back, so its retry
-            # can never run beside it (the writer is in the background: no caller waits here)
+            # wait_for, not budget.within: it waits for a cut write to end (done or rolled back), so
+            # its retry never runs beside it (the writer is in the background: no caller waits here)
             await asyncio.wait_for(self._pool.execute(sql, *op.args), self._budget)
         except Exception as exc:
             if is_transient(exc):
