@@ -286,9 +286,9 @@ class CallbackDispatcher:
             # The placeholder left the queue unanswered: no agent in time, or the queue refused it.
             await self._attempt_failed(row, leg, Status.FAILED, f"placeholder ended unanswered (cause {cause})")
         elif row.status == Status.DIALLING and leg.role == "agent":
-            await self._hang_up(customer)  # the agent left before the customer answered: not the customer's doing
-            await self._db(lambda conn: store.requeue(conn, leg.callback_id, leg.attempt, detail="agent left"))
-            log_event(log, "callback_requeued", call=row.call_id, callback=row.callback_id, reason="agent_left")
+            # The agent left while the customer's phone rang. Counted, so that a phone nobody answers
+            # is not rung again and again behind impatient agents.
+            await self._attempt_failed(row, leg, Status.FAILED, "the agent left before the customer answered")
         elif row.status == Status.DIALLING:
             result = attempt_result(cause)
             await self._attempt_failed(row, leg, result, f"customer {result} (cause {cause})")

@@ -184,19 +184,19 @@ async def test_an_unanswered_attempt_waits_for_its_retry_delay(fake_ari: FakeAri
         await hotline.stop()
 
 
-async def test_an_agent_who_leaves_before_the_customer_answers_costs_the_customer_no_attempt(
-        centre: Hotline) -> None:
+async def test_an_agent_who_leaves_while_the_customer_rings_ends_the_attempt(centre: Hotline) -> None:
     ari = centre.ari
     await dispatcher(centre).book("1732.5", None, NUMBER, "vip")
     agent = await placeholder(ari, 1, 1)
     await ari.answer_originated(agent.id)
     customer = await customer_leg(ari, 1, 1)
     await ari.hangup(agent.id)
-    await ari.wait_for(lambda: customer.hungup)
+    await ari.wait_for(lambda: customer.hungup)  # the phone stops ringing
     again = await placeholder(ari, 1, 2)
     assert again.originated is not None
     row = await callback_row(centre)
-    assert row["attempts"] == 0 and row["detail"] == "agent left"
+    assert row["attempts"] == 1, "counted: a phone nobody answers is not rung behind every impatient agent"
+    assert row["detail"] == "the agent left before the customer answered"
 
 
 async def test_a_placeholder_the_queue_gives_up_on_counts_as_an_attempt_and_goes_back_in_later(
