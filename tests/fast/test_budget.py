@@ -18,11 +18,16 @@ import pytest_asyncio
 
 from agi_app import budget
 from agi_app.budget import abandoned, settle, within
+from agi_app.centre.advisor import QueueAdvisor
+from agi_app.centre.queues import QueueSnapshot
 from agi_app.db.pool import create_pool
 from agi_app.db.repositories import customers
 from agi_app.directory.service import Directory
+from agi_app.flows.queueing import QueueAdviceUnavailable
+from agi_app.flows.services import ServiceCall, ServiceOutcome, ServiceRegistry
 from tests.fake_ari.server import FakeAri
 from tests.fast.conftest import Hotline, import_demo_customers, settings_for, start_hotline
+from tests.fast.flowkit import customer, doc, run_flow
 from tests.support.demo import KNOWN_ZH, MAIN_ZH
 from tests.support.proxy import TcpProxy
 
@@ -126,6 +131,63 @@ async def test_settle_reports_what_is_still_running() -> None:
     assert await settle(0.05) == 1
     assert await settle(5.0) == 0
     assert not budget._abandoned
+
+
+# ------------------------------------------------------------------------------ its users
+
+
+async def test_a_process_service_slow_to_let_go_fails_at_its_timeout() -> None:
+    seen: list[str] = []
+
+    async def service(call: ServiceCall) -> ServiceOutcome:
+        await stubborn(seen, holds_s=3.0)
+        return ServiceOutcome("ok")
+
+    registry = ServiceRegistry()
+    registry.register("balance", service)
+    bye = {"type": "hangup", "prompt": "{{ sound('goodbye') }}"}
+    nodes = {"p": {"type": "process", "service": "balance", "params": {"timeout": 0.2}, "next": "done",
+                   "on_failed": "failed"}, "done": bye, "failed": bye}
+    started = time.monotonic()
+    record, _, _, _ = await run_flow(doc(nodes, start="p"), services=registry, who=customer())
+    assert time.monotonic() - started < 0.2 + MARGIN_S, "the caller waited for the service to let go"
+    assert record.path == ["p", "failed"] and record.services == [("balance", "failed")]
+    assert seen == ["cancelled"]
+    await settle(10.0)
+
+
+class LiveQueue:
+    """Queue state answered at once, or (`stubborn`) never, and slow to let go when cancelled."""
+
+    def __init__(self, *, stubborn: bool = False) -> None:
+        self.stubborn = stubborn
+        self.seen: list[str] = []
+
+    async def snapshot(self, queue: str) -> QueueSnapshot:
+        if self.stubborn:
+            await stubborn(self.seen, holds_s=3.0)
+        return QueueSnapshot(queue, asterisk_talktime_s=120)
+
+
+async def test_queue_advice_is_given_up_at_its_budget_though_its_sources_are_slow_to_let_go() -> None:
+    history_seen: list[str] = []
+
+    async def slow_history(group: str) -> list[int]:
+        await stubborn(history_seen, holds_s=3.0)
+        return [60]
+
+    started = time.monotonic()
+    estimate = await QueueAdvisor(LiveQueue(), budget_s=0.2, recent_talk_times=slow_history).estimate("general")
+    assert time.monotonic() - started < 0.2 + MARGIN_S, "the history's cancellation was waited for"
+    assert estimate.handle_s == 120, "Asterisk's talk time stood in for the history"
+    state = LiveQueue(stubborn=True)
+    started = time.monotonic()
+    with pytest.raises(QueueAdviceUnavailable):
+        await QueueAdvisor(state, budget_s=0.2).estimate("general")
+    assert time.monotonic() - started < 0.2 + MARGIN_S, "the live state's cancellation was waited for"
+    await asyncio.sleep(0)  # the cancellation reaches the abandoned snapshot
+    assert history_seen == state.seen == ["cancelled"]
+    await settle(10.0)
 
 
 # ------------------------------------------------------------------------------ the finding
