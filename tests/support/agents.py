@@ -434,18 +434,23 @@ async def talk_times(agents: Mapping[str, DemoAgent], talk_s: Mapping[str, float
     swapped = {agent.spec.endpoint: agent.talking(talk_s[agent.spec.endpoint]) for agent in originals}
     stopped: list[DemoAgent] = []
     started: list[DemoAgent] = []
+
+    async def swap(original: DemoAgent, agent: DemoAgent) -> None:
+        await original.stop()
+        stopped.append(original)
+        await agent.start()
+        started.append(agent)
+
     try:
-        for original, agent in zip(originals, swapped.values(), strict=True):
-            await original.stop()
-            stopped.append(original)
-            await agent.start()
-            started.append(agent)
+        results = await asyncio.gather(*(swap(o, a) for o, a in zip(originals, swapped.values(), strict=True)),
+                                       return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise failures[0]
         yield swapped
     finally:
-        for agent in started:
-            await agent.stop()
-        for original in stopped:
-            await original.start()
+        await asyncio.gather(*(agent.stop() for agent in started))
+        await asyncio.gather(*(original.start() for original in stopped))
 
 
 # ----------------------------------------------------------------------------- command line
