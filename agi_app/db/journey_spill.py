@@ -12,6 +12,9 @@ start replays leftovers in order. Why each rule:
 - A writer holds an exclusive `flock` on each file it appends to or replays, so two servers
   sharing a state_dir never replay (and remove) a file the other is still writing.
 - A truncated or unreadable line is reported, not fatal: a crash mid-write loses that line only.
+- An operation the writer cannot apply (a name or shape written by another release) is set aside
+  in `rejected.jsonl`, same format and modes, never replayed automatically: a release that knows
+  it can apply it once the file is renamed `spill-<utc>-<pid>-<n>.jsonl`.
 
 Every method but `new_path` touches the disk and blocks: the writer calls them from its one I/O
 thread, in order, never on the event loop.
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 FOLDER_MODE, FILE_MODE = 0o700, 0o600
+REJECTED = "rejected.jsonl"
 
 
 class SpillOp(NamedTuple):
@@ -131,16 +135,21 @@ class SpillStore:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             self._held[path] = fd
             self._sync_folder()
-        size = os.fstat(fd).st_size
+        _append_whole(fd, data)
+
+    def set_aside(self, op: SpillOp) -> Path:
+        """Keep `op` in the rejected file (fsync'ed) and say where; OSError if the disk refused."""
+        self._ensure_folder()
+        path = self.folder / REJECTED
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW, FILE_MODE)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, size)
-            raise
+            os.fchmod(fd, FILE_MODE)  # also tightens a file someone copied in
+            fcntl.flock(fd, fcntl.LOCK_EX)  # another server sharing the folder appends only briefly
+            _append_whole(fd, encode(op))
+        finally:
+            os.close(fd)
+        self._sync_folder()
+        return path
 
     def read(self, path: Path, offset: int, line: int, limit: int) -> list[Entry]:
         """Up to `limit` lines from byte `offset` (the `line`-th line ends there); [] at the end.
@@ -189,3 +198,17 @@ class SpillStore:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _append_whole(fd: int, data: bytes) -> None:
+    """Write `data` at the end of `fd` and fsync; on failure cut the file back to whole lines."""
+    size = os.fstat(fd).st_size
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, size)
+        raise

@@ -18,12 +18,17 @@ conflicts, updates set values), so one that may or may not have been applied is 
   fully applied.
 - Operations are lost only if the spill file cannot be written (disk full) or no spill folder is
   configured: logged loudly with a count (`dropped`).
+- A spill file outlives the release that wrote it: an operation's name stands for its argument
+  list, and every name ever spilled is applied — older ones upgraded (`_UPGRADES`). One this
+  release cannot apply (a newer release's name, or other arguments than its name stands for) is
+  set aside in the spill folder's rejected file, logged once (`rejected`), and the writer moves on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -55,11 +60,11 @@ _SQL = {
                     " ON CONFLICT DO NOTHING",
     "node_input": "INSERT INTO call_inputs (call_id, seq, node_seq, input, result, at) VALUES ($1, $2, $3, $4, $5, $6)"
                   " ON CONFLICT DO NOTHING",
-    "service_reached": "INSERT INTO call_services (call_id, seq, service, result, at) VALUES ($1, $2, $3, $4, $5)"
-                       " ON CONFLICT DO NOTHING",
-    "survey_answer": "INSERT INTO survey_answers (call_id, node_id, score, at, result, no_answer, kind, queue, agent)"
-                     " VALUES ($1, $2, $3, $4, CASE WHEN $3::integer IS NULL THEN 'no_answer' ELSE 'ok' END,"
-                     " $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+    "service_reached_v2": "INSERT INTO call_services (call_id, seq, service, result, at) VALUES ($1, $2, $3, $4, $5)"
+                          " ON CONFLICT DO NOTHING",
+    "survey_answer_v2": "INSERT INTO survey_answers (call_id, node_id, score, at, result, no_answer, kind, queue, agent)"
+                        " VALUES ($1, $2, $3, $4, CASE WHEN $3::integer IS NULL THEN 'no_answer' ELSE 'ok' END,"
+                        " $5, $6, $7, $8) ON CONFLICT DO NOTHING",
     # The first half of the leg; the AMI queue tracker owns the other columns and may have written
     # first: only ours are set, and a result it already recorded stays.
     "queue_leg": "INSERT INTO queue_legs (call_id, queue, announced_position, announced_wait_s, asterisk_wait_s, result)"
@@ -69,6 +74,19 @@ _SQL = {
                  " result = COALESCE(queue_legs.result, EXCLUDED.result)",
     "call_ended": "UPDATE calls SET ended_at = $2, outcome = $3, transfer_target = $4, duration_ms = $5"
                   " WHERE call_id = $1",
+}
+_ARITY = {name: max(int(n) for n in re.findall(r"\$(\d+)", sql)) for name, sql in _SQL.items()}  # arguments each takes
+
+# Names earlier releases spilled, each turned into its successor's arguments (chains are followed):
+# spill files are replayed after an upgrade. To change an operation's arguments, give it a new name
+# (_v2, _v3, ...) in `_SQL` and add its old name here — never reuse a name for other arguments.
+_UPGRADES: dict[str, Callable[..., SpillOp]] = {
+    # before migration 009 (no time): a NULL `at` leaves the row out of time to service
+    "service_reached": lambda call_id, seq, service, result: SpillOp(
+        "service_reached_v2", (call_id, seq, service, result, None)),
+    # before migration 008: a flow's survey node, always answered 1-5 (result ok follows from the score)
+    "survey_answer": lambda call_id, node_id, score, at: SpillOp(
+        "survey_answer_v2", (call_id, node_id, score, at, None, SELF_SERVICE.kind, None, None)),
 }
 
 # SQLSTATEs worth retrying: connection exceptions (08), insufficient resources (53: too many
@@ -89,6 +107,26 @@ def is_transient(exc: BaseException) -> bool:
 
 class _Transient(Exception):
     """The database did not take a write this time; the same write is due again."""
+
+
+class UnknownShape(ValueError):
+    """An operation this release cannot apply: `unknown_op` (a name it never wrote) or
+    `unknown_shape` (not the arguments its name stands for)."""
+
+
+def upgraded(op: SpillOp) -> SpillOp:
+    """`op` as one of `_SQL`'s operations, upgraded if an earlier release wrote it."""
+    while op.name not in _SQL:
+        upgrade = _UPGRADES.get(op.name)
+        if upgrade is None:
+            raise UnknownShape("unknown_op")
+        try:
+            op = upgrade(*op.args)
+        except TypeError:  # another number of arguments
+            raise UnknownShape("unknown_shape") from None
+    if len(op.args) != _ARITY[op.name]:
+        raise UnknownShape("unknown_shape")
+    return op
 
 
 @dataclass
@@ -121,6 +159,7 @@ class PgJourneySink:
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0  # lost: could not be spilled
         self.failed = 0  # refused by the database for good
+        self.rejected = 0  # not applicable by this release: set aside on disk
         self.spilled = 0
 
     def start(self) -> None:
@@ -199,11 +238,13 @@ class PgJourneySink:
                     return
 
     async def _execute(self, op: SpillOp) -> bool:
-        """Apply `op`: True if written, False if refused for good (logged); _Transient to retry."""
-        sql = _SQL.get(op.name)
-        if sql is None:
-            self._give_up(op, "UnknownOperation", None)
+        """Apply `op`: True if written, False if refused for good or set aside (logged); _Transient to retry."""
+        try:
+            op = upgraded(op)
+        except UnknownShape as exc:
+            await self._set_aside(op, str(exc))
             return False
+        sql = _SQL[op.name]
         try:
             # wait_for, not budget.within: it waits for a cut write to end (done or rolled back), so
             # its retry never runs beside it (the writer is in the background: no caller waits here)
@@ -216,6 +257,20 @@ class PgJourneySink:
             return False
         self._database_answered()
         return True
+
+    async def _set_aside(self, op: SpillOp, reason: str) -> None:
+        """Keep `op`, as written, for a release that can apply it; lost only if it cannot be kept."""
+        if self._store is None:
+            self._give_up(op, reason, None)
+            return
+        try:
+            path = await self._in_thread(self._store.set_aside, op)
+        except OSError as exc:
+            self._lost(1, reason, None, exc.strerror or type(exc).__name__)
+            return
+        self.rejected += 1
+        log_event(log, "journey_op_set_aside", level=logging.ERROR, call=op.args[0] if op.args else None,
+                  op=op.name, reason=reason, file=path, rejected=self.rejected)
 
     def _give_up(self, op: SpillOp, error: str, sqlstate: str | None) -> None:
         self.failed += 1
@@ -346,11 +401,11 @@ class PgJourneySink:
         self._put("node_input", call_id, seq, node_seq, masked_input, result, datetime.now(UTC))
 
     def service_reached(self, call_id: str, seq: int, service: str, result: ServiceResult) -> None:
-        self._put("service_reached", call_id, seq, service, result, datetime.now(UTC))
+        self._put("service_reached_v2", call_id, seq, service, result, datetime.now(UTC))
 
     def survey_answer(self, call_id: str, node_id: str, score: int | None, *, no_answer: NoAnswer | None = None,
                       context: SurveyContext = SELF_SERVICE) -> None:
-        self._put("survey_answer", call_id, node_id, score, datetime.now(UTC), no_answer, context.kind,
+        self._put("survey_answer_v2", call_id, node_id, score, datetime.now(UTC), no_answer, context.kind,
                   context.queue, context.agent)
 
     def queue_leg(self, call_id: str, leg: QueueLeg) -> None:
