@@ -79,6 +79,12 @@ class Settings:
     metrics_listen: str = "127.0.0.1:9464"
     # How often the server checks that PostgreSQL answers, for the metrics' connection state.
     metrics_probe_ms: int = 5000
+    # The live view (`hotline monitor`, the wallboard at <metrics listen>/wallboard): each server
+    # writes its snapshot to PostgreSQL this often, each write (and read) within its budget; a
+    # server's row older than the stale age is ignored (that server is gone).
+    live_publish_ms: int = 1000
+    live_budget_ms: int = 500
+    live_stale_ms: int = 5000
     sounds_root: str = ""
     # The recorded prompts: prompts.yaml and <language>/<id>.wav, the files Asterisk plays as
     # sound:hotline/<language>/<id>. Relative to the working directory, like state_dir: the default
@@ -213,6 +219,9 @@ class Settings:
     callback_poll_s = _seconds("callback_poll_ms")
     campaign_poll_s = _seconds("campaign_poll_ms")
     metrics_probe_s = _seconds("metrics_probe_ms")
+    live_publish_s = _seconds("live_publish_ms")
+    live_budget_s = _seconds("live_budget_ms")
+    live_stale_s = _seconds("live_stale_ms")
     agi_request_s = _seconds("agi_request_ms")
     agi_command_s = _seconds("agi_command_ms")
     recording_grace_s = _seconds("recording_grace_ms")

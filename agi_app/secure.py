@@ -78,6 +78,15 @@ class MaskedValue:
         return f"MaskedValue({self.masked})"
 
 
+def masked_phone(number: str | None) -> str:
+    """A calling number as a screen or a log may show it: at most its last 4 digits and never more
+    than half of it (an extension `1001` shows `**01`), the rest masked; nothing when absent."""
+    if not number:
+        return ""
+    shown = min(4, len(number) // 2)
+    return MASK_CHAR * (len(number) - shown) + number[len(number) - shown:]
+
+
 def is_secure(value: object) -> bool:
     return isinstance(value, SecretDigits | MaskedValue)
 

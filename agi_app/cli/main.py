@@ -17,6 +17,7 @@ from agi_app.cli import (
     db,
     kpi,
     menus,
+    monitor,
     operations,
     qa,
     report,
@@ -67,6 +68,7 @@ cli.add_command(calls.calls)
 cli.add_command(callbacks.callbacks)
 cli.add_command(campaigns.campaigns)
 cli.add_command(kpi.kpi)
+cli.add_command(monitor.monitor)
 cli.add_command(report.report)
 cli.add_command(complaints.complaints)
 cli.add_command(qa.qa)

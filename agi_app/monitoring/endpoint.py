@@ -1,4 +1,5 @@
-"""The scrape endpoint: GET /metrics in Prometheus text format, on a small aiohttp server of its own.
+"""The scrape endpoint: GET /metrics in Prometheus text format, on a small aiohttp server of its own
+(the wallboard's pages too, `monitoring/wallboard.py`, when the server publishes a live view).
 
 Its own listener (HOTLINE_METRICS_LISTEN, loopback by default), apart from anything callers reach.
 Rendering the text reads counters and a few attributes: no I/O, so it runs on the event loop.
@@ -12,13 +13,15 @@ from aiohttp import web
 
 from agi_app.logs import log_event
 from agi_app.monitoring.metrics import CONTENT_TYPE, HotlineMetrics
+from agi_app.monitoring.wallboard import Wallboard
 
 log = logging.getLogger("hotline.metrics")
 
 
 class MetricsEndpoint:
-    def __init__(self, metrics: HotlineMetrics, host: str, port: int) -> None:
+    def __init__(self, metrics: HotlineMetrics, host: str, port: int, wallboard: Wallboard | None = None) -> None:
         self._metrics = metrics
+        self._wallboard = wallboard
         self._host, self._port = host, port
         self._runner: web.AppRunner | None = None
 
@@ -26,6 +29,8 @@ class MetricsEndpoint:
         """Listen; an OSError (address in use, not available) if it cannot, with nothing left open."""
         app = web.Application()
         app.router.add_get("/metrics", self._scrape)
+        if self._wallboard is not None:
+            self._wallboard.add_routes(app)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         try:

@@ -1,4 +1,5 @@
-"""The monitoring one `hotline serve` runs: its metrics, the scrape endpoint and the database probe.
+"""The monitoring one `hotline serve` runs: its metrics, the scrape endpoint and the database probe;
+and, given a `LivePublisher`, the live view's publishing and the wallboard on the same listener.
 
 Monitoring never stops the hotline: if the metrics address cannot be listened on (in use, say by
 another server on the same host), that is logged as an error and calls are served all the same.
@@ -16,6 +17,8 @@ from agi_app.logs import log_event
 from agi_app.monitoring.endpoint import MetricsEndpoint
 from agi_app.monitoring.metrics import HotlineMetrics
 from agi_app.monitoring.probe import AnswerProbe
+from agi_app.monitoring.publisher import LivePublisher
+from agi_app.monitoring.wallboard import Wallboard
 
 log = logging.getLogger("hotline.metrics")
 
@@ -27,15 +30,24 @@ class Monitoring:
         self._settings = settings
         self.metrics = HotlineMetrics()
         self.endpoint: MetricsEndpoint | None = None
+        self.probe: AnswerProbe | None = None
+        self.live: LivePublisher | None = None
         self._probe_task: asyncio.Task[None] | None = None
+        self._live_task: asyncio.Task[None] | None = None
 
-    async def start(self, database: Callable[[], Awaitable[object]]) -> None:
-        """Listen for scrapes and start probing `database` (a trivial statement)."""
-        probe = AnswerProbe("database", database, every_s=self._settings.metrics_probe_s,
-                            budget_s=self._settings.db_budget_s)
+    async def start(self, database: Callable[[], Awaitable[object]], live: LivePublisher | None = None) -> None:
+        """Listen for scrapes and start probing `database` (a trivial statement); with `live`, publish
+        the live view every second and serve the wallboard."""
+        self.probe = probe = AnswerProbe("database", database, every_s=self._settings.metrics_probe_s,
+                                         budget_s=self._settings.db_budget_s)
         self.metrics.watch_connection("database", lambda: probe.up)
         self._probe_task = asyncio.create_task(probe.run(), name="database-probe")
-        endpoint = MetricsEndpoint(self.metrics, *self._listen)
+        wallboard = None
+        if live is not None:
+            self.live = live
+            self._live_task = asyncio.create_task(live.run(), name="live-publisher")
+            wallboard = Wallboard(lambda: live.merged, every_s=self._settings.live_publish_s)
+        endpoint = MetricsEndpoint(self.metrics, *self._listen, wallboard)
         try:
             await endpoint.start()
         except OSError as exc:
@@ -45,8 +57,12 @@ class Monitoring:
         self.endpoint = endpoint
 
     async def close(self) -> None:
-        if self._probe_task is not None:
-            self._probe_task.cancel()
-            await asyncio.wait({self._probe_task})  # ours: not left running; our caller's cancel propagates
+        tasks = {t for t in (self._probe_task, self._live_task) if t is not None}
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)  # ours: not left running; our caller's cancel propagates
+        if self.live is not None:
+            await self.live.close()  # our row leaves the live view
         if self.endpoint is not None:
             await self.endpoint.close()

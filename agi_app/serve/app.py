@@ -60,10 +60,13 @@ from agi_app.media.resolver import MediaResolver, silent_sounds
 from agi_app.media.tts import SpeechSynthesizer
 from agi_app.monitoring.hooks import ari_trace, query_observer, timed_lookup
 from agi_app.monitoring.journey import MeteredJourneySink
+from agi_app.monitoring.live import LiveView
 from agi_app.monitoring.metrics import HotlineMetrics
+from agi_app.monitoring.publisher import LivePublisher, this_server
 from agi_app.monitoring.service import Monitoring
 from agi_app.serve.callbacks import CallbackDispatcher
 from agi_app.serve.campaigns import CampaignDialler
+from agi_app.serve.live import LiveSnapshot
 from agi_app.serve.menu_cache import MenuCache, MenuCacheError
 from agi_app.serve.queue_tracker import QueueTracker
 from agi_app.serve.reloader import MenuReloader
@@ -272,7 +275,8 @@ class Server:
         callbacks = CallbackDispatcher(client, pool, settings)
         desk = queue_desk(settings, pool, AmiQueueState(ami), callbacks.book) if ami is not None else None
         handler = call_handler(settings, pool, lambda: server.flows, services, metrics, desk)
-        calls = CallRegistry(handler, MeteredJourneySink(sink, metrics, lambda: server.flows.lines), settings)
+        live = LiveView()
+        calls = CallRegistry(handler, MeteredJourneySink(sink, metrics, lambda: server.flows.lines, live), settings)
         campaigns = CampaignDialler(client, pool, settings, media_resolver(settings))
         router = EventRouter(client, calls, resync_settle_s=settings.resync_settle_s, callbacks=callbacks.on_event,
                              campaigns=campaigns.on_event)
@@ -289,23 +293,35 @@ class Server:
                                            services=services.names(), budget_s=settings.reload_budget_s, cache=cache,
                                            degraded=outage is not None)
             server._tasks.append(asyncio.create_task(server.reloader.run(), name="menu-reloader"))
-        await server._start_monitoring(monitoring)
+        await server._start_monitoring(monitoring, live)
         server._start_agi(start_facts(settings, pool, metrics))  # its lookups timed like the calls'
         log_event(log, "serve_started", app=settings.ari_app, ari=settings.ari_url,
                   asterisk=info.get("system", {}).get("version"), menu_version=flows.version,
                   hot_reload="on" if hot_reload else "off")
         return server
 
-    async def _start_monitoring(self, monitoring: Monitoring) -> None:
-        """The live state Prometheus reads at each scrape, then the endpoint and the database probe."""
+    async def _start_monitoring(self, monitoring: Monitoring, live: LiveView) -> None:
+        """The live state Prometheus reads at each scrape, then the endpoint and the database probe,
+        and the live view published for `hotline monitor` and the wallboard."""
         metrics = monitoring.metrics
         metrics.watch_calls_in_progress(lambda: len(self.calls.sessions))
         metrics.watch_menu_version(lambda: self.flows.version)
         metrics.watch_journey_backlog(lambda: self.sink.backlog, lambda: self.sink.spill_files)
-        metrics.watch_connection("ari", lambda: self.client.events_connected)
+        peers: dict[str, Callable[[], bool]] = {"ari": lambda: self.client.events_connected}
         if (ami := self.ami) is not None:
-            metrics.watch_connection("ami", lambda: ami.connected)
-        await monitoring.start(database=lambda: self.pool.fetchval("SELECT 1"))
+            peers["ami"] = lambda: ami.connected
+        for peer, up in peers.items():
+            metrics.watch_connection(peer, up)
+
+        def connections() -> dict[str, bool]:
+            database = monitoring.probe is not None and monitoring.probe.up
+            return {peer: up() for peer, up in peers.items()} | {"database": database}
+
+        snapshot = LiveSnapshot(live, self.calls, lambda: self.flows.version, connections, self.ami,
+                                ami_budget_s=self.settings.live_budget_s)
+        publisher = LivePublisher(self.pool, snapshot, server_id=this_server(), every_s=self.settings.live_publish_s,
+                                  budget_s=self.settings.live_budget_s, stale_s=self.settings.live_stale_s)
+        await monitoring.start(database=lambda: self.pool.fetchval("SELECT 1"), live=publisher)
 
     def _start_agi(self, facts: StartFactsLoader) -> None:
         """The dialplan's FastAGI hooks on HOTLINE_AGI_LISTEN, deciding from the same start facts

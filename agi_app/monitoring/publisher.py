@@ -1,0 +1,82 @@
+"""Publishing this server's live snapshot every second, and reading everyone's back.
+
+Each round writes our row and reads every fresh row into `merged` (what the wallboard streams):
+one write and one read per second whatever the number of wallboards open. Each statement runs
+within its budget (`budget.within`): a slow database costs a stale view, never a call. Failures
+are logged when they start and when they stop, not every second. `close` deletes our row, so a
+server that stops leaves the view at once (one that dies ages out after the stale age).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import asyncpg
+
+from agi_app.budget import within
+from agi_app.logs import log_event
+from agi_app.monitoring import live_store
+from agi_app.monitoring.live import Snapshot, merge
+
+log = logging.getLogger("hotline.live")
+
+#: What a live round may fail with: the database down, slow or refusing.
+DB_FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+def this_server() -> str:
+    """host:pid — unique among running servers; a restart with the same pid takes its row over."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class LivePublisher:
+    def __init__(self, pool: asyncpg.Pool, snapshot: Callable[[], Awaitable[Snapshot]], *, server_id: str,
+                 every_s: float, budget_s: float, stale_s: float) -> None:
+        self._pool = pool
+        self._snapshot = snapshot
+        self.server_id = server_id
+        self._every_s, self._budget_s, self._stale_s = every_s, budget_s, stale_s
+        self.merged: Snapshot | None = None
+        self._failing = False
+        self._write: asyncio.Future[None] | None = None  # the last write, perhaps still finishing past its budget
+
+    async def run(self) -> None:
+        """Until cancelled: a round every `every_s` seconds (measured start to start)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await self.round()
+            await asyncio.sleep(max(self._every_s - (loop.time() - started), 0.0))
+
+    async def round(self) -> None:
+        try:
+            own = {"server": self.server_id, "at": datetime.now(UTC).isoformat(), **await self._snapshot()}
+            self._write = asyncio.ensure_future(live_store.publish(self._pool, self.server_id, own))
+            await within(self._budget_s, self._write, what="live_publish")
+            rows = await within(self._budget_s, live_store.fresh(self._pool, self._stale_s), what="live_read")
+        except DB_FAILURES as exc:
+            if not self._failing:
+                log_event(log, "live_publish_failed", level=logging.WARNING, server=self.server_id,
+                          error=type(exc).__name__)
+            self._failing = True
+            return
+        if self._failing:
+            log_event(log, "live_publish_resumed", server=self.server_id)
+        self._failing = False
+        self.merged = merge(rows)
+
+    async def close(self) -> None:
+        """Our row deleted (within the budget: if the database does not answer, the row ages out).
+        A write cut at its budget may still be finishing: it ends first, or it would put the row back."""
+        if self._write is not None and not self._write.done():
+            await asyncio.wait({self._write}, timeout=self._budget_s)
+        try:
+            await within(self._budget_s, live_store.withdraw(self._pool, self.server_id), what="live_withdraw")
+        except DB_FAILURES as exc:
+            log_event(log, "live_withdraw_failed", level=logging.WARNING, server=self.server_id,
+                      error=type(exc).__name__)
