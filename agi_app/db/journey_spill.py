@@ -11,10 +11,10 @@ start replays leftovers in order. Why each rule:
   journey survives a crash, and a later append never lands in the middle of a broken line.
 - A writer holds an exclusive `flock` on each file it appends to or replays, so two servers
   sharing a state_dir never replay (and remove) a file the other is still writing.
-- A truncated or unreadable line is reported, not fatal: a crash mid-write loses that line only.
-- An operation the writer cannot apply (a name or shape written by another release) is set aside
-  in `rejected.jsonl`, same format and modes, never replayed automatically: a release that knows
-  it can apply it once the file is renamed `spill-<utc>-<pid>-<n>.jsonl`.
+- A truncated line is reported, not fatal: a crash mid-write loses that line only.
+- A line the writer cannot apply (unreadable, or a name or arguments another release wrote) is
+  set aside as it was in `rejected.jsonl`, same format and modes, never replayed automatically:
+  a release that knows it applies it once the file is renamed `spill-<utc>-<pid>-<n>.jsonl`.
 
 Every method but `new_path` touches the disk and blocks: the writer calls them from its one I/O
 thread, in order, never on the event loop.
@@ -45,12 +45,13 @@ class SpillOp(NamedTuple):
 
 @dataclass(frozen=True)
 class Entry:
-    """A line read back: its operation, or why it was skipped (`truncated`, `corrupt`)."""
+    """A line read back: its operation, or why there is none (`truncated`, `corrupt`)."""
 
     line: int  # 1-based
     end: int  # byte offset just past the line
     op: SpillOp | None
     problem: str | None = None
+    raw: bytes = b""  # a corrupt line, as it was: to be set aside
 
 
 def spill_dir_for(state_dir: str | Path) -> Path:
@@ -137,15 +138,15 @@ class SpillStore:
             self._sync_folder()
         _append_whole(fd, data)
 
-    def set_aside(self, op: SpillOp) -> Path:
-        """Keep `op` in the rejected file (fsync'ed) and say where; OSError if the disk refused."""
+    def set_aside(self, line: bytes) -> Path:
+        """Keep a whole `line` in the rejected file (fsync'ed) and say where; OSError if the disk refused."""
         self._ensure_folder()
         path = self.folder / REJECTED
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW, FILE_MODE)
         try:
             os.fchmod(fd, FILE_MODE)  # also tightens a file someone copied in
             fcntl.flock(fd, fcntl.LOCK_EX)  # another server sharing the folder appends only briefly
-            _append_whole(fd, encode(op))
+            _append_whole(fd, line)
         finally:
             os.close(fd)
         self._sync_folder()
@@ -168,7 +169,7 @@ class SpillStore:
                     try:
                         entries.append(Entry(line, offset, decode(raw)))
                     except ValueError:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
-                        entries.append(Entry(line, offset, None, "corrupt"))
+                        entries.append(Entry(line, offset, None, "corrupt", raw))
         except FileNotFoundError:
             return []
         return entries

@@ -19,9 +19,9 @@ conflicts, updates set values), so one that may or may not have been applied is 
 - Operations are lost only if the spill file cannot be written (disk full) or no spill folder is
   configured: logged loudly with a count (`dropped`).
 - A spill file outlives the release that wrote it: an operation's name stands for its argument
-  list, and every name ever spilled is applied — older ones upgraded (`_UPGRADES`). One this
-  release cannot apply (a newer release's name, or other arguments than its name stands for) is
-  set aside in the spill folder's rejected file, logged once (`rejected`), and the writer moves on.
+  list, and every name ever spilled is applied — older ones upgraded (`_UPGRADES`). A line this
+  release cannot apply (unreadable, a newer release's name, other arguments than its name stands
+  for) is set aside in the spill folder's rejected file, logged once (`rejected`); the rest goes on.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from agi_app.config import DEFAULTS
-from agi_app.db.journey_spill import SpillOp, SpillStore
+from agi_app.db.journey_spill import SpillOp, SpillStore, encode
 from agi_app.engine.journey import SELF_SERVICE, JourneyRecord, QueueLeg, SurveyContext
 from agi_app.flows.services import ServiceResult
 from agi_app.flows.survey import NoAnswer
@@ -242,7 +242,7 @@ class PgJourneySink:
         try:
             op = upgraded(op)
         except UnknownShape as exc:
-            await self._set_aside(op, str(exc))
+            await self._set_aside(encode(op), str(exc), call=op.args[0] if op.args else None, op=op.name)
             return False
         sql = _SQL[op.name]
         try:
@@ -258,19 +258,19 @@ class PgJourneySink:
         self._database_answered()
         return True
 
-    async def _set_aside(self, op: SpillOp, reason: str) -> None:
-        """Keep `op`, as written, for a release that can apply it; lost only if it cannot be kept."""
-        if self._store is None:
-            self._give_up(op, reason, None)
+    async def _set_aside(self, raw: bytes, reason: str, **about: object) -> None:
+        """Keep a spill line this release cannot apply for one that can; lost only if it cannot be kept."""
+        if self._store is None:  # an operation from memory: a release always knows its own
+            self._lost(1, reason, None, "no spill folder")
             return
         try:
-            path = await self._in_thread(self._store.set_aside, op)
+            path = await self._in_thread(self._store.set_aside, raw)
         except OSError as exc:
             self._lost(1, reason, None, exc.strerror or type(exc).__name__)
             return
         self.rejected += 1
-        log_event(log, "journey_op_set_aside", level=logging.ERROR, call=op.args[0] if op.args else None,
-                  op=op.name, reason=reason, file=path, rejected=self.rejected)
+        log_event(log, "journey_set_aside", level=logging.ERROR, **about, reason=reason, file=path,
+                  rejected=self.rejected)
 
     def _give_up(self, op: SpillOp, error: str, sqlstate: str | None) -> None:
         self.failed += 1
@@ -368,7 +368,9 @@ class PgJourneySink:
             while entries := await self._in_thread(self._store.read, spill.path, spill.offset, spill.line,
                                                    _REPLAY_CHUNK):
                 for entry in entries:
-                    if entry.op is None:
+                    if entry.problem == "corrupt":
+                        await self._set_aside(entry.raw, "corrupt", spill=spill.path, line=entry.line)
+                    elif entry.op is None:
                         spill.skipped += 1
                         log_event(log, "journey_spill_line_skipped", level=logging.WARNING, file=spill.path,
                                   line=entry.line, reason=entry.problem)

@@ -67,7 +67,7 @@ async def test_a_spill_file_of_the_previous_release_is_written_whole_after_the_u
 
     sink = await replay(dsn, tmp_path)
 
-    assert not events(caplog, "journey_write_failed") and not events(caplog, "journey_op_set_aside")
+    assert not events(caplog, "journey_write_failed") and not events(caplog, "journey_set_aside")
     assert (sink.failed, sink.rejected, sink.dropped) == (0, 0, 0)
     assert not spill.exists(), "a fully applied file is removed"
     [call] = await fetch(dsn, "SELECT started_at, ended_at, customer_id, outcome, duration_ms FROM calls")
@@ -107,7 +107,7 @@ async def test_operations_this_release_cannot_apply_are_set_aside_and_the_rest_w
     assert rejected.read_bytes().splitlines(keepends=True) == [unknown, misshapen, too_long], "kept as written"
     assert stat.S_IMODE(os.stat(rejected).st_mode) == 0o600
     assert sink.rejected == 3 and sink.failed == 0 and sink.dropped == 0
-    logged = events(caplog, "journey_op_set_aside")
+    logged = events(caplog, "journey_set_aside")
     assert len(logged) == 3, "each logged once"
     assert "op=call_rated" in logged[0] and "reason=unknown_op" in logged[0]
     assert "op=service_reached" in logged[1] and "reason=unknown_shape" in logged[1]
@@ -116,3 +116,24 @@ async def test_operations_this_release_cannot_apply_are_set_aside_and_the_rest_w
     await replay(dsn, tmp_path)  # the next start leaves the rejected file alone
     assert rejected.read_bytes().count(b"\n") == 3
 
+
+
+async def test_a_line_this_release_cannot_read_is_set_aside_as_it_was(
+        dsn: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="hotline.journey")
+    new_value = b'{"op": "node_entered", "args": ["read-1", 1, "entry", {"ts": 1795397415}]}\n'  # a tag unknown here
+    garbage = b"\xff\xfe not json\n"
+    spill = leftover(tmp_path, b"".join([
+        b'{"op": "call_started", "args": ["read-1", {"t": "2026-11-23T09:30:15+08:00"}, "13800138000", "95000"]}\n',
+        new_value, garbage]))
+
+    sink = await replay(dsn, tmp_path)
+
+    assert len(await fetch(dsn, "SELECT 1 FROM calls WHERE call_id = 'read-1'")) == 1
+    assert not spill.exists()
+    assert (spill.parent / REJECTED).read_bytes() == new_value + garbage
+    assert sink.rejected == 2
+    logged = events(caplog, "journey_set_aside")
+    assert [("line=2" in m, "line=3" in m, "reason=corrupt" in m) for m in logged] == [(True, False, True),
+                                                                                      (False, True, True)]
+    assert not events(caplog, "journey_spill_line_skipped")
