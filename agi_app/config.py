@@ -129,6 +129,8 @@ class Settings:
     reload_budget_ms: int = 5000
     # One speech synthesis (espeak-ng + sox) of a prompt's dynamic text.
     speech_budget_ms: int = 5000
+    # One drawing of the menus by Graphviz (`dot -Tsvg`, `hotline menus graph`).
+    graph_render_ms: int = 20_000
     # A playback without news this long: ask Asterisk whether it still plays (a lost event).
     playback_check_ms: int = 60_000
     # After a reconnect, how long a resync lets a StasisStart still on its way make its channel a
@@ -211,6 +213,7 @@ class Settings:
     secure_quiet_gap_s = _seconds("secure_quiet_gap_ms")
     reload_budget_s = _seconds("reload_budget_ms")
     speech_budget_s = _seconds("speech_budget_ms")
+    graph_render_s = _seconds("graph_render_ms")
     playback_check_s = _seconds("playback_check_ms")
     resync_settle_s = _seconds("resync_settle_ms")
     queue_advice_budget_s = _seconds("queue_advice_budget_ms")

@@ -3,15 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import date
 from pathlib import Path
 
+import asyncpg
 import click
 
 from agi_app.admin import menus as admin
-from agi_app.cli.common import EXIT_INVALID, actor, dsn, echo_json, fail, prompts_folder, run
-from agi_app.db.pool import connection
+from agi_app.admin.graph import GraphError, html_page, render_svg, traffic_from_kpi
+from agi_app.analytics.kpi import Period, figures, parse_period
+from agi_app.cli.common import (
+    EXIT_CONFIG,
+    EXIT_INVALID,
+    actor,
+    dsn,
+    echo_json,
+    fail,
+    prompts_folder,
+    run,
+    settings,
+)
+from agi_app.config import ConfigError
+from agi_app.db.pool import DatabaseUnavailable, connection
 from agi_app.db.repositories import menus as repo
-from agi_app.flows.loader import FlowFileError, Issue
+from agi_app.db.repositories.calendar import load_calendar
+from agi_app.db.repositories.kpi import kpi_counts
+from agi_app.flows.graph import NodeTraffic, flow_dot
+from agi_app.flows.loader import FlowFileError, Issue, load_document, load_file
+from agi_app.flows.model import FlowSet
 from agi_app.serve.app import build_services
 
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -19,7 +38,7 @@ FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 @click.group()
 def menus() -> None:
-    """Menus (flows as data): validate, publish, list, diff, rollback, reload, preview, cost."""
+    """Menus (flows as data): validate, publish, list, diff, rollback, reload, preview, cost, graph."""
 
 
 def _services() -> frozenset[str]:
@@ -152,3 +171,73 @@ def reload(ctx: click.Context) -> None:
     if version is None:
         fail("no menu version is published")
     click.echo(f"reload of version {version} sent to running servers")
+
+
+@menus.command("graph")
+@click.option("--version", "version", type=int, help="A published version (default: the active one).")
+@click.option("--file", "flows_file", type=FILE, help="A flow file instead (no database needed).")
+@click.option("--day", metavar="YYYY-MM-DD", help="Overlay this local day's traffic (default: today).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="FILE.svg (the drawing) or FILE.html (the drawing and its legend).")
+@click.pass_context
+def graph(ctx: click.Context, version: int | None, flows_file: Path | None, day: str | None, out: Path) -> None:
+    """Draw the flows (nodes by type, keys, conditions and variants; one box per flow) with Graphviz,
+    overlaid with a day's visits and drop-offs per node when the database is reachable."""
+    if out.suffix not in (".svg", ".html"):
+        fail("--out must name a .svg or .html file")
+    if version is not None and flows_file is not None:
+        fail("give --version or --file, not both")
+    s = settings(ctx)
+    try:
+        period = parse_period(day or date.today().isoformat(), None)
+    except ValueError as exc:
+        fail(str(exc))
+    if flows_file is not None:
+        try:
+            flows = load_file(flows_file, services=_services())[0]
+        except FlowFileError as exc:
+            fail(f"{flows_file} is invalid:\n{exc}")
+        title = f"{flows_file.name}"
+        traffic = _traffic(s.dsn, period) if s.dsn else None
+    else:
+        flows, traffic = run(_published(dsn(ctx), version, period))
+        title = f"menu version {flows.version}"
+    dot = flow_dot(flows, title=f"{title} · {period.label}" if traffic is not None else title, traffic=traffic)
+    try:
+        svg = render_svg(dot, timeout_s=s.graph_render_s)
+    except GraphError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    overlay = period.label if traffic is not None else None
+    out.write_text(svg if out.suffix == ".svg" else html_page(svg, title=title, overlay=overlay), encoding="utf-8")
+    click.echo(f"{out}: {sum(len(f.nodes) for f in flows.flows.values())} nodes"
+               + (f", traffic of {overlay}" if overlay else ", no traffic overlay"))
+
+
+async def _day_traffic(conn: asyncpg.Connection, period: Period) -> dict[str, NodeTraffic]:
+    zone = (await load_calendar(conn, None)).tz
+    start, end = period.bounds(zone)
+    return traffic_from_kpi(figures(await kpi_counts(conn, start, end), period, zone)["nodes"])
+
+
+async def _published(dsn_: str, version: int | None, period: Period) -> tuple[FlowSet, dict[str, NodeTraffic]]:
+    async with connection(dsn_) as conn:
+        stored = await (repo.get(conn, version) if version is not None else repo.get_active(conn))
+        if stored is None:
+            raise ConfigError(f"menu version {version} does not exist" if version is not None
+                              else "no menu version is published")
+        flows = load_document(stored.document, file=f"version {stored.version}", services=_services(),
+                              version=stored.version)[0]
+        return flows, await _day_traffic(conn, period)
+
+
+def _traffic(dsn_: str, period: Period) -> dict[str, NodeTraffic] | None:
+    """The day's traffic for a flow file's drawing; None (and a note) when the database is not there."""
+    async def main() -> dict[str, NodeTraffic]:
+        async with connection(dsn_) as conn:
+            return await _day_traffic(conn, period)
+
+    try:
+        return asyncio.run(main())
+    except (OSError, DatabaseUnavailable, asyncpg.PostgresError) as exc:
+        click.echo(f"note: no traffic overlay, the database did not answer ({type(exc).__name__})", err=True)
+        return None
