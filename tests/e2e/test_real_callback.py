@@ -19,7 +19,7 @@ from agi_app.db.pool import connection
 from agi_app.db.repositories.contact_centre import book_callback
 from tests.e2e.conftest import AGENT_TALK_S, Hotline
 from tests.support.agents import DemoAgent
-from tests.support.customers import customer_phones
+from tests.support.customers import BUSY_PREFIX, customer_phones
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -57,9 +57,35 @@ async def test_a_booked_callback_is_dialled_back_bridged_to_the_agent_who_took_i
         assert row["detail"] == "ended by the agent"
         assert [a.split()[0] for a in phones.answered] == [NUMBER], "the customer's number was dialled, once"
         assert len(phones.hung_up_on) == 1, "Asterisk ended the customer's call when the agent hung up"
-        for _ in range(20):  # app_queue says AgentComplete once the agent's side is torn down
+        for _ in range(60):  # app_queue says AgentComplete once the agent's side is torn down
             if completes := [e for e in agent_events if isinstance(e, AgentComplete) and e.unique_id == placeholder]:
                 break
             await asyncio.sleep(0.25)
+        seen = [e for e in agent_events if e.unique_id == placeholder]
         assert completes and completes[0].talk_time_s >= AGENT_TALK_S - 1, f"the agent talked on the bridge: {seen}"
         assert hotline.log_has(f"event=callback_connected call={row['call_id']} callback={callback_id}")
+
+
+async def test_a_busy_customer_frees_the_agent_at_once_and_is_left_for_a_later_attempt(
+        hotline: Hotline, demo_agents: dict[str, DemoAgent], agent_events: list[AgentEvent], tmp_path: Path) -> None:
+    async with customer_phones(tmp_path / "customers") as phones, connection(hotline.env["HOTLINE_DSN"]) as conn:
+        number = BUSY_PREFIX + "00139000"
+        callback_id = await book_callback(conn, call_id=f"e2e-{uuid.uuid4().hex[:8]}", customer_id=None,
+                                          number=number, queue="general-zh")
+        try:
+            for _ in range(120):  # the serve looks for due callbacks every 5 s
+                row = await asyncio.to_thread(callback, hotline, callback_id)
+                if row["attempts"] or row["status"] not in ("waiting", "queued", "dialling"):
+                    break
+                await asyncio.sleep(0.5)
+            # Asterisk's ChannelDestroyed for the dialled channel says busy (cause 17).
+            assert (row["status"], row["attempts"], row["detail"]) == ("waiting", 1, "customer busy (cause 17)"), row
+            assert [b.split()[0] for b in phones.busy] == [number] and not phones.answered
+            placeholder = Leg(callback_id, 1, "queue").channel_id
+            for _ in range(20):  # the agent's call is ended by the app, well before the agent's talk time
+                if completes := [e for e in agent_events if isinstance(e, AgentComplete) and e.unique_id == placeholder]:
+                    break
+                await asyncio.sleep(0.25)
+            assert completes and completes[0].talk_time_s < AGENT_TALK_S, f"the agent was not freed: {completes}"
+        finally:  # not tried again 5 minutes later, in the middle of another test
+            await conn.execute("UPDATE callbacks SET status = 'cancelled' WHERE callback_id = $1", callback_id)

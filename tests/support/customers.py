@@ -1,6 +1,7 @@
 """The customers a callback rings: one SIPp UAS on the `customers` endpoint's address
 (config/sandbox.yaml ``customers:``) answering every INVITE, staying on the line until Asterisk
-hangs up (or ``talk_s`` runs out, then it hangs up itself).
+hangs up (or ``talk_s`` runs out, then it hangs up itself) — except numbers starting with
+``BUSY_PREFIX``, which are busy (486).
 
 Its log says which number each call was for and who ended it, for end-to-end tests to read. The
 SIP message shapes are the demo agents' (tests/support/agents.py), reused, not copied.
@@ -27,6 +28,9 @@ from tests.support.agents import (
 
 _ANSWERED = "HOTLINE_CUSTOMER_ANSWERED"
 _HUNG_UP_ON = "HOTLINE_CUSTOMER_HUNG_UP_ON"
+_BUSY = "HOTLINE_CUSTOMER_BUSY"
+#: Customers whose number starts so are on another call.
+BUSY_PREFIX = "139"
 
 
 def customers_address(values_path: Path = SANDBOX_VALUES) -> tuple[str, int]:
@@ -35,10 +39,12 @@ def customers_address(values_path: Path = SANDBOX_VALUES) -> tuple[str, int]:
 
 
 def answer_scenario(talk_s: float) -> str:
-    """Answer any INVITE (ringing first), log the number dialled, wait for Asterisk's BYE."""
+    """Answer an INVITE (ringing first; busy for BUSY_PREFIX numbers), log the number dialled,
+    wait for Asterisk's BYE."""
     tag = ";tag=[pid]customer[call_number]"
     headers = _RESPONSE_HEADERS.format(user="customer", tag=tag)
     ringing = f"    SIP/2.0 180 Ringing\n{headers}\n    Content-Length: 0"
+    busy = f"    SIP/2.0 486 Busy Here\n{headers}\n    Content-Length: 0"
     ok = (f"    SIP/2.0 200 OK\n{headers}\n    Content-Type: application/sdp\n"
           f"    Content-Length: [len]\n\n{_SDP}")
     bye_ok = "\n".join(["    SIP/2.0 200 OK", "    [last_Via:]", "    [last_From:]", "    [last_To:]",
@@ -59,11 +65,13 @@ def answer_scenario(talk_s: float) -> str:
         '  <recv request="INVITE" crlf="true">',
         "    <action>",
         '      <ereg regexp="^INVITE sip:([0-9]+)@" search_in="msg" assign_to="uri,number"/>',
+        f'      <ereg regexp="^INVITE sip:{BUSY_PREFIX}" search_in="msg" check_it="false" assign_to="busy"/>',
         '      <ereg regexp=".*" search_in="hdr" header="From:" assign_to="caller_from"/>',
         '      <ereg regexp="&lt;([^&gt;]*)&gt;" search_in="hdr" header="Contact:" '
         'assign_to="contact_all,asterisk_contact"/>',
         "    </action>",
         "  </recv>",
+        '  <nop test="busy" next="busy"/>',
         f"  <send>{_cdata(ringing)}</send>",
         f'  <send retrans="500">{_cdata(ok)}</send>',
         '  <recv request="ACK" crlf="true"/>',
@@ -74,7 +82,11 @@ def answer_scenario(talk_s: float) -> str:
         '  <recv response="200" timeout="5000" next="done"/>',
         '  <label id="hung_up_on"/>',
         f'  <nop><action><log message="{_HUNG_UP_ON} [call_id]"/></action></nop>',
-        f"  <send>{_cdata(bye_ok)}</send>",
+        f'  <send next="done">{_cdata(bye_ok)}</send>',
+        '  <label id="busy"/>',
+        f'  <nop><action><log message="{_BUSY} [$number] [call_id]"/></action></nop>',
+        f"  <send>{_cdata(busy)}</send>",
+        '  <recv request="ACK"/>',
         '  <label id="done"/>',
         '  <Reference variables="uri,contact_all"/>',
         "</scenario>",
@@ -109,6 +121,11 @@ class CustomerPhones:
     @property
     def hung_up_on(self) -> list[str]:
         return self._marked(_HUNG_UP_ON)
+
+    @property
+    def busy(self) -> list[str]:
+        """`<number> <Call-ID>` of each call refused as busy."""
+        return self._marked(_BUSY)
 
     async def start(self) -> None:
         self._dir.mkdir(parents=True, exist_ok=True)
