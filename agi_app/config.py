@@ -131,6 +131,19 @@ class Settings:
     speech_budget_ms: int = 5000
     # One drawing of the menus by Graphviz (`dot -Tsvg`, `hotline menus graph`).
     graph_render_ms: int = 20_000
+    # Alerts (agi_app/analytics/alerts.py): evaluated this often; error rate and lookup timeouts
+    # over the window; each level's threshold (0 turns that level off).
+    alert_eval_ms: int = 1000
+    alert_window_ms: int = 300_000
+    alert_error_rate_warning_pct: int = 10
+    alert_error_rate_critical_pct: int = 25
+    alert_min_calls: int = 10
+    alert_consecutive_warning: int = 3
+    alert_consecutive_critical: int = 5
+    alert_lookup_timeouts_warning: int = 5
+    alert_lookup_timeouts_critical: int = 20
+    alert_backlog_warning: int = 100
+    alert_backlog_critical: int = 1000
     # A playback without news this long: ask Asterisk whether it still plays (a lost event).
     playback_check_ms: int = 60_000
     # After a reconnect, how long a resync lets a StasisStart still on its way make its channel a
@@ -214,6 +227,8 @@ class Settings:
     reload_budget_s = _seconds("reload_budget_ms")
     speech_budget_s = _seconds("speech_budget_ms")
     graph_render_s = _seconds("graph_render_ms")
+    alert_eval_s = _seconds("alert_eval_ms")
+    alert_window_s = _seconds("alert_window_ms")
     playback_check_s = _seconds("playback_check_ms")
     resync_settle_s = _seconds("resync_settle_ms")
     queue_advice_budget_s = _seconds("queue_advice_budget_ms")

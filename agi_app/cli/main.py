@@ -8,6 +8,7 @@ from agi_app.cli import (
     accounts,
     adapt,
     agents,
+    alerts,
     calendar,
     callbacks,
     calls,
@@ -82,3 +83,4 @@ cli.add_command(simulate.simulate)
 cli.add_command(operations.emergency)
 cli.add_command(operations.notices)
 cli.add_command(agents.agents)
+cli.add_command(alerts.alerts)

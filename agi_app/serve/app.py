@@ -24,6 +24,7 @@ from agi_app.agi.hooks import AgiHooks
 from agi_app.agi.server import AgiServer
 from agi_app.ami.client import AmiClient
 from agi_app.ami.queues import AmiQueueState
+from agi_app.analytics.alerts import AlertRules
 from agi_app.ari.client import AriClient, AriError
 from agi_app.ari.router import EventRouter, EventsLost
 from agi_app.banking.auth import LockoutPolicy
@@ -58,6 +59,7 @@ from agi_app.flows.services import ServiceRegistry
 from agi_app.logs import log_event
 from agi_app.media.resolver import MediaResolver, silent_sounds
 from agi_app.media.tts import SpeechSynthesizer
+from agi_app.monitoring.alerts import AlertingJourneySink, AlertMonitor, thresholds
 from agi_app.monitoring.hooks import ari_trace, query_observer, timed_lookup
 from agi_app.monitoring.journey import MeteredJourneySink
 from agi_app.monitoring.live import LiveView
@@ -66,7 +68,7 @@ from agi_app.monitoring.publisher import LivePublisher, this_server
 from agi_app.monitoring.service import Monitoring
 from agi_app.serve.callbacks import CallbackDispatcher
 from agi_app.serve.campaigns import CampaignDialler
-from agi_app.serve.live import LiveSnapshot
+from agi_app.serve.live import FlowDrawing, LiveSnapshot
 from agi_app.serve.menu_cache import MenuCache, MenuCacheError
 from agi_app.serve.queue_tracker import QueueTracker
 from agi_app.serve.reloader import MenuReloader
@@ -214,6 +216,7 @@ class Server:
     ami: AmiClient | None = None  # live queue state (and events, for the queue tracker)
     agi: AgiServer | None = None
     monitoring: Monitoring | None = None
+    alerts: AlertMonitor | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -276,7 +279,9 @@ class Server:
         desk = queue_desk(settings, pool, AmiQueueState(ami), callbacks.book) if ami is not None else None
         handler = call_handler(settings, pool, lambda: server.flows, services, metrics, desk)
         live = LiveView()
-        calls = CallRegistry(handler, MeteredJourneySink(sink, metrics, lambda: server.flows.lines, live), settings)
+        rules = AlertRules(thresholds(settings), lambda: server.flows.lines)
+        tee = AlertingJourneySink(MeteredJourneySink(sink, metrics, lambda: server.flows.lines, live), rules)
+        calls = CallRegistry(handler, tee, settings)
         campaigns = CampaignDialler(client, pool, settings, media_resolver(settings))
         router = EventRouter(client, calls, resync_settle_s=settings.resync_settle_s, callbacks=callbacks.on_event,
                              campaigns=campaigns.on_event)
@@ -284,6 +289,9 @@ class Server:
                      campaigns=campaigns)
         server._tasks.append(asyncio.create_task(callbacks.run(), name="callbacks"))
         server._tasks.append(asyncio.create_task(campaigns.run(), name="campaigns"))
+        server.alerts = AlertMonitor(pool, rules, metrics, server_id=this_server(), every_s=settings.alert_eval_s,
+                                     budget_s=settings.db_budget_s)
+        server._tasks.append(asyncio.create_task(server.alerts.run(), name="alerts"))
         if ami is not None:  # app_queue's events complete each call's queue leg
             tracker = QueueTracker(pool, budget_s=settings.db_budget_s)
             server._tasks.append(asyncio.create_task(tracker.run(ami), name="queue-tracker"))
@@ -321,7 +329,8 @@ class Server:
                                 ami_budget_s=self.settings.live_budget_s)
         publisher = LivePublisher(self.pool, snapshot, server_id=this_server(), every_s=self.settings.live_publish_s,
                                   budget_s=self.settings.live_budget_s, stale_s=self.settings.live_stale_s)
-        await monitoring.start(database=lambda: self.pool.fetchval("SELECT 1"), live=publisher)
+        await monitoring.start(database=lambda: self.pool.fetchval("SELECT 1"), live=publisher,
+                               flow_svg=FlowDrawing(lambda: self.flows, budget_s=self.settings.graph_render_s))
 
     def _start_agi(self, facts: StartFactsLoader) -> None:
         """The dialplan's FastAGI hooks on HOTLINE_AGI_LISTEN, deciding from the same start facts
