@@ -26,7 +26,9 @@ from tests.support.sipp import SipCall, SipResult
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 APOLOGY = ("Playback", "hotline/zh/fallback_apology")
-GOODBYE = ("Playback", "hotline/zh/goodbye")
+#: "0" for an agent in the IVR (the fallback ignores it), then a survey score every 2 s: keys while
+#: waiting or talking change nothing, and the survey after the agent is answered, not waited out.
+AGENT_THEN_SURVEY = [(4.0, "0"), *[(2.0, "5")] * 15]
 
 
 def _agent_leg(events: list[AgentEvent], channel: str) -> tuple[AgentConnect, AgentComplete]:
@@ -69,8 +71,9 @@ async def test_a_transferred_caller_talks_to_a_demo_agent_who_ends_the_call(
         hotline: Hotline, demo_agents: dict[str, DemoAgent], agent_events: list[AgentEvent]) -> None:
     caller = "13122223001"
     answered = {name: len(agent.answered) for name, agent in demo_agents.items()}
-    # "0" for an agent, then a key every second: what the caller sends while talking to the agent.
-    keys = [(2.0, "0"), *[(1.0, "5")] * 10]
+    # "0" for an agent, then a key every second: what the caller sends while talking to the agent
+    # (and, once the agent has hung up, the survey's answer instead of waiting out its timeout).
+    keys = [(2.0, "0"), *[(1.0, "5")] * 25]
     result = await hotline.call(SipCall(caller, "95000", steps=keys, max_duration=60))
     assert result.ok and result.hangup_by == "remote", result.stderr
     assert hotline.last_call(caller)["outcome"] == "transferred"
@@ -96,25 +99,6 @@ async def test_a_transferred_caller_talks_to_a_demo_agent_who_ends_the_call(
     assert rtp["rx"] >= 25 * AGENT_TALK_S and rtp["tx"] > 0, rtp
 
 
-async def test_with_serve_stopped_a_caller_hears_our_apology_and_reaches_an_agent(
-        hotline: Hotline, demo_agents: dict[str, DemoAgent], agent_events: list[AgentEvent]) -> None:
-    caller = "13122223002"
-    assert await hotline.stop_serve() == 0
-    try:
-        result = await hotline.call(SipCall(caller, "95000", max_duration=60))
-    finally:
-        await hotline.start_serve()
-    assert result.ok and result.hangup_by == "remote", result.stderr
-    channel = hotline.observer.channel_by_caller[caller][-1]
-    steps = hotline.observer.dialplan[channel]
-    assert steps.index(APOLOGY) < steps.index(("Queue", "hotline-general-zh,c,,,120")), steps
-    assert not hotline.observer.played[channel], "the app took no part"
-    await _ended(hotline, agent_events, [channel])
-    connect, complete = _agent_leg(agent_events, channel)
-    assert connect.interface.startswith("PJSIP/agent-") and complete.reason == "agent"
-    assert steps[-2:] == [GOODBYE, ("Hangup", "")]
-
-
 @contextlib.asynccontextmanager
 async def _app_handing_calls_back(env: dict[str, str]) -> AsyncIterator[None]:
     """An ARI application under the hotline's name that lets every call go on in the dialplan without
@@ -138,23 +122,35 @@ async def _app_handing_calls_back(env: dict[str, str]) -> AsyncIterator[None]:
             task.cancel()
 
 
-async def test_a_call_handed_back_without_a_destination_still_reaches_an_agent(
+async def test_without_the_app_callers_hear_our_apology_and_reach_an_agent(
         hotline: Hotline, demo_agents: dict[str, DemoAgent], agent_events: list[AgentEvent]) -> None:
-    caller = "13122223003"
+    """`hotline serve` stopped (Stasis fails: app-down), then an app that hands calls back without a
+    destination (handed-back): both callers hear our apology and reach an agent, concurrently."""
+    down, handed_back = "13122223002", "13122223003"
+    observer = hotline.observer
+
+    def apologised(caller: str) -> bool:
+        return any(APOLOGY in observer.dialplan[channel] for channel in observer.channel_by_caller.get(caller, []))
+
     assert await hotline.stop_serve() == 0
     try:
+        first = asyncio.create_task(hotline.call(SipCall(down, "95000", max_duration=60)))
+        await observer.until(lambda: apologised(down), 15, lambda: f"the apology for {down}")
         async with _app_handing_calls_back(hotline.env):
-            result = await hotline.call(SipCall(caller, "95000", max_duration=60))
+            second = await hotline.call(SipCall(handed_back, "95000", max_duration=60))
+        results = {down: await first, handed_back: second}
     finally:
         await hotline.start_serve()
-    assert result.ok and result.hangup_by == "remote", result.stderr
-    channel = hotline.observer.channel_by_caller[caller][-1]
-    steps = hotline.observer.dialplan[channel]
-    assert ("NoOp", "Hotline fallback: handed-back (STASISSTATUS=SUCCESS)") in steps, steps
-    assert APOLOGY in steps
-    await _ended(hotline, agent_events, [channel])
-    connect, complete = _agent_leg(agent_events, channel)
-    assert connect.interface.startswith("PJSIP/agent-") and complete.reason == "agent"
+    channels = {caller: observer.channel_by_caller[caller][-1] for caller in results}
+    await _ended(hotline, agent_events, list(channels.values()))
+    for caller, reason in ((down, "app-down (STASISSTATUS=FAILED)"), (handed_back, "handed-back (STASISSTATUS=SUCCESS)")):
+        assert results[caller].ok and results[caller].hangup_by == "remote", results[caller].stderr
+        steps = observer.dialplan[channels[caller]]
+        assert ("NoOp", f"Hotline fallback: {reason}") in steps, steps
+        assert steps.index(APOLOGY) < steps.index(("Queue", "hotline-general-zh,c,,,120")), steps
+        connect, complete = _agent_leg(agent_events, channels[caller])
+        assert connect.interface.startswith("PJSIP/agent-") and complete.reason == "agent", caller
+    assert not observer.played[channels[down]], "the app took no part"
 
 
 async def test_calls_placed_while_serve_restarts_all_reach_a_prompt_and_an_agent(
@@ -169,12 +165,12 @@ async def test_calls_placed_while_serve_restarts_all_reach_a_prompt_and_an_agent
             n += 1
             caller = f"131222240{n:02d}"
             calls.append((caller, asyncio.create_task(
-                hotline.call(SipCall(caller, "95000", steps=[(4.0, "0")], max_duration=90)))))
+                hotline.call(SipCall(caller, "95000", steps=AGENT_THEN_SURVEY, max_duration=90)))))
             if restarted.is_set():
                 return
             await asyncio.sleep(seconds)
 
-    dialler = asyncio.create_task(dial_every(0.8))
+    dialler = asyncio.create_task(dial_every(2.0))
     try:
         await asyncio.sleep(1.2)
         started = time.monotonic()
