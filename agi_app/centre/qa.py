@@ -1,9 +1,11 @@
 """Quality inspection of agent calls: what is recorded, how the monthly sample is drawn, how a
 reviewer scores, and what the monthly report says per agent.
 
-Recording: the dialplan (`hotline-agents`, dialplan/extensions.conf.j2) tells the caller the call
-may be recorded, then starts MixMonitor with option `b` right before Queue(): audio is written only
-while the caller is bridged, i.e. with the agent. Everything before (the IVR, secure input in
+Recording: the caller is told first (`recording_notice`: the app with its queue transfer's prompt,
+while the call still counts as on its way into the queue; the dialplan fallback and line 95002
+before their queue); the dialplan (`hotline-agents`, dialplan/extensions.conf.j2) then starts
+MixMonitor with option `b` right before Queue(): audio is written only while the caller is bridged,
+i.e. with the agent. Everything before (the IVR, secure input in
 Stasis, the queue's hold music) and after (the survey) stays out of the file. The file is named from
 ids only, `recording_name(call_id, group)`, under Asterisk's recording spool; the queue tracker
 stores that name on the leg when app_queue connects an agent.

@@ -22,6 +22,9 @@ from agi_app.media.items import MediaItem, Sound
 
 #: The key that accepts a callback offer (the callback_offer prompt says "press 1").
 CALLBACK_KEY = "1"
+#: Said with the prompt of every queue transfer: agent calls are recorded (agi_app/centre/qa.py).
+#: Before the hand-over, not in the dialplan: the call still counts as on its way into the queue.
+RECORDING_NOTICE = "recording_notice"
 
 
 @dataclass(frozen=True)

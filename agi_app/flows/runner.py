@@ -38,6 +38,7 @@ from agi_app.flows.model import (
 from agi_app.flows.prompts import PromptError, render
 from agi_app.flows.queueing import (
     CALLBACK_KEY,
+    RECORDING_NOTICE,
     DialTarget,
     QueueAdvice,
     QueueAdviceUnavailable,
@@ -211,15 +212,18 @@ class FlowRunner:
     async def transfer_to(self, destination_name: str, prompt: list[str], *, announce: bool = False) -> None:
         """Hand the call to a configured destination — nothing else is ever dialled. With `announce`
         (the caller asked for an agent: a transfer node, the agent key) a queue transfer first says
-        where the caller stands and may offer a callback instead (`_before_queue`)."""
+        where the caller stands and may offer a callback instead (`_before_queue`). A queue transfer's
+        prompt ends with the recording notice (agent calls are recorded)."""
         destination = self.flows.destinations[destination_name]
         target = dial_target(destination, self.ctx)
         desk = self.desk if announce and target.group is not None else None
+        # agent calls are recorded: the caller is told with the transfer's prompt, in the same request
+        notice = await self.sound(RECORDING_NOTICE) if target.group is not None else []
         # read while the prompt plays: no silence between it and the announcement
         advice = (asyncio.create_task(_advise(self.call, desk, target.group))
                   if desk is not None and target.group is not None else None)
         try:
-            await self.call.play(prompt, interruptible=False)
+            await self.call.play([*prompt, *notice], interruptible=False)
             if desk is not None and advice is not None:
                 if await _before_queue(self, desk, target, await advice, destination.callback_offer_wait_s):
                     return

@@ -92,6 +92,7 @@ async def test_line_95002_asks_the_hooks_and_a_vip_reaches_the_vip_queue(
         "HOTLINE_LANGUAGE": "en", "HOTLINE_STATUS": "open", "HOTLINE_ROUTE": "vip"}
     assert "HOTLINE_AGI_ERROR" not in decided
     assert path(hotline, channel) == ["AGI identify", "AGI status", "AGI route", "Playback hotline/en/transfer_agent",
+                                      "Playback hotline/en/recording_notice",
                                       "Queue hotline-vip"]
     result = await call
     assert result.ok, result.stderr
@@ -108,6 +109,7 @@ async def test_line_95002_without_the_agi_server_reaches_the_general_queue(
     assert "HOTLINE_IDENTIFY" not in decided and "HOTLINE_STATUS" not in decided
     assert decided["HOTLINE_ROUTE"] == "general" and decided["HOTLINE_LANGUAGE"] == "zh"
     assert path(hotline, channel) == ["AGI identify", "AGI status", "AGI route", "Playback hotline/zh/transfer_agent",
+                                      "Playback hotline/zh/recording_notice",
                                       "Queue hotline-general-zh"]
     result = await call
     assert result.ok, result.stderr
@@ -123,7 +125,8 @@ async def test_line_95002_plays_its_emergency_recording_before_the_queue(
         await answered_by_agent(agent_events, channel)
         assert variables(hotline, channel)["HOTLINE_STATUS"] == "emergency"
         assert path(hotline, channel) == ["AGI identify", "AGI status", "Playback hotline/en/emergency_default",
-                                          "AGI route", "Playback hotline/en/transfer_agent", "Queue hotline-vip"]
+                                          "AGI route", "Playback hotline/en/transfer_agent",
+                                          "Playback hotline/en/recording_notice", "Queue hotline-vip"]
         result = await call
         assert result.ok, result.stderr
     finally:

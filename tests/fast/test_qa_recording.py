@@ -37,14 +37,13 @@ def context(dialplan: str, name: str) -> list[str]:
     return [line.strip() for line in body.splitlines() if line.strip() and not line.strip().startswith(";")]
 
 
-def test_each_group_tells_the_caller_then_records_only_the_bridge_into_the_named_file(dialplan: str) -> None:
+def test_each_group_records_only_the_bridge_into_the_named_file(dialplan: str) -> None:
     assert f"HOTLINE_QA_RECORDINGS={SPOOL}/qa" in context(dialplan, "globals")
     agents = context(dialplan, "hotline-agents")
     for group in GROUPS:
         start = agents.index(f"exten => {group},1,NoOp(Queue for skill group {group})")
         steps = agents[start + 1:start + 10]
         queue = next(i for i, step in enumerate(steps) if step.startswith(f"same => n,Queue(hotline-{group},"))
-        assert steps[queue - 2] == "same => n,Playback(hotline/${HOTLINE_LANGUAGE}/recording_notice)"
         monitor = steps[queue - 1]
         assert monitor == f"same => n,MixMonitor(${{HOTLINE_QA_RECORDINGS}}/${{UNIQUEID}}-{group}.wav,b)"
         # the same file name as the one the tracker stores, for any call id
@@ -54,6 +53,16 @@ def test_each_group_tells_the_caller_then_records_only_the_bridge_into_the_named
     assert done[1] == "same => n,StopMixMonitor()", "closed before the survey or the goodbye"
     callback = "\n".join(context(dialplan, "hotline-callback"))
     assert "MixMonitor" not in callback, "a customer called back was never told: not recorded"
+
+
+def test_every_dialplan_way_into_the_queues_tells_the_caller_first(dialplan: str) -> None:
+    """The fallback and line 95002 reach hotline-agents by Goto: each says the notice just before
+    (the app's own transfers say it with their prompt: tests/fast/test_queue_announcement.py)."""
+    lines = [line.split(";")[0].strip() for line in dialplan.splitlines()]
+    gotos = [i for i, line in enumerate(lines) if "Goto(hotline-agents," in line]
+    assert len(gotos) == 2
+    for i in gotos:
+        assert lines[i - 1] == "same => n,Playback(hotline/${HOTLINE_LANGUAGE}/recording_notice)", lines[i - 2:i + 1]
 
 
 async def test_the_tracker_stores_the_recording_when_an_agent_answers(tracking: Tracking) -> None:  # noqa: F811

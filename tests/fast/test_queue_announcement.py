@@ -152,7 +152,7 @@ def heard(channel: TimedChannel) -> list[str]:
 async def test_the_position_and_wait_are_announced_before_the_transfer(
         snap: Any, language: str, said: list[str], leg: QueueLeg) -> None:
     record, channel = await call(desk(StubState(snap)), language=language)
-    assert heard(channel) == ["transfer_agent", *said]
+    assert heard(channel) == ["transfer_agent", "recording_notice", *said]
     assert channel.continued_to == ("hotline-agents", leg.queue, 1)
     assert record.queue_legs == [leg]
 
@@ -168,7 +168,7 @@ async def test_the_agent_key_announces_too() -> None:
 
 async def test_a_free_agent_means_no_announcement_at_all() -> None:
     record, channel = await call(desk(StubState(snapshot(agent(1), agent(2, busy=True), holdtime=30))))
-    assert heard(channel) == ["transfer_agent"] and channel.continued_to == ("hotline-agents", "general-en", 1)
+    assert heard(channel) == ["transfer_agent", "recording_notice"] and channel.continued_to == ("hotline-agents", "general-en", 1)
     assert record.queue_legs == [QueueLeg("general-en", 1, 0, 30, "waiting")], "our estimate, 0, for the KPIs"
 
 
@@ -179,16 +179,17 @@ async def test_without_live_state_the_caller_is_transferred_at_once_without_an_a
     started = time.monotonic()
     record, channel = await call(desk(state, Book(), budget_s=0.2))
     assert time.monotonic() - started < 0.6, "held back no longer than the budget"
-    assert heard(channel) == ["transfer_agent"] and channel.continued_to == ("hotline-agents", "general-en", 1)
+    assert heard(channel) == ["transfer_agent", "recording_notice"] and channel.continued_to == ("hotline-agents", "general-en", 1)
     assert record.queue_legs == [QueueLeg("general-en", None, None, None, "waiting")]
     assert "queue_advice_unavailable" in caplog.text
 
 
 async def test_live_state_is_read_while_the_transfer_prompt_plays() -> None:
     started = time.monotonic()
-    _, channel = await call(desk(StubState(hang=True), budget_s=0.3), item_s=0.4)
-    assert time.monotonic() - started < 0.6, "the prompt (0.4 s) and the budget (0.3 s) overlap, not add up"
-    assert heard(channel) == ["transfer_agent"] and channel.continued_to == ("hotline-agents", "general-en", 1)
+    _, channel = await call(desk(StubState(hang=True), budget_s=0.3), item_s=0.2)
+    assert time.monotonic() - started < 0.6, \
+        "the prompt (0.4 s: transfer_agent, recording_notice) and the budget (0.3 s) overlap, not add up"
+    assert heard(channel) == ["transfer_agent", "recording_notice"] and channel.continued_to == ("hotline-agents", "general-en", 1)
 
 
 async def test_a_caller_still_hearing_the_announcement_is_ahead_of_the_next_one() -> None:
@@ -226,7 +227,7 @@ async def test_key_1_during_the_position_announcement_books_the_callback_and_end
                                  during=("queue_position_before", "1"))
     assert book.booked == [(record.call_id, "C9", "13800138000", "general-en")]
     said = heard(channel)
-    assert said[:2] == ["transfer_agent", "queue_position_before"] and said[-1] == "callback_confirmed"
+    assert said[:3] == ["transfer_agent", "recording_notice", "queue_position_before"] and said[-1] == "callback_confirmed"
     assert len(channel.stopped) == 1, "the announcement was cut short by the key, not played out"
     assert channel.hung_up and channel.continued_to is None
     assert record.services == [("callback", "ok")]
@@ -290,7 +291,7 @@ async def test_a_call_hears_its_place_from_ami_and_its_queue_leg_is_stored(
     played = [uri.removeprefix("sound:hotline/en/") for uri in hotline.played(call)]
     # 2 ahead of one busy agent, no completed calls yet: 3 × (TalkTime 150 s + wrap-up 2 s) = 456 s → 8
     # minutes; above the 120 s threshold: a callback offered (no key: the caller waits in the queue)
-    assert played[-7:] == ["transfer_agent", "queue_position_before", "digits/2", "estimated_wait_before",
+    assert played[-8:] == ["transfer_agent", "recording_notice", "queue_position_before", "digits/2", "estimated_wait_before",
                            "digits/8", "estimated_wait_after", "callback_offer"]
     assert fake_ari.channel(call).continued_to == ("hotline-agents", "vip", 1)
     assert row["transfer_target"] == "vip"
@@ -307,7 +308,7 @@ async def test_with_ami_down_a_call_is_transferred_without_an_announcement(
     settings = with_ami(fake_ari, fake_ami, dsn, tmp_path)
     async with running_hotline(fake_ari, dsn, settings) as hotline:
         call, row = await vip_call_to_an_agent(hotline)
-    assert hotline.played(call)[-1] == "sound:hotline/en/transfer_agent"
+    assert hotline.played(call)[-2:] == ["sound:hotline/en/transfer_agent", "sound:hotline/en/recording_notice"]
     assert fake_ari.channel(call).continued_to == ("hotline-agents", "vip", 1)
     legs = await fetch(dsn, "SELECT announced_position, result FROM queue_legs WHERE call_id = $1", call)
     assert [tuple(leg) for leg in legs] == [(None, "waiting")]
