@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -37,6 +37,7 @@ class SimulatedChannel:
         self.session: CallSession | None = None
         self.played: list[str] = []
         self.continued_to: tuple[str, str, int] | None = None
+        self.variables: dict[str, str] = {}  # set for the dialplan by a transfer
         self.hung_up = False
         self.recorded: list[str] = []
         self._on_play = on_play
@@ -69,8 +70,10 @@ class SimulatedChannel:
     async def stop_recording(self, name: str) -> None:
         return None
 
-    async def continue_in_dialplan(self, context: str, extension: str, priority: int = 1) -> None:
+    async def continue_in_dialplan(self, context: str, extension: str, priority: int = 1, *,
+                                   variables: Mapping[str, str] | None = None) -> None:
         self.continued_to = (context, extension, priority)
+        self.variables.update(variables or {})
 
     async def hangup(self) -> None:
         self.hung_up = True

@@ -4,7 +4,7 @@ any other failed request `ChannelFailed`. No `AriError` crosses this protocol.""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from agi_app.ari.client import AriClient, AriError, AriNotFound, AriNotInStasis
 from agi_app.engine.channel import ChannelFailed, ChannelGone
@@ -75,8 +75,13 @@ class AriChannel:
             raise engine_error(exc) from exc
         return True
 
-    async def continue_in_dialplan(self, context: str, extension: str, priority: int = 1) -> None:
+    async def continue_in_dialplan(self, context: str, extension: str, priority: int = 1, *,
+                                   variables: Mapping[str, str] | None = None) -> None:
+        """The variables one request after another, then the continue: the dialplan runs as soon as
+        the channel leaves Stasis, so a variable set after it would come too late."""
         try:
+            for name, value in (variables or {}).items():
+                await self.client.set_variable(self.channel_id, name, value)
             await self.client.continue_in_dialplan(self.channel_id, context, extension, priority)
         except AriError as exc:
             raise engine_error(exc) from exc

@@ -168,6 +168,12 @@ class AriClient:
         await self.request("POST", f"/channels/{quote(channel_id)}/continue",
                            params={"context": context, "extension": extension, "priority": str(priority)})
 
+    async def set_variable(self, channel_id: str, name: str, value: str) -> None:
+        """Set a channel variable (the dialplan reads it once the channel has left Stasis). In the
+        query string, as ARI takes it: never a secret."""
+        await self.request("POST", f"/channels/{quote(channel_id)}/variable",
+                           params={"variable": name, "value": value})
+
     async def hangup(self, channel_id: str, reason: str = "normal") -> None:
         await self.request("DELETE", f"/channels/{quote(channel_id)}", params={"reason": reason})
 

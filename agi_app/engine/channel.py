@@ -8,7 +8,7 @@ still be there, so the call goes to the dialplan fallback).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 
@@ -43,6 +43,9 @@ class ChannelControl(Protocol):
     async def stop_recording(self, name: str) -> None:
         """End a recording and keep it; no error if it already ended."""
 
-    async def continue_in_dialplan(self, context: str, extension: str, priority: int = 1) -> None: ...
+    async def continue_in_dialplan(self, context: str, extension: str, priority: int = 1, *,
+                                   variables: Mapping[str, str] | None = None) -> None:
+        """Leave our application for the dialplan at `context,extension,priority`, with `variables`
+        set on the channel first: the dialplan cannot ask us what it reads there (the language)."""
 
     async def hangup(self) -> None: ...

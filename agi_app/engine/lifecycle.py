@@ -104,11 +104,14 @@ def outcome(ending: Ending, record: JourneyRecord) -> Outcome:
 
 async def to_fallback(session: CallSession, fallback: Fallback, reason: str) -> bool:
     """The call, if still ours, to the dialplan fallback (its own transfer, retried); True once
-    it is there. One the fallback never took stays ours: its owner still owes it the hand-over."""
+    it is there, apologised to in the language the caller was served in, once known. One the
+    fallback never took stays ours: its owner still owes it the hand-over."""
     if not session.ours:
         return False
+    language = session.journey.record.language
     result = await hand_over(
-        session.call_id, lambda: session.transfer(fallback.context, fallback.extension, f"fallback:{reason}"),
+        session.call_id,
+        lambda: session.transfer(fallback.context, fallback.extension, f"fallback:{reason}", language=language),
         fallback)
     if result == "gone":
         session.on_hangup()

@@ -22,6 +22,7 @@ from enum import Enum
 from typing import Literal
 
 from agi_app.config import DEFAULTS, Settings
+from agi_app.directory.models import LANGUAGES
 from agi_app.engine.channel import ChannelControl, ChannelFailed
 from agi_app.engine.dtmf import DtmfBuffer
 from agi_app.engine.journey import Journey
@@ -72,6 +73,9 @@ class Recording:
 
 #: A recording's name starts with a label from the flow (a node id); anything else becomes "rec".
 _LABEL = re.compile(r"[a-z][a-z0-9_]{0,31}")
+#: The channel variable the dialplan's own prompts take their language from (`hotline-language` in
+#: dialplan/extensions.conf.j2: unset or unknown, the default language).
+DIALPLAN_LANGUAGE = "HOTLINE_LANGUAGE"
 #: The `#` that ended a recording may reach us just after RecordingFinished: digits are dropped
 #: until the caller has paused this long, so it is never read as the answer to the next prompt.
 RECORDING_SETTLE_S = 0.3
@@ -268,13 +272,25 @@ class CallSession:
             await self.channel.stop_recording(self.active_recording)
             self.active_recording = None
 
-    async def transfer(self, context: str, extension: str, target: str) -> None:
-        """Hand the call to the dialplan (queue, fallback); the channel leaves our app."""
+    async def transfer(self, context: str, extension: str, target: str, *, language: str | None) -> None:
+        """Hand the call to the dialplan (queue, fallback); the channel leaves our app. What the
+        dialplan says itself (no agent, goodbye, the survey it sends the caller back to) is in
+        `language`, the one the caller was served in; None leaves the dialplan's default."""
         await self.stop_playback()
         await self.stop_recording()
-        await self._let_go(self.channel.continue_in_dialplan(context, extension, 1))
+        variables = self._dialplan_variables(language)
+        await self._let_go(self.channel.continue_in_dialplan(context, extension, 1, variables=variables))
         self.journey.transferred(target)
         self.log("transferred", context=context, extension=extension, target=target)
+
+    def _dialplan_variables(self, language: str | None) -> dict[str, str]:
+        """The variables a transfer sets: only a known language code ever reaches the channel."""
+        if language is None:
+            return {}
+        if language not in LANGUAGES:
+            self.log("dialplan_language_unknown", level=logging.WARNING, dialplan_gets="default")
+            return {}
+        return {DIALPLAN_LANGUAGE: language}
 
     async def hangup(self) -> None:
         """Hang up. As with `transfer`, the call stays handed off only once the request succeeded:

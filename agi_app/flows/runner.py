@@ -121,7 +121,8 @@ class FlowCall(Protocol):
         """Record the caller after a beep into a generated name starting with `label`; None if
         telephony could not record."""
 
-    async def transfer(self, context: str, extension: str, target: str) -> None: ...
+    async def transfer(self, context: str, extension: str, target: str, *, language: str | None) -> None:
+        """Hand the call to the dialplan, whose own prompts are then in `language`."""
 
     async def hangup(self) -> None: ...
 
@@ -230,7 +231,7 @@ class FlowRunner:
             elif target.group is not None:
                 self.call.journey.queue_leg(target.group, announced_position=None, announced_wait_s=None,
                                             asterisk_wait_s=None, result="waiting")
-            await self.call.transfer(target.context, target.extension, destination_name)
+            await self.call.transfer(target.context, target.extension, destination_name, language=self.language)
         finally:
             if advice is not None and not advice.done():
                 advice.cancel()

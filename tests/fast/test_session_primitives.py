@@ -147,12 +147,12 @@ async def test_a_call_is_ringing_then_in_flow_then_handed_off_and_a_failed_hand_
     await session.answer()
     assert session.state is CallState.IN_FLOW
 
-    async def refused(context: str, extension: str, priority: int = 1) -> None:
+    async def refused(context: str, extension: str, priority: int = 1, **_: object) -> None:
         raise ChannelFailed("the dialplan did not take it")
 
     channel.continue_in_dialplan = refused  # type: ignore[method-assign]
     with pytest.raises(ChannelFailed):
-        await session.transfer("hotline-agents", "general", "general")
+        await session.transfer("hotline-agents", "general", "general", language="zh")
     assert session.state is CallState.IN_FLOW and session.ours
     await session.hangup()
     assert session.state is CallState.HANDED_OFF and not session.ours
