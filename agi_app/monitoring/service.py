@@ -35,9 +35,10 @@ class Monitoring:
         self._probe_task: asyncio.Task[None] | None = None
         self._live_task: asyncio.Task[None] | None = None
 
-    async def start(self, database: Callable[[], Awaitable[object]], live: LivePublisher | None = None) -> None:
+    async def start(self, database: Callable[[], Awaitable[object]], live: LivePublisher | None = None,
+                    flow_svg: Callable[[], Awaitable[str | None]] | None = None) -> None:
         """Listen for scrapes and start probing `database` (a trivial statement); with `live`, publish
-        the live view every second and serve the wallboard."""
+        the live view every second and serve the wallboard (with `flow_svg`, the menus drawn)."""
         self.probe = probe = AnswerProbe("database", database, every_s=self._settings.metrics_probe_s,
                                          budget_s=self._settings.db_budget_s)
         self.metrics.watch_connection("database", lambda: probe.up)
@@ -46,7 +47,7 @@ class Monitoring:
         if live is not None:
             self.live = live
             self._live_task = asyncio.create_task(live.run(), name="live-publisher")
-            wallboard = Wallboard(lambda: live.merged, every_s=self._settings.live_publish_s)
+            wallboard = Wallboard(lambda: live.merged, every_s=self._settings.live_publish_s, flow_svg=flow_svg)
         endpoint = MetricsEndpoint(self.metrics, *self._listen, wallboard)
         try:
             await endpoint.start()

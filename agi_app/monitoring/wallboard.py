@@ -1,6 +1,7 @@
-"""The wallboard: GET /wallboard (one static page, no CDN) and GET /wallboard/events (server-sent
-events: the merged live view of every server, once a second), on the metrics endpoint's loopback
-listener (HOTLINE_METRICS_LISTEN).
+"""The wallboard: GET /wallboard (one static page, no CDN), GET /wallboard/events (server-sent
+events: the merged live view of every server, once a second) and GET /wallboard/flow.svg (the menus
+in use as `hotline menus graph` draws them; 404 when they cannot be drawn), on the metrics endpoint's
+loopback listener (HOTLINE_METRICS_LISTEN).
 
 The page only reads what the publisher already merged (`merged()`): an open wallboard costs no
 query. At most `MAX_VIEWERS` streams at once; a stream ends when its viewer leaves or the server
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib.resources import files
 
 from aiohttp import web
@@ -23,15 +24,18 @@ PAGE = files("agi_app.monitoring").joinpath("wallboard.html")
 
 
 class Wallboard:
-    def __init__(self, merged: Callable[[], Snapshot | None], *, every_s: float) -> None:
+    def __init__(self, merged: Callable[[], Snapshot | None], *, every_s: float,
+                 flow_svg: Callable[[], Awaitable[str | None]] | None = None) -> None:
         self._merged = merged
         self._every_s = every_s
+        self._flow_svg = flow_svg
         self._viewers = 0
         self._closing = asyncio.Event()
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/wallboard", self._page)
         app.router.add_get("/wallboard/events", self._events)
+        app.router.add_get("/wallboard/flow.svg", self._flow)
         app.on_shutdown.append(self._on_shutdown)
 
     async def _on_shutdown(self, _: web.Application) -> None:
@@ -40,6 +44,12 @@ class Wallboard:
     async def _page(self, _: web.Request) -> web.Response:
         return web.Response(text=PAGE.read_text(encoding="utf-8"), content_type="text/html",
                             headers={"Cache-Control": "no-store"})
+
+    async def _flow(self, _: web.Request) -> web.Response:
+        svg = await self._flow_svg() if self._flow_svg is not None else None
+        if svg is None:
+            raise web.HTTPNotFound(text="no drawing of the menus in use")
+        return web.Response(text=svg, content_type="image/svg+xml", headers={"Cache-Control": "no-store"})
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
         if self._viewers >= MAX_VIEWERS:

@@ -9,6 +9,7 @@ Run under `flock /tmp/hotline-asterisk.lock` like every test on the real Asteris
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 from collections.abc import AsyncIterator, Callable
 
@@ -55,6 +56,8 @@ async def test_the_wallboard_shows_a_sipp_call_while_it_is_in_progress(
         await expect(row.locator("td").nth(2)).to_have_text("main", timeout=10_000)
         await expect(page.locator("#in-progress")).to_have_text("1")
         assert CALLER not in await page.content(), "never the full number"
+        await expect(page.locator("#flow img")).to_be_visible(timeout=10_000)  # the menus in use, drawn
+        assert await page.locator("#flow img").evaluate("img => img.naturalWidth") > 0
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=str(SCREENSHOT), full_page=True)
         record_property("screenshot", str(SCREENSHOT))  # in the JUnit report
@@ -64,3 +67,25 @@ async def test_the_wallboard_shows_a_sipp_call_while_it_is_in_progress(
     assert placed.ok, placed.stderr
     await expect(page.locator("#calls tbody tr", has_text="*******9001")).to_have_count(0, timeout=10_000)
     await expect(page.locator("#calls-today")).to_have_text(str(calls_before + 1), timeout=10_000)
+
+
+async def test_monitor_json_shows_every_call_of_a_sipp_load_move_through_the_menu(hotline: Hotline) -> None:
+    callers = [f"1312223{n:04d}" for n in range(1, 7)]
+    # Six callers at once; each presses 1 (accounts) after 4 s, then hangs up 6 s later.
+    load = [asyncio.create_task(hotline.call(SipCall(c, "95000", steps=[(4.0, "1")], hangup_after=6.0,
+                                                     max_duration=40))) for c in callers]
+    masked = {f"*******{c[-4:]}" for c in callers}
+    seen: dict[str, set[str]] = {m: set() for m in masked}
+    try:
+        deadline = asyncio.get_running_loop().time() + 15
+        while not all(len(nodes) >= 2 and "accounts" in nodes for nodes in seen.values()):  # moved on
+            assert asyncio.get_running_loop().time() < deadline, f"nodes seen per caller: {seen}"
+            done = await asyncio.to_thread(hotline.cli, "monitor", "--json")
+            assert done.returncode == 0, done.stderr
+            assert not any(c in done.stdout for c in callers), "never a full number"
+            for shown in json.loads(done.stdout)["calls"]:
+                if shown["caller"] in seen:
+                    seen[shown["caller"]].add(shown["node"])
+    finally:
+        results = await asyncio.gather(*load)
+    assert all(r.ok for r in results), [r.stderr for r in results if not r.ok]

@@ -13,13 +13,15 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 import pytest_asyncio
 
 from agi_app.monitoring import live_store
 from agi_app.monitoring.live import LiveView, merge
 from agi_app.secure import masked_phone
+from agi_app.serve.live import FlowDrawing
 from tests.fake_ari.server import FakeAri
-from tests.fast.conftest import Hotline, import_demo_customers, settings_for, start_hotline
+from tests.fast.conftest import Hotline, demo_flows, import_demo_customers, settings_for, start_hotline
 from tests.support.cli import hotline_cli
 from tests.support.demo import MAIN_ZH, UNKNOWN
 
@@ -119,6 +121,10 @@ async def test_monitor_json_and_the_wallboard_stream_show_the_call_while_it_is_i
         async with http.get(f"{base}/wallboard") as page:
             assert page.status == 200 and page.content_type == "text/html"
             assert 'new EventSource("/wallboard/events")' in await page.text()
+        async with http.get(f"{base}/wallboard/flow.svg") as drawing:  # Graphviz's drawing of the menus in use
+            assert drawing.status == 200 and drawing.content_type == "image/svg+xml"
+            svg = await drawing.text()
+            assert "<svg" in svg and "menu version 1" in svg and ">main" in svg
         async with http.get(f"{base}/wallboard/events") as events:
             assert events.headers["Content-Type"] == "text/event-stream"
             streamed = await first_event(events)
@@ -182,3 +188,17 @@ def test_a_call_the_registry_no_longer_holds_leaves_the_view() -> None:
     assert [c["call_id"] for c in view.snapshot({"c1"})["calls"]] == ["c1"]
     assert view.snapshot(set())["calls"] == []
     assert view.snapshot({"c1"})["calls"] == [], "forgotten, not hidden"
+
+
+async def test_the_menus_are_drawn_once_per_version_and_not_at_all_without_graphviz(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    flows = demo_flows()
+    drawing = FlowDrawing(lambda: flows, budget_s=20)
+    with monkeypatch.context() as without_graphviz:
+        without_graphviz.setenv("PATH", "/nonexistent")
+        assert await drawing() is None, "no `dot`: no drawing, and the wallboard hides the area"
+    svg = await drawing()
+    assert svg is not None and "menu version 1" in svg
+    with monkeypatch.context() as without_graphviz:
+        without_graphviz.setenv("PATH", "/nonexistent")
+        assert await drawing() == svg, "version 1 is not drawn again"
