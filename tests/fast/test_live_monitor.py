@@ -5,7 +5,12 @@ server-sent events show them, caller masked, with node, time in node and last ac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import select
+import signal
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +27,7 @@ from agi_app.secure import masked_phone
 from agi_app.serve.live import FlowDrawing
 from tests.fake_ari.server import FakeAri
 from tests.fast.conftest import Hotline, demo_flows, import_demo_customers, settings_for, start_hotline
-from tests.support.cli import hotline_cli
+from tests.support.cli import HOTLINE, hotline_cli
 from tests.support.demo import MAIN_ZH, UNKNOWN
 
 Rows = list[dict[str, Any]]
@@ -202,3 +207,46 @@ async def test_the_menus_are_drawn_once_per_version_and_not_at_all_without_graph
     with monkeypatch.context() as without_graphviz:
         without_graphviz.setenv("PATH", "/nonexistent")
         assert await drawing() == svg, "version 1 is not drawn again"
+
+
+class Terminal:
+    """`hotline ARGS` on a pseudo-terminal, as an operator runs it: what it drew so far."""
+
+    def __init__(self, dsn: str, *args: str) -> None:
+        self._master, slave = os.openpty()
+        env = {**os.environ, "HOTLINE_DSN": dsn, "TERM": "xterm", "COLUMNS": "160", "LINES": "50"}
+        self.process = subprocess.Popen([HOTLINE, *args], env=env, stdin=slave, stdout=slave, stderr=slave)
+        os.close(slave)
+        self.output = ""
+
+    def _read(self, timeout: float) -> None:
+        if select.select([self._master], [], [], timeout)[0]:
+            with contextlib.suppress(OSError):  # the process has gone: nothing more to read
+                self.output += os.read(self._master, 65536).decode(errors="replace")
+
+    async def until(self, check: Callable[[str], bool], timeout: float = 10.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not check(self.output):
+            assert asyncio.get_running_loop().time() < deadline, f"not drawn within {timeout} s:\n{self.output[-3000:]}"
+            await asyncio.to_thread(self._read, 0.2)
+
+    async def close(self) -> int:
+        self.process.send_signal(signal.SIGINT)  # Ctrl-C
+        code = await asyncio.to_thread(self.process.wait, 10)
+        os.close(self._master)
+        return code
+
+
+async def test_monitor_redraws_every_second_on_a_terminal_until_ctrl_c(live: Hotline, dsn: str) -> None:
+    terminal = Terminal(dsn, "monitor")
+    try:
+        await terminal.until(lambda out: "in progress 0" in out)
+        call = await live.call(UNKNOWN)
+        await terminal.until(lambda out: "*******1111" in out and "in progress 1" in out)
+        await live.ari.hangup(call)
+        await live.wait_ended(call)
+        drawn = len(terminal.output)
+        await terminal.until(lambda out: "in progress 0" in out[drawn:] and "calls today 1" in out[drawn:])
+        assert UNKNOWN not in terminal.output
+    finally:
+        assert await terminal.close() == 0, terminal.output[-2000:]
