@@ -117,7 +117,7 @@ def merge(snapshots: Iterable[Snapshot], at: datetime | None = None) -> Snapshot
     queues and agents from the freshest server that read them (they all see the same Asterisk)."""
     servers = sorted(snapshots, key=lambda s: str(s.get("at", "")))
     lines: Counter[str] = Counter()
-    totals: Counter[str] = Counter()
+    totals: Counter[str] = Counter(dict.fromkeys(("calls", "to_agents", "errors", "service_failures"), 0))
     outcomes: Counter[str] = Counter()
     calls: list[Snapshot] = []
     queues: list[Any] = []

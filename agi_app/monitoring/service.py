@@ -63,6 +63,10 @@ class Monitoring:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)  # ours: not left running; our caller's cancel propagates
+        for task in tasks:  # one that died earlier is said now (stopping it did not fail)
+            if not task.cancelled() and (failure := task.exception()) is not None:
+                log_event(log, "task_failed", level=logging.ERROR, task=task.get_name(), error=type(failure).__name__,
+                          detail=str(failure)[:200])
         if self.live is not None:
             await self.live.close()  # our row leaves the live view
         if self.endpoint is not None:

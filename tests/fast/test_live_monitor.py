@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import select
 import signal
@@ -21,8 +22,11 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
+from agi_app.config import Settings
 from agi_app.monitoring import live_store
 from agi_app.monitoring.live import LiveView, merge
+from agi_app.monitoring.publisher import LivePublisher
+from agi_app.monitoring.service import Monitoring
 from agi_app.secure import masked_phone
 from agi_app.serve.live import FlowDrawing
 from tests.fake_ari.server import FakeAri
@@ -185,6 +189,9 @@ def test_merge_puts_every_servers_calls_together_and_sums_lines_and_totals() -> 
     assert view["totals"]["to_agents"] == 1 and view["totals"]["calls"] == 1
     assert view["totals"]["outcomes"] == {"completed": 1}
     assert view["queues"] == [{"group": "general"}]
+    nobody = merge([])
+    assert (nobody["calls"], nobody["servers"], nobody["lines"]) == ([], [], {})
+    assert nobody["totals"] == {"calls": 0, "to_agents": 0, "errors": 0, "service_failures": 0, "outcomes": {}}
 
 
 def test_a_call_the_registry_no_longer_holds_leaves_the_view() -> None:
@@ -250,3 +257,20 @@ async def test_monitor_redraws_every_second_on_a_terminal_until_ctrl_c(live: Hot
         assert UNKNOWN not in terminal.output
     finally:
         assert await terminal.close() == 0, terminal.output[-2000:]
+
+
+async def test_a_publisher_that_died_is_said_when_monitoring_closes(dsn: str, caplog: pytest.LogCaptureFixture) -> None:
+    async def broken() -> dict[str, Any]:
+        raise RuntimeError("a bug in the snapshot")
+
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        monitoring = Monitoring(Settings(metrics_listen="127.0.0.1:0"))
+        publisher = LivePublisher(pool, broken, server_id="test:1", every_s=0.05, budget_s=1, stale_s=5)
+        await monitoring.start(database=lambda: pool.fetchval("SELECT 1"), live=publisher)
+        await asyncio.sleep(0.2)
+        with caplog.at_level(logging.ERROR, logger="hotline.metrics"):
+            await monitoring.close()
+    finally:
+        await pool.close()
+    assert "event=task_failed task=live-publisher error=RuntimeError" in caplog.text
