@@ -71,8 +71,8 @@ def read_customer_list(text: str) -> tuple[list[str], list[str], list[str]]:
 async def _targets(conn: asyncpg.Connection, customer_list: tuple[Path, str] | None,
                    segment: str | None) -> list[tuple[str | None, str]]:
     """Who to call: the segment's customers, or the list's numbers (customer ids resolved)."""
-    if segment is not None:
-        return await store.segment_numbers(conn, segment)
+    if segment is not None:  # international numbers (+...) are not dialled through the national trunk
+        return [(c, n) for c, n in await store.segment_numbers(conn, segment) if n.isdigit()]
     assert customer_list is not None
     path, text = customer_list
     numbers, ids, errors = read_customer_list(text)

@@ -163,6 +163,12 @@ async def test_a_segment_campaign_with_a_text_message_and_its_status_text(dsn: s
     vips = await fetch(dsn, "SELECT p.customer_id FROM customer_phones p JOIN customers USING (customer_id)"
                             " WHERE segment = 'vip' ORDER BY p.customer_id")
     assert [r[0] for r in numbers] == [r[0] for r in vips] and numbers
+    await fetch(dsn, "INSERT INTO customer_phones (phone, customer_id) VALUES ('+442079460000', 'C002')")
+    assert campaigns(dsn, "create", "vip-2", "--department", "wealth", "--message-text", "x", "--segment", "vip",
+                     "--hours", "10:00-12:00")[0] == 0
+    numbers2 = await fetch(dsn, "SELECT number FROM campaign_targets t JOIN campaigns USING (campaign_id)"
+                                " WHERE name = 'vip-2'")
+    assert len(numbers2) == len(vips) and all(r[0].isdigit() for r in numbers2), "no international number"
     code, out, _ = campaigns(dsn, "status")
     assert code == 0 and "vip-notice  draft  department=wealth  hours=10:00-12:00" in out
     assert "created by li.na, approved by -" in out and "answered=0" in out and "message=text" in out
