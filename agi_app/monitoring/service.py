@@ -47,7 +47,8 @@ class Monitoring:
         if live is not None:
             self.live = live
             self._live_task = asyncio.create_task(live.run(), name="live-publisher")
-            wallboard = Wallboard(lambda: live.merged, every_s=self._settings.live_publish_s, flow_svg=flow_svg)
+            wallboard = Wallboard(lambda: live.merged, every_s=self._settings.live_publish_s,
+                                  write_budget_s=self._settings.live_stale_s, flow_svg=flow_svg)
         endpoint = MetricsEndpoint(self.metrics, *self._listen, wallboard)
         try:
             await endpoint.start()

@@ -4,8 +4,9 @@ in use as `hotline menus graph` draws them; 404 when they cannot be drawn), on t
 loopback listener (HOTLINE_METRICS_LISTEN).
 
 The page only reads what the publisher already merged (`merged()`): an open wallboard costs no
-query. At most `MAX_VIEWERS` streams at once; a stream ends when its viewer leaves or the server
-stops (`close`, before the listener waits for its handlers).
+query. At most `MAX_VIEWERS` streams at once; a stream ends when its viewer leaves, stops reading
+(an update not taken within `write_budget_s`) or the server stops (aiohttp's on_shutdown, before the
+listener waits for its handlers).
 """
 
 from __future__ import annotations
@@ -24,13 +25,20 @@ PAGE = files("agi_app.monitoring").joinpath("wallboard.html")
 
 
 class Wallboard:
-    def __init__(self, merged: Callable[[], Snapshot | None], *, every_s: float,
+    def __init__(self, merged: Callable[[], Snapshot | None], *, every_s: float, write_budget_s: float,
                  flow_svg: Callable[[], Awaitable[str | None]] | None = None) -> None:
         self._merged = merged
         self._every_s = every_s
+        self._write_budget_s = write_budget_s
+        self._html = PAGE.read_text(encoding="utf-8")  # once, before serving: no file I/O on the loop
         self._flow_svg = flow_svg
         self._viewers = 0
         self._closing = asyncio.Event()
+
+    @property
+    def viewers(self) -> int:
+        """Event streams open now."""
+        return self._viewers
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/wallboard", self._page)
@@ -42,7 +50,7 @@ class Wallboard:
         self._closing.set()
 
     async def _page(self, _: web.Request) -> web.Response:
-        return web.Response(text=PAGE.read_text(encoding="utf-8"), content_type="text/html",
+        return web.Response(text=self._html, content_type="text/html",
                             headers={"Cache-Control": "no-store"})
 
     async def _flow(self, _: web.Request) -> web.Response:
@@ -62,12 +70,13 @@ class Wallboard:
                 view = self._merged()
                 if view is not None:
                     data = json.dumps(view, ensure_ascii=False)
-                    await response.write(f"event: live\ndata: {data}\n\n".encode())
+                    await asyncio.wait_for(response.write(f"event: live\ndata: {data}\n\n".encode()),
+                                           self._write_budget_s)
                 try:
                     await asyncio.wait_for(self._closing.wait(), self._every_s)
                 except TimeoutError:
                     pass
-        except ConnectionResetError:  # the viewer left
+        except (ConnectionResetError, TimeoutError):  # the viewer left, or stopped reading
             pass
         finally:
             self._viewers -= 1

@@ -21,12 +21,14 @@ import aiohttp
 import asyncpg
 import pytest
 import pytest_asyncio
+from aiohttp import web
 
 from agi_app.config import Settings
 from agi_app.monitoring import live_store
 from agi_app.monitoring.live import LiveView, merge
 from agi_app.monitoring.publisher import LivePublisher
 from agi_app.monitoring.service import Monitoring
+from agi_app.monitoring.wallboard import MAX_VIEWERS, Wallboard
 from agi_app.secure import masked_phone
 from agi_app.serve.live import FlowDrawing
 from tests.fake_ari.server import FakeAri
@@ -274,3 +276,47 @@ async def test_a_publisher_that_died_is_said_when_monitoring_closes(dsn: str, ca
     finally:
         await pool.close()
     assert "event=task_failed task=live-publisher error=RuntimeError" in caplog.text
+
+
+@contextlib.asynccontextmanager
+async def wallboard_at(board: Wallboard) -> AsyncIterator[str]:
+    """`board` served alone on a free loopback port; its base URL."""
+    app = web.Application()
+    board.add_routes(app)
+    runner = web.AppRunner(app, shutdown_timeout=2)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_wallboard_streams_to_a_bounded_number_of_viewers_and_drops_one_that_stops_reading() -> None:
+    big = {"calls": [], "padding": "x" * 500_000}  # a few fill a socket's buffers
+    board = Wallboard(lambda: big, every_s=0.05, write_budget_s=0.5)
+    async with wallboard_at(board) as base, aiohttp.ClientSession() as http:
+        port = int(base.rsplit(":", 1)[1])
+        stalled = []
+        for _ in range(MAX_VIEWERS):  # viewers that never read what they asked for
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /wallboard/events HTTP/1.1\r\nHost: wallboard\r\n\r\n")
+            stalled.append(writer)
+        await until(lambda: board.viewers == MAX_VIEWERS)
+        async with http.get(f"{base}/wallboard/events") as refused:
+            assert refused.status == 503, "all the viewers' places are taken"
+        await until(lambda: board.viewers == 0)  # their updates were not taken within the budget
+        async with http.get(f"{base}/wallboard/events") as served:
+            assert served.status == 200
+            assert (await served.content.readuntil(b"\n")).startswith(b"event: live")
+        for writer in stalled:
+            writer.close()
+
+
+async def until(check: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "not within the time"
+        await asyncio.sleep(0.05)
