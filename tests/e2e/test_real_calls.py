@@ -101,6 +101,20 @@ async def test_vip_on_the_vip_line_hears_its_welcome_and_the_agent_key_first(bat
     vip_agents = {f"PJSIP/agent-{spec.id}-" for spec in load_agents() if "vip" in spec.groups}
     assert any(name.startswith(tuple(vip_agents)) for name in hotline.observer.channel_names), \
         "the VIP queue rang one of its demo agents"
+    # After the transfer the dialplan speaks English too: the app set HOTLINE_LANGUAGE before its
+    # continue, and the survey's way back from the agent (Stasis ...,<language>) carries it.
+    channel = placed.row["call_id"]
+    mine = [e for e in hotline.observer.events if e.get("channel", {}).get("id") == channel]
+    set_at = [i for i, e in enumerate(mine) if e["type"] == "ChannelVarset"
+              and e.get("variable") == "HOTLINE_LANGUAGE" and e.get("value") == "en"]
+    queued_at = [i for i, e in enumerate(mine) if e["type"] == "ChannelDialplan"
+                 and e["channel"]["dialplan"]["context"] == "hotline-agents"]
+    assert set_at and queued_at and set_at[0] < queued_at[0], "HOTLINE_LANGUAGE=en, then the queue context"
+    steps = hotline.observer.dialplan[channel]
+    survey = [data.split(",") for app, data in steps if app == "Stasis" and ",survey," in data]
+    assert survey and survey[-1][3] == "vip" and survey[-1][-1] == "en", steps
+    assert all(data.startswith("hotline/en/") for app, data in steps if app == "Playback"), steps
+    assert "sound:hotline/en/survey_intro" in placed.heard and not any("/zh/" in m for m in placed.heard)
 
 
 async def test_elderly_customer_hears_the_agent_key_first(batch: dict[str, Placed]) -> None:
