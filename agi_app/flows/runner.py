@@ -18,6 +18,7 @@ from agi_app.budget import within
 from agi_app.caller_facts import CallerFacts
 from agi_app.flows.context import FlowContext, matches
 from agi_app.flows.model import (
+    AGENTS_CONTEXT,
     RETURN,
     AnnouncementNode,
     CollectNode,
@@ -213,13 +214,14 @@ class FlowRunner:
     async def transfer_to(self, destination_name: str, prompt: list[str], *, announce: bool = False) -> None:
         """Hand the call to a configured destination — nothing else is ever dialled. With `announce`
         (the caller asked for an agent: a transfer node, the agent key) a queue transfer first says
-        where the caller stands and may offer a callback instead (`_before_queue`). A queue transfer's
-        prompt ends with the recording notice (agent calls are recorded)."""
+        where the caller stands and may offer a callback instead (`_before_queue`). A transfer to
+        the agents' context ends its prompt with the recording notice (agent calls are recorded)."""
         destination = self.flows.destinations[destination_name]
         target = dial_target(destination, self.ctx)
         desk = self.desk if announce and target.group is not None else None
-        # agent calls are recorded: the caller is told with the transfer's prompt, in the same request
-        notice = await self.sound(RECORDING_NOTICE) if target.group is not None else []
+        # every call into the agent queues' context is recorded (a queue destination, or a fixed place
+        # there): the caller is told with the transfer's prompt, in the same request
+        notice = await self.sound(RECORDING_NOTICE) if target.context == AGENTS_CONTEXT else []
         # read while the prompt plays: no silence between it and the announcement
         advice = (asyncio.create_task(_advise(self.call, desk, target.group))
                   if desk is not None and target.group is not None else None)

@@ -170,7 +170,7 @@ async def test_transfer_goes_to_the_configured_destination_only() -> None:
     record, channel, _, _ = await run_flow(doc({"t": {"type": "transfer", "prompt": "{{ sound('transfer_agent') }}",
                                                       "destination": "general"}}, start="t"))
     assert channel.continued_to == ("hotline-agents", "general", 1) and record.transfer_target == "general"
-    assert channel.played == ["sound:hotline/en/transfer_agent"]
+    assert channel.played == ["sound:hotline/en/transfer_agent", "sound:hotline/en/recording_notice"]
 
 
 async def test_survey_stores_the_score_and_ignores_garbage() -> None:

@@ -14,6 +14,7 @@ import yaml
 
 from agi_app.centre.qa import recording_name
 from tests.fake_ami.pytest_plugin import fake_ami  # noqa: F401  (the fixture)
+from tests.fast.flowkit import doc, run_flow
 from tests.fast.test_queue_tracker import Tracking, tracking  # noqa: F401  (the fixture)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,3 +80,16 @@ async def test_the_tracker_stores_the_recording_when_an_agent_answers(tracking: 
     tracking.push("QueueCallerJoin", abandoned, Position=1, Count=1)
     tracking.push("QueueCallerAbandon", abandoned, Position=1, OriginalPosition=1, HoldTime=9)
     assert (await tracking.leg(abandoned, "abandoned"))["recording"] is None
+
+
+@pytest.mark.parametrize(("destination", "told"), [
+    ({"queue": "cards"}, True),  # a queue destination
+    ({"context": "hotline-agents", "extension": "risk"}, True),  # a fixed place among the agent queues
+    ({"context": "from-operator", "extension": "100"}, False),  # elsewhere: not recorded, nothing to say
+])
+async def test_a_transfer_into_the_agent_queues_ends_its_prompt_with_the_notice(destination: dict[str, str],
+                                                                                told: bool) -> None:
+    document = doc({"t": {"type": "transfer", "prompt": "{{ sound('transfer_agent') }}", "destination": "there"}},
+                   start="t", destinations={"general": {"queue": "general-en"}, "there": destination})
+    _, channel, _, _ = await run_flow(document)
+    assert channel.played == ["sound:hotline/en/transfer_agent", *(["sound:hotline/en/recording_notice"] if told else [])]
