@@ -7,7 +7,9 @@ caller's silence. `within` answers at the budget instead; the late task is cance
 finish in the background, owned here (kept until it ends, its outcome retrieved and logged), so
 none leaks, none is lost and none ends in "Task exception was never retrieved".
 
-The one place budgets are enforced on external calls; their values live in `config.Settings`.
+How a caller-facing path waits on an external call (the budgets' values live in
+`config.Settings`). Transports whose cancellation is immediate (an HTTP request, a socket read)
+may keep `asyncio.timeout`; work that must end before its retry runs (the journey writer) too.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from agi_app import budget
 from agi_app.budget import abandoned, settle, within
 from agi_app.centre.advisor import QueueAdvisor
 from agi_app.centre.queues import QueueSnapshot
@@ -130,7 +129,7 @@ async def test_settle_reports_what_is_still_running() -> None:
         await within(0.01, stubborn(seen, holds_s=1.0), what="slow")
     assert await settle(0.05) == 1
     assert await settle(5.0) == 0
-    assert not budget._abandoned
+    assert abandoned() == 0
 
 
 # ------------------------------------------------------------------------------ its users
