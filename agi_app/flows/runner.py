@@ -14,7 +14,6 @@ import logging
 from collections.abc import Sequence
 from typing import Protocol, assert_never
 
-from agi_app.budget import within
 from agi_app.caller_facts import CallerFacts
 from agi_app.flows.context import FlowContext, matches
 from agi_app.flows.model import (
@@ -396,7 +395,10 @@ async def _process(run: FlowRunner, node: ProcessNode) -> str | None:
         run.call.log("service_missing", level=logging.ERROR, node=node.id, service=name)
     else:
         try:
-            outcome = await within(node.timeout, service(request), what=name, call_id=run.call.call_id)
+            # Not `within`: a service past its timeout is cancelled and then AWAITED, so what the
+            # caller hears is what happened — a transfer whose commit was already on its way
+            # reports ok, never "failed" for money that moved (the caller would try again).
+            outcome = await asyncio.wait_for(service(request), node.timeout)
         except asyncio.CancelledError:  # the caller left while it ran: say so in the journey, then go
             run.call.journey.service(name, "abandoned")
             raise

@@ -135,24 +135,23 @@ async def test_settle_reports_what_is_still_running() -> None:
 # ------------------------------------------------------------------------------ its users
 
 
-async def test_a_process_service_slow_to_let_go_fails_at_its_timeout() -> None:
+async def test_a_process_service_past_its_timeout_reports_what_really_happened() -> None:
+    """Process services are the exception to `within`: a money move cancelled at its timeout while
+    its commit is on the way must be reported as done (ok), not "failed" — the caller would try
+    again. The runner waits for the cancelled service to settle."""
     seen: list[str] = []
 
     async def service(call: ServiceCall) -> ServiceOutcome:
-        await stubborn(seen, holds_s=3.0)
-        return ServiceOutcome("ok")
+        return ServiceOutcome(await stubborn(seen, holds_s=0.3, result="ok"))  # committed meanwhile
 
     registry = ServiceRegistry()
-    registry.register("balance", service)
+    registry.register("transfer", service)
     bye = {"type": "hangup", "prompt": "{{ sound('goodbye') }}"}
-    nodes = {"p": {"type": "process", "service": "balance", "params": {"timeout": 0.2}, "next": "done",
+    nodes = {"p": {"type": "process", "service": "transfer", "params": {"timeout": 0.2}, "next": "done",
                    "on_failed": "failed"}, "done": bye, "failed": bye}
-    started = time.monotonic()
     record, _, _, _ = await run_flow(doc(nodes, start="p"), services=registry, who=customer())
-    assert time.monotonic() - started < 0.2 + MARGIN_S, "the caller waited for the service to let go"
-    assert record.path == ["p", "failed"] and record.services == [("balance", "failed")]
     assert seen == ["cancelled"]
-    await settle(10.0)
+    assert record.path == ["p", "done"] and record.services == [("transfer", "ok")]
 
 
 class LiveQueue:
