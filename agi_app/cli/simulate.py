@@ -169,7 +169,8 @@ def preview(ctx: click.Context, caller: str | None, segment: str | None, line: s
         return
     said = transcript(prompts_folder(ctx))
     click.echo(f"caller {segment or caller} on line {line} at {at:%Y-%m-%d %H:%M %Z}: customer={result['customer_id'] or '-'} "
-               f"segment={result['segment'] or '-'} language={result['language']} menu v{result['menu_version']}")
+               f"segment={result['segment'] or '-'} language={result['language']} "
+               f"menu {'v' + str(result['menu_version']) if result['menu_version'] else 'from ' + str(flows_file)}")
     click.echo(f"path: {' > '.join(result['path'])}")  # type: ignore[arg-type]
     for uri in result["media"]:  # type: ignore[attr-defined]
         click.echo(f"  ▶ {describe(uri, said)}")

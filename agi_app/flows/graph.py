@@ -130,7 +130,7 @@ def _node_label(node: Node, traffic: NodeTraffic | None) -> str:
     return "\n".join(words)
 
 
-def _node_line(flow: str, node: Node, traffic: Mapping[str, NodeTraffic] | None) -> str:
+def _node_line(flow: str, node: Node, traffic: Mapping[str, NodeTraffic] | None, busiest: int) -> str:
     style = STYLES.get(node.type, _UNKNOWN_STYLE)
     seen = traffic.get(node.id, NodeTraffic()) if traffic is not None else None
     attrs = {"label": quote(_node_label(node, seen)), "shape": style.shape, "fillcolor": quote(style.fill),
@@ -138,7 +138,6 @@ def _node_line(flow: str, node: Node, traffic: Mapping[str, NodeTraffic] | None)
     if node.description:
         attrs["tooltip"] = quote(node.description)
     if seen is not None:
-        busiest = max((t.visits for t in traffic.values()), default=0) if traffic else 0
         attrs["penwidth"] = f"{1 + 4 * seen.visits / busiest:.2f}" if busiest else "1"
         if seen.drop_offs:
             attrs["color"] = quote(DROP_OFF_COLOUR)
@@ -152,6 +151,7 @@ def flow_dot(flows: FlowSet, *, title: str = "", traffic: Mapping[str, NodeTraff
     out = ["digraph hotline {", f"  label={quote(title)}; labelloc=t; fontname=\"Noto Sans CJK SC,sans-serif\";",
            "  rankdir=LR; node [fontname=\"Noto Sans CJK SC,sans-serif\", fontsize=10];",
            "  edge [fontname=\"Noto Sans CJK SC,sans-serif\", fontsize=9];"]
+    busiest = max((t.visits for t in traffic.values()), default=0) if traffic else 0
     for number, line in flows.lines.items():
         name = f"line {number}" + (f"\n{line.name}" if line.name else "") + f"\n{line.language}"
         out.append(f"  {quote('line:' + number)} [label={quote(name)}, shape=cds, style=filled, "
@@ -161,7 +161,7 @@ def flow_dot(flows: FlowSet, *, title: str = "", traffic: Mapping[str, NodeTraff
             out.append(f"  {quote('line:' + number)} -> {node_key(*start)};")
     for index, (name, flow) in enumerate(flows.flows.items()):
         out += [f"  subgraph cluster_{index} {{", f"    label={quote('flow ' + name)}; style=rounded; color=\"#6c757d\";"]
-        out += [_node_line(name, node, traffic) for node in flow.nodes.values()]
+        out += [_node_line(name, node, traffic, busiest) for node in flow.nodes.values()]
         out.append("  }")
     for name, flow in flows.flows.items():
         for node in flow.nodes.values():

@@ -46,6 +46,9 @@ def test_preview_a_segment_of_a_file_offline(tmp_path: Path) -> None:
     shown = json.loads(result.stdout)
     assert shown["menu"] == "elderly_menu" and shown["segment"] == "elderly" and shown["options"][0]["key"] == "0"
     assert shown["path"] == ["entry", "greeting", "segment", "elderly_menu"]
+    text = offline(tmp_path, "menus", "preview", "--segment", "vip", "--file", str(demo_flow_path()), *AT).stdout
+    assert text.startswith(f"caller vip on line 95000 at 2026-11-24 10:00 CST: customer=persona-vip segment=vip"
+                           f" language=zh menu from {demo_flow_path()}")
 
 
 def test_simulate_a_segment_of_a_file_offline(tmp_path: Path) -> None:
