@@ -63,7 +63,8 @@ async def pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
 
 async def serving(pool: asyncpg.Pool, settings: Settings = SETTINGS) -> AgiServer:
     """The hooks wired as `hotline serve` wires them (serve.app.start_facts), on a free port."""
-    server = AgiServer.from_settings(AgiHooks(start_facts(settings, pool), demo_flows), settings)
+    flows = demo_flows()  # parsed once: re-parsing per request would stall the loop the budgets are timed on
+    server = AgiServer.from_settings(AgiHooks(start_facts(settings, pool), lambda: flows), settings)
     await server.start()
     return server
 
