@@ -49,6 +49,7 @@ from agi_app.db.repositories import contact_centre as store
 from agi_app.db.repositories.contact_centre import CallbackRow
 from agi_app.logs import log_event
 from agi_app.media.items import Sound
+from agi_app.serve.workers import claim_forever, follow_forever
 
 log = logging.getLogger("hotline.callbacks")
 
@@ -139,8 +140,11 @@ class CallbackDispatcher:
         """Place due callbacks and follow their legs until cancelled."""
         try:
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._place_forever(), name="callbacks-place")
-                tasks.create_task(self._follow_forever(), name="callbacks-follow")
+                tasks.create_task(claim_forever(self.place_due, self._wake, self.settings.callback_poll_s,
+                                                errors=_DB_ERRORS, on_error=self._claim_failed),
+                                  name="callbacks-place")
+                tasks.create_task(follow_forever(self._events, self.handle, log=log, failed="callback_event_failed"),
+                                  name="callbacks-follow")
         finally:
             await self.close()
 
@@ -151,27 +155,8 @@ class CallbackDispatcher:
         if self._background:
             await asyncio.wait(self._background)
 
-    async def _place_forever(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                await self.place_due()
-            except _DB_ERRORS as exc:
-                log_event(log, "callback_claim_failed", level=logging.ERROR, error=type(exc).__name__)
-            try:
-                async with asyncio.timeout(self.settings.callback_poll_s):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
-
-    async def _follow_forever(self) -> None:
-        while True:
-            event = await self._events.get()
-            try:
-                await self.handle(event)
-            except Exception as exc:  # noqa: BLE001 - one callback's failure must not stop the others
-                log_event(log, "callback_event_failed", level=logging.ERROR, error=type(exc).__name__,
-                          detail=str(exc)[:200], channel=getattr(event, "channel_id", None))
+    def _claim_failed(self, exc: Exception) -> None:
+        log_event(log, "callback_claim_failed", level=logging.ERROR, error=type(exc).__name__)
 
     # --- placing ---------------------------------------------------------------------------------
     async def place_due(self) -> None:

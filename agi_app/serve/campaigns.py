@@ -45,6 +45,7 @@ from agi_app.db.repositories.campaigns import CampaignRow, Claimed
 from agi_app.logs import log_event
 from agi_app.media.items import MediaItem, Sound, Speech
 from agi_app.media.resolver import MediaResolver
+from agi_app.serve.workers import claim_forever, follow_forever
 
 log = logging.getLogger("hotline.campaigns")
 
@@ -89,31 +90,15 @@ class CampaignDialler:
     async def run(self) -> None:
         """Dial and follow the calls until cancelled."""
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._dial_forever(), name="campaigns-dial")
-            tasks.create_task(self._follow_forever(), name="campaigns-follow")
+            # ValueError: a time zone this host does not know
+            tasks.create_task(claim_forever(self.dial_due, self._wake, self.settings.campaign_poll_s,
+                                            errors=(*_DB_ERRORS, ValueError), on_error=self._round_failed),
+                              name="campaigns-dial")
+            tasks.create_task(follow_forever(self._events, self.handle, log=log, failed="campaign_event_failed"),
+                              name="campaigns-follow")
 
-    async def _dial_forever(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                await self.dial_due()
-            except (*_DB_ERRORS, ValueError) as exc:  # ValueError: a time zone this host does not know
-                log_event(log, "campaign_round_failed", level=logging.ERROR, error=type(exc).__name__,
-                          detail=str(exc)[:200])
-            try:
-                async with asyncio.timeout(self.settings.campaign_poll_s):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
-
-    async def _follow_forever(self) -> None:
-        while True:
-            event = await self._events.get()
-            try:
-                await self.handle(event)
-            except Exception as exc:  # noqa: BLE001 - one call's failure must not stop the others
-                log_event(log, "campaign_event_failed", level=logging.ERROR, error=type(exc).__name__,
-                          detail=str(exc)[:200], channel=event.channel_id)
+    def _round_failed(self, exc: Exception) -> None:
+        log_event(log, "campaign_round_failed", level=logging.ERROR, error=type(exc).__name__, detail=str(exc)[:200])
 
     # --- dialling ------------------------------------------------------------------------------
     async def dial_due(self) -> None:
