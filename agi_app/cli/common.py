@@ -10,6 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import click
@@ -17,6 +18,7 @@ import click
 from agi_app.admin import Refused
 from agi_app.config import ConfigError, Settings
 from agi_app.db.pool import DatabaseUnavailable, connection
+from agi_app.db.repositories.calendar import load_calendar
 
 T = TypeVar("T")
 
@@ -75,6 +77,15 @@ def admin_call(ctx: click.Context, verb: Callable[[asyncpg.Connection], Awaitabl
         return run(main())
     except Refused as exc:
         fail(str(exc))
+
+
+async def calendar_zone(conn: asyncpg.Connection, line: str | None) -> ZoneInfo:
+    """The time zone local days are counted in (the calendar's, of `line` if given); a zone this
+    host does not know is a configuration error (exit 2), not a crash."""
+    try:
+        return (await load_calendar(conn, line)).tz
+    except ValueError as exc:
+        raise ConfigError(f"the calendar's time zone is not usable here: {exc}") from exc
 
 
 def echo_json(data: Any) -> None:

@@ -8,10 +8,8 @@ import click
 
 from agi_app.analytics.kpi import UNKNOWN_SEGMENT, figures, number, parse_period, percent
 from agi_app.calendar.model import check_scope
-from agi_app.cli.common import dsn, echo_json, fail, run
-from agi_app.config import ConfigError
+from agi_app.cli.common import calendar_zone, dsn, echo_json, fail, run
 from agi_app.db.pool import connection
-from agi_app.db.repositories.calendar import load_calendar
 from agi_app.db.repositories.kpi import kpi_counts
 from agi_app.directory.models import SEGMENTS
 
@@ -61,10 +59,7 @@ def kpi(ctx: click.Context, day: str | None, week: str | None, line: str | None,
 
     async def main() -> dict[str, Any]:
         async with connection(dsn(ctx)) as conn:
-            try:
-                zone = (await load_calendar(conn, line)).tz
-            except ValueError as exc:
-                raise ConfigError(f"the calendar's time zone is not usable here: {exc}") from exc
+            zone = await calendar_zone(conn, line)
             start, end = period.bounds(zone)
             counts = await kpi_counts(conn, start, end, line=line, segment=segment)
             return figures(counts, period, zone, line=line, segment=segment)

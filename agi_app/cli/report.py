@@ -11,10 +11,8 @@ import click
 from agi_app.analytics.kpi import UNKNOWN_SEGMENT, Period, figures, parse_period, parse_range
 from agi_app.analytics.report import CHARTS, ReportData, render_chart, write_index
 from agi_app.calendar.model import check_scope
-from agi_app.cli.common import dsn, fail, run
-from agi_app.config import ConfigError
+from agi_app.cli.common import calendar_zone, dsn, fail, run
 from agi_app.db.pool import connection
-from agi_app.db.repositories.calendar import load_calendar
 from agi_app.db.repositories.kpi import report_counts
 from agi_app.directory.models import SEGMENTS
 
@@ -58,10 +56,7 @@ def report(ctx: click.Context, out: Path, day: str | None, week: str | None, fir
 
     async def main() -> ReportData:
         async with connection(dsn(ctx)) as conn:
-            try:
-                zone = (await load_calendar(conn, line)).tz
-            except ValueError as exc:
-                raise ConfigError(f"the calendar's time zone is not usable here: {exc}") from exc
+            zone = await calendar_zone(conn, line)
             start, end = period.bounds(zone)
             counts, series = await report_counts(conn, start, end, zone, line=line, segment=segment)
             return ReportData(period, figures(counts, period, zone, line=line, segment=segment), series)
