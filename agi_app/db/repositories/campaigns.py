@@ -31,6 +31,8 @@ from agi_app.db.repositories import audit
 
 @dataclass(frozen=True)
 class NewCampaign:
+    """What an administrator defines; a stored campaign (`CampaignRow`) is this and its state."""
+
     name: str
     department: str
     message_sound: str | None
@@ -41,24 +43,18 @@ class NewCampaign:
 
 
 @dataclass(frozen=True)
-class CampaignRow:
+class CampaignRow(NewCampaign):
     campaign_id: int
-    name: str
-    department: str
-    message_sound: str | None
-    message_text: str | None
-    language: str
-    hours: Hours
-    concurrency: int
     state: State
     created_by: str
     approved_by: str | None
 
     @classmethod
     def from_record(cls, r: asyncpg.Record) -> CampaignRow:
-        return cls(r["campaign_id"], r["name"], r["department"], r["message_sound"], r["message_text"],
-                   r["language"], Hours(r["hours_start"], r["hours_end"]), r["concurrency"], State(r["state"]),
-                   r["created_by"], r["approved_by"])
+        return cls(campaign_id=r["campaign_id"], name=r["name"], department=r["department"],
+                   message_sound=r["message_sound"], message_text=r["message_text"], language=r["language"],
+                   hours=Hours(r["hours_start"], r["hours_end"]), concurrency=r["concurrency"],
+                   state=State(r["state"]), created_by=r["created_by"], approved_by=r["approved_by"])
 
 
 @dataclass(frozen=True)
