@@ -127,6 +127,18 @@ def caller_or_segment(caller: str | None, segment: str | None, flows_file: Path 
     return segment or ""
 
 
+def who_and_when(ctx: click.Context, caller: str | None, segment: str | None, line: str, at_text: str | None,
+                 flows_file: Path | None) -> tuple[str, str, datetime]:
+    """The persona ('' for a real caller), the number calling and the moment of a rehearsed call;
+    exits before anything runs on a bad choice, a bad --at or (when one is needed) no database."""
+    persona = caller_or_segment(caller, segment, flows_file)
+    offline = not needs_database(None if persona else caller, flows_file)
+    at = parse_at(ctx, at_text, line, offline=offline)
+    if not offline:
+        dsn(ctx)
+    return persona, caller or PERSONA_CALLER, at
+
+
 @asynccontextmanager
 async def call_handler_for(ctx: click.Context, *, persona: str, flows_file: Path | None, line: str,
                            at: datetime) -> AsyncIterator[HotlineFlow]:
@@ -151,12 +163,7 @@ def preview(ctx: click.Context, caller: str | None, segment: str | None, line: s
             flows_file: Path | None, as_json: bool) -> None:
     """Exactly what CALLER (or a --segment persona) hears on LINE up to the first menu, and that
     menu's options."""
-    persona = caller_or_segment(caller, segment, flows_file)
-    caller = caller or PERSONA_CALLER
-    offline = not needs_database(None if persona else caller, flows_file)
-    at = parse_at(ctx, at_text, line, offline=offline)
-    if not offline:
-        dsn(ctx)
+    persona, caller, at = who_and_when(ctx, caller, segment, line, at_text, flows_file)
 
     async def main() -> dict[str, object]:
         async with call_handler_for(ctx, persona=persona, flows_file=flows_file, line=line, at=at) as handler:
@@ -194,12 +201,7 @@ def simulate(ctx: click.Context, caller: str | None, segment: str | None, line: 
 
     Type keys and Enter (e.g. `1` or `1234#`); `h` hangs up. Timeouts run in real time.
     `--file F --segment S` needs no database."""
-    persona = caller_or_segment(caller, segment, flows_file)
-    caller = caller or PERSONA_CALLER
-    offline = not needs_database(None if persona else caller, flows_file)
-    at = parse_at(ctx, at_text, line, offline=offline)
-    if not offline:
-        dsn(ctx)
+    persona, caller, at = who_and_when(ctx, caller, segment, line, at_text, flows_file)
     said = transcript(prompts_folder(ctx))
 
     def on_play(media: Sequence[str]) -> None:
