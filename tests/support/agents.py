@@ -284,6 +284,36 @@ async def _stop_process(proc: asyncio.subprocess.Process, grace_s: float = STOP_
         await proc.wait()
 
 
+async def start_uas(scenario: Path, host: str, port: int, media_port: int, log_path: Path,
+                    who: str) -> asyncio.subprocess.Process:
+    """SIPp answering on host:port with `scenario` (messages traced to `log_path`, errors next to
+    it), once it is seen to have bound the port; raises AgentError naming `who` if it exits."""
+    workdir = log_path.parent
+    uas = await asyncio.create_subprocess_exec(
+        _sipp(), "-sf", str(scenario), "-i", host, "-p", str(port), "-mp", str(media_port), "-nostdin", "-aa",
+        "-trace_logs", "-log_file", str(log_path), "-trace_err", "-error_file", str(workdir / "errors.log"),
+        cwd=workdir, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        await asyncio.sleep(0.3)  # SIPp binds its port before it reads the network
+    except BaseException:
+        await _stop_process(uas)
+        raise
+    if uas.returncode is not None:
+        raise AgentError(f"{who}: SIPp exited ({uas.returncode}); is UDP port {port} free? See {workdir}")
+    return uas
+
+
+def marked_lines(log_path: Path, mark: str) -> list[str]:
+    """What follows `mark` on each line of a SIPp message log that has it (the scenarios log a
+    mark and the Call-ID for each thing a test asserts on), in order; none before SIPp wrote any."""
+    if not log_path.is_file():
+        return []
+    return [line.split(mark, 1)[1].strip() for line in log_path.read_text(errors="replace").splitlines()
+            if mark in line]
+
+
 class DemoAgent:
     """One running demo agent: its answering SIPp and its registration, owned until ``stop``."""
 
@@ -308,39 +338,24 @@ class DemoAgent:
         workdir = self._dir.parent / f"talk-{talk_s:g}s"
         return DemoAgent(replace(self.spec, talk_s=talk_s), self._password, workdir, target=self._target)
 
-    def _log_lines(self, mark: str) -> list[str]:
-        if not self.log_path.is_file():
-            return []
-        return [line.split(mark, 1)[1].strip() for line in self.log_path.read_text(errors="replace").splitlines()
-                if mark in line]
-
     @property
     def answered(self) -> list[str]:
         """SIP Call-IDs of the calls this agent answered, in order."""
-        return self._log_lines(_ANSWERED)
+        return marked_lines(self.log_path, _ANSWERED)
 
     @property
     def hung_up(self) -> list[str]:
         """Call-IDs of the calls the agent ended (its talk time ran out)."""
-        return self._log_lines(_AGENT_BYE)
+        return marked_lines(self.log_path, _AGENT_BYE)
 
     async def start(self) -> None:
         """Start answering on the agent's port, then register; fails if either does not work."""
         self._dir.mkdir(parents=True, exist_ok=True)
         scenario = self._dir / "answer.xml"
         scenario.write_text(answer_scenario(self.spec, tone_file()), encoding="ISO-8859-1")
-        self._uas = await asyncio.create_subprocess_exec(
-            _sipp(), "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(self.spec.sip_port),
-            "-mp", str(self.spec.media_port), "-nostdin", "-aa",
-            "-trace_logs", "-log_file", str(self.log_path), "-trace_err", "-error_file", str(self._dir / "errors.log"),
-            cwd=self._dir, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
+        self._uas = await start_uas(scenario, "127.0.0.1", self.spec.sip_port, self.spec.media_port,
+                                    self.log_path, self.spec.endpoint)
         try:
-            await asyncio.sleep(0.3)  # SIPp binds its port before it reads the network
-            if self._uas.returncode is not None:
-                raise AgentError(f"{self.spec.endpoint}: SIPp exited ({self._uas.returncode}); "
-                                 f"is UDP port {self.spec.sip_port} free? See {self._dir}")
             await self.register(REGISTER_EXPIRES_S)
         except BaseException:
             await _stop_process(self._uas)

@@ -20,10 +20,10 @@ from tests.support.agents import (
     _RESPONSE_HEADERS,
     _SDP,
     SANDBOX_VALUES,
-    AgentError,
     _cdata,
-    _sipp,
     _stop_process,
+    marked_lines,
+    start_uas,
 )
 
 _ANSWERED = "HOTLINE_CUSTOMER_ANSWERED"
@@ -107,40 +107,25 @@ class CustomerPhones:
     def log_path(self) -> Path:
         return self._dir / "customers.log"
 
-    def _marked(self, mark: str) -> list[str]:
-        if not self.log_path.is_file():
-            return []
-        return [line.split(mark, 1)[1].strip() for line in self.log_path.read_text(errors="replace").splitlines()
-                if mark in line]
-
     @property
     def answered(self) -> list[str]:
         """`<number> <Call-ID>` of each call answered, in order."""
-        return self._marked(_ANSWERED)
+        return marked_lines(self.log_path, _ANSWERED)
 
     @property
     def hung_up_on(self) -> list[str]:
-        return self._marked(_HUNG_UP_ON)
+        return marked_lines(self.log_path, _HUNG_UP_ON)
 
     @property
     def busy(self) -> list[str]:
         """`<number> <Call-ID>` of each call refused as busy."""
-        return self._marked(_BUSY)
+        return marked_lines(self.log_path, _BUSY)
 
     async def start(self) -> None:
         self._dir.mkdir(parents=True, exist_ok=True)
         scenario = self._dir / "customers.xml"
         scenario.write_text(answer_scenario(self.talk_s), encoding="ISO-8859-1")
-        self._uas = await asyncio.create_subprocess_exec(
-            _sipp(), "-sf", str(scenario), "-i", self.host, "-p", str(self.port), "-mp", str(self.media_port),
-            "-nostdin", "-aa", "-trace_logs", "-log_file", str(self.log_path),
-            "-trace_err", "-error_file", str(self._dir / "errors.log"),
-            cwd=self._dir, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        await asyncio.sleep(0.3)  # SIPp binds its port before it reads the network
-        if self._uas.returncode is not None:
-            raise AgentError(f"customers: SIPp exited ({self._uas.returncode}); is UDP port {self.port} free?")
+        self._uas = await start_uas(scenario, self.host, self.port, self.media_port, self.log_path, "customers")
 
     async def stop(self) -> None:
         if self._uas is not None:
