@@ -27,7 +27,7 @@ from typing import TypeVar
 
 import asyncpg
 
-from agi_app.ari.client import AriClient, AriError, AriNotFound, AriNotInStasis
+from agi_app.ari.client import AriClient, AriError, AriNotFound
 from agi_app.ari.events import (
     AriEvent,
     ChannelDestroyed,
@@ -49,7 +49,7 @@ from agi_app.db.repositories import contact_centre as store
 from agi_app.db.repositories.contact_centre import CallbackRow
 from agi_app.logs import log_event
 from agi_app.media.items import Sound
-from agi_app.serve.workers import claim_forever, follow_forever
+from agi_app.serve.workers import claim_forever, follow_forever, hang_up, offer, on_connection
 
 log = logging.getLogger("hotline.callbacks")
 
@@ -130,11 +130,7 @@ class CallbackDispatcher:
     # --- ARI's side ----------------------------------------------------------------------------
     def on_event(self, event: AriEvent) -> None:
         """An event for a callback leg (or a reconnection), from the router; never blocks."""
-        try:
-            self._events.put_nowait(event)
-        except asyncio.QueueFull:
-            log_event(log, "callback_event_dropped", level=logging.ERROR, kind=event.type,
-                      channel=event.channel_id)
+        offer(self._events, event, log=log, dropped="callback_event_dropped")
 
     async def run(self) -> None:
         """Place due callbacks and follow their legs until cancelled."""
@@ -328,9 +324,7 @@ class CallbackDispatcher:
     # --- helpers ---------------------------------------------------------------------------------
     async def _db(self, operation: Callable[[asyncpg.Connection], Awaitable[T]], *,
                   budget_s: float | None = None) -> T:
-        async with asyncio.timeout(budget_s or self.settings.db_budget_s):
-            async with self.pool.acquire() as conn:
-                return await operation(conn)
+        return await on_connection(self.pool, budget_s or self.settings.db_budget_s, operation)
 
     async def _refuse(self, channel_id: str, reason: str) -> None:
         log_event(log, "callback_channel_refused", level=logging.WARNING, channel=channel_id, reason=reason)
@@ -340,12 +334,7 @@ class CallbackDispatcher:
         await self._hang_up_id(leg.channel_id)
 
     async def _hang_up_id(self, channel_id: str) -> None:
-        try:
-            await self.client.hangup(channel_id)
-        except (AriNotFound, AriNotInStasis):
-            pass  # gone already
-        except AriError as exc:
-            log_event(log, "callback_hangup_failed", level=logging.ERROR, channel=channel_id, error=str(exc)[:200])
+        await hang_up(self.client, channel_id, log=log, failed="callback_hangup_failed")
 
     async def _drop_bridge(self, leg: Leg) -> None:
         try:

@@ -26,7 +26,7 @@ from typing import TypeVar
 
 import asyncpg
 
-from agi_app.ari.client import AriClient, AriError, AriNotFound, AriNotInStasis
+from agi_app.ari.client import AriClient, AriError
 from agi_app.ari.events import (
     AriEvent,
     ChannelDestroyed,
@@ -45,7 +45,7 @@ from agi_app.db.repositories.campaigns import CampaignRow, Claimed
 from agi_app.logs import log_event
 from agi_app.media.items import MediaItem, Sound, Speech
 from agi_app.media.resolver import MediaResolver
-from agi_app.serve.workers import claim_forever, follow_forever
+from agi_app.serve.workers import claim_forever, follow_forever, hang_up, offer, on_connection
 
 log = logging.getLogger("hotline.campaigns")
 
@@ -82,10 +82,7 @@ class CampaignDialler:
 
     def on_event(self, event: AriEvent) -> None:
         """An event of a campaign call (or a reconnection), from the router; never blocks."""
-        try:
-            self._events.put_nowait(event)
-        except asyncio.QueueFull:
-            log_event(log, "campaign_event_dropped", level=logging.ERROR, kind=event.type, channel=event.channel_id)
+        offer(self._events, event, log=log, dropped="campaign_event_dropped")
 
     async def run(self) -> None:
         """Dial and follow the calls until cancelled."""
@@ -199,16 +196,9 @@ class CampaignDialler:
 
     # --- helpers ---------------------------------------------------------------------------------
     async def _db(self, operation: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        async with asyncio.timeout(self.settings.db_budget_s):
-            async with self.pool.acquire() as conn:
-                return await operation(conn)
+        return await on_connection(self.pool, self.settings.db_budget_s, operation)
 
     async def _hang_up(self, channel_id: str, refused: str | None = None) -> None:
         if refused:
             log_event(log, "campaign_channel_refused", level=logging.WARNING, channel=channel_id, reason=refused)
-        try:
-            await self.client.hangup(channel_id)
-        except (AriNotFound, AriNotInStasis):
-            pass  # gone already
-        except AriError as exc:
-            log_event(log, "campaign_hangup_failed", level=logging.ERROR, channel=channel_id, error=str(exc)[:200])
+        await hang_up(self.client, channel_id, log=log, failed="campaign_hangup_failed")

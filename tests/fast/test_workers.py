@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from agi_app.ari.events import AriEvent, ChannelDestroyed, ChannelInfo
-from agi_app.serve.workers import claim_forever, follow_forever
+from agi_app.serve.workers import claim_forever, follow_forever, offer
 
 
 def destroyed(channel: str) -> ChannelDestroyed:
@@ -87,3 +87,14 @@ async def test_rounds_are_polled_when_nothing_wakes_them() -> None:
         loop = tasks.create_task(claim_forever(claim_round, asyncio.Event(), 0.01, errors=(), on_error=lambda e: None))
         await polled.wait()
         loop.cancel()
+
+
+def test_an_event_offered_to_a_full_queue_is_dropped_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    events: asyncio.Queue[AriEvent] = asyncio.Queue(maxsize=1)
+    log = logging.getLogger("test.workers")
+    with caplog.at_level(logging.ERROR, logger="test.workers"):
+        offer(events, destroyed("first"), log=log, dropped="thing_event_dropped")
+        offer(events, destroyed("second"), log=log, dropped="thing_event_dropped")
+    assert events.qsize() == 1 and events.get_nowait().channel_id == "first"
+    [drop] = [r.getMessage() for r in caplog.records if "thing_event_dropped" in r.getMessage()]
+    assert "channel=second" in drop and "kind=ChannelDestroyed" in drop
