@@ -26,11 +26,9 @@ from agi_app.centre.qa import (
     report,
     sample,
 )
-from agi_app.cli.common import actor, admin_call, echo_json, fail, settings
+from agi_app.cli.common import actor, admin_call, calendar_zone, echo_json, fail, settings
 from agi_app.cli.complaints import recording_location
-from agi_app.config import ConfigError
 from agi_app.db.repositories import qa as store
-from agi_app.db.repositories.calendar import load_calendar
 
 T = TypeVar("T")
 
@@ -50,11 +48,7 @@ def _month_of(text: str) -> Month:
 
 def _in_month(ctx: click.Context, month: Month, read: Callable[[asyncpg.Connection, tzinfo], Awaitable[T]]) -> T:
     async def verb(conn: asyncpg.Connection) -> T:
-        try:
-            zone = (await load_calendar(conn, None)).tz
-        except ValueError as exc:
-            raise ConfigError(f"the calendar's time zone is not usable here: {exc}") from exc
-        return await read(conn, zone)
+        return await read(conn, await calendar_zone(conn, None))
     return admin_call(ctx, verb)
 
 
