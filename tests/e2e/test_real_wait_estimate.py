@@ -51,10 +51,26 @@ async def desk(hotline: Hotline, agents: dict[str, DemoAgent], group: str,
             for endpoint in others:
                 done = _agents_cli(hotline.env, "pause", endpoint, f"--queue={group}", "--reason=wait-estimate test")
                 assert done.returncode == 0, done.stdout + done.stderr
+            await _ready(hotline, group, set(talk_s))
             yield
         finally:
             for endpoint in others:
                 _agents_cli(hotline.env, "unpause", endpoint, f"--queue={group}")
+
+
+async def _ready(hotline: Hotline, group: str, endpoints: set[str], timeout: float = 30) -> None:
+    """Wait until app_queue sees each swapped agent registered again and free in `group`: an agent
+    re-registering is `unavailable` for a moment, and a caller arriving then finds the queue empty."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = _agents_cli(hotline.env, "list", "--json")
+        rows = json.loads(done.stdout) if done.returncode == 0 else []
+        free = {r["agent"] for r in rows if r["group"] == group and not r["paused"] and not r["in_call"]
+                and r["status"] in ("available", "not_in_use", "unknown")}
+        if endpoints <= free:
+            return
+        assert time.monotonic() < deadline, f"agents {sorted(endpoints - free)} not free in {group}: {rows}"
+        await asyncio.sleep(0.5)
 
 
 #: What a caller asking for an agent hears first; the desk reads the queue while it plays.
