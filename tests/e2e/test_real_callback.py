@@ -81,11 +81,14 @@ async def test_a_busy_customer_frees_the_agent_at_once_and_is_left_for_a_later_a
             # Asterisk's ChannelDestroyed for the dialled channel says busy (cause 17).
             assert (row["status"], row["attempts"], row["detail"]) == ("waiting", 1, "customer busy (cause 17)"), row
             assert [b.split()[0] for b in phones.busy] == [number] and not phones.answered
-            placeholder = Leg(callback_id, 1, "queue").channel_id
-            for _ in range(20):  # the agent's call is ended by the app, well before the agent's talk time
-                if completes := [e for e in agent_events if isinstance(e, AgentComplete) and e.unique_id == placeholder]:
+            # Any placement of this callback (one lost or refused is placed again under a new number).
+            for _ in range(40):  # the agent's call is ended by the app, well before the agent's talk time
+                mine = [e for e in agent_events if (leg := Leg.parse(e.unique_id)) and leg.callback_id == callback_id]
+                if completes := [e for e in mine if isinstance(e, AgentComplete)]:
                     break
                 await asyncio.sleep(0.25)
-            assert completes and completes[0].talk_time_s < AGENT_TALK_S, f"the agent was not freed: {completes}"
+            log = [line for line in hotline.log_path.read_text().splitlines() if f"callback={callback_id} " in line + " "]
+            assert completes and completes[0].talk_time_s < AGENT_TALK_S, f"the agent was not freed: {mine}\n{log}"
+            assert [type(e) for e in mine][-2:] == [AgentConnect, AgentComplete], mine
         finally:  # not tried again 5 minutes later, in the middle of another test
             await conn.execute("UPDATE callbacks SET status = 'cancelled' WHERE callback_id = $1", callback_id)
