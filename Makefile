@@ -10,7 +10,7 @@ LINE ?= 95000
 DIGITS ?= 1
 PAUSE ?= 4
 
-.PHONY: help venv deps chroot sandbox sandbox-down db demo run test lint fast e2e call sounds clean
+.PHONY: help venv deps chroot sandbox sandbox-down db demo run test lint fast e2e faults call sounds clean
 
 help:
 	@echo "make run    - sandbox (Asterisk + PostgreSQL), demo data, hotline serve in the foreground (Ctrl-C stops all)"
@@ -65,7 +65,12 @@ fast: venv chroot
 	$(VENV)/bin/pytest tests/fast -q
 
 e2e: venv chroot
-	$(VENV)/bin/pytest tests/e2e -q
+	$(VENV)/bin/pytest tests/e2e -q --ignore=tests/e2e/faults
+
+# The fault matrix (issue 13): real calls under faults, one FAULT line per case (placed, completed,
+# journeys, callers in silence, cut). Hears the callers through a raw socket on lo: needs root.
+faults: venv chroot
+	$(VENV)/bin/pytest tests/e2e/faults -q -s
 
 test: lint fast e2e
 
