@@ -46,6 +46,7 @@ from agi_app.db.repositories import calendar, customers, menus, operations, queu
 from agi_app.db.repositories.banking import PgBank
 from agi_app.db.repositories.complaints import PgComplaints
 from agi_app.db.repositories.security import PgSecurity
+from agi_app.db.start_facts_cache import StartFactsCache
 from agi_app.directory.facts import caller_facts
 from agi_app.directory.models import Customer
 from agi_app.directory.service import Directory
@@ -71,7 +72,7 @@ from agi_app.serve.campaigns import CampaignDialler
 from agi_app.serve.live import FlowDrawing, LiveSnapshot
 from agi_app.serve.menu_cache import MenuCache, MenuCacheError
 from agi_app.serve.queue_tracker import QueueTracker
-from agi_app.serve.reloader import MenuReloader
+from agi_app.serve.reloader import ChangeListener, MenuReloader
 
 log = logging.getLogger("hotline.serve")
 
@@ -134,13 +135,18 @@ def media_resolver(settings: Settings) -> MediaResolver:
     return MediaResolver(speech, silent=silent_sounds(settings.prompts_folder() / "prompts.yaml"))
 
 
-def start_facts(settings: Settings, pool: asyncpg.Pool, metrics: HotlineMetrics | None = None) -> StartFactsLoader:
-    """What each call reads at its start, from the database's repositories, each under its budget
-    (the caller lookup timed into `metrics`, when given)."""
+def start_facts(settings: Settings, pool: asyncpg.Pool, metrics: HotlineMetrics | None = None, *,
+                cache: StartFactsCache | None = None) -> StartFactsLoader:
+    """What each call reads at its start, each under its budget (the caller lookup timed into
+    `metrics`, when given): the calendar, emergency and notices from `cache` when given (a running
+    server's, kept by its change listener), else read from the database's repositories per call."""
     def lookup(phone: str) -> Awaitable[Customer | None]:
         return customers.find_by_phone(pool, phone)
 
     directory = Directory(timed_lookup(lookup, metrics) if metrics else lookup, budget_s=settings.lookup_budget_s)
+    if cache is not None:
+        return StartFactsLoader(directory, budget_s=settings.call_start_budget_s, calendar=cache.calendar,
+                                emergency=cache.emergency, notices=cache.notices)
     return StartFactsLoader(directory, budget_s=settings.call_start_budget_s,
                             calendar=lambda line: calendar.load_calendar(pool, line),
                             emergency=lambda line, at: operations.live_emergency(pool, line, at),
@@ -149,9 +155,9 @@ def start_facts(settings: Settings, pool: asyncpg.Pool, metrics: HotlineMetrics 
 
 def call_handler(settings: Settings, pool: asyncpg.Pool, current_flows: Callable[[], FlowSet],
                  services: ServiceRegistry, metrics: HotlineMetrics | None = None,
-                 desk: QueueDesk | None = None) -> HotlineFlow:
-    return HotlineFlow(start_facts(settings, pool, metrics), current_flows, media_resolver(settings), services,
-                       desk)
+                 desk: QueueDesk | None = None, *, cache: StartFactsCache | None = None) -> HotlineFlow:
+    return HotlineFlow(start_facts(settings, pool, metrics, cache=cache), current_flows, media_resolver(settings),
+                       services, desk)
 
 
 def ami_client(settings: Settings) -> AmiClient | None:
@@ -211,6 +217,8 @@ class Server:
     router: EventRouter
     flows: FlowSet
     reloader: MenuReloader | None = None
+    listener: ChangeListener | None = None
+    facts: StartFactsCache | None = None  # calendar, emergency, notices in memory (the listener keeps it)
     callbacks: CallbackDispatcher | None = None
     campaigns: CampaignDialler | None = None
     ami: AmiClient | None = None  # live queue state (and events, for the queue tracker)
@@ -277,7 +285,8 @@ class Server:
         server: Server
         callbacks = CallbackDispatcher(client, pool, settings)
         desk = queue_desk(settings, pool, AmiQueueState(ami), callbacks.book) if ami is not None else None
-        handler = call_handler(settings, pool, lambda: server.flows, services, metrics, desk)
+        facts = StartFactsCache(pool, budget_s=settings.db_budget_s)
+        handler = call_handler(settings, pool, lambda: server.flows, services, metrics, desk, cache=facts)
         live = LiveView()
         rules = AlertRules(thresholds(settings), lambda: server.flows.lines)
         tee = AlertingJourneySink(MeteredJourneySink(sink, metrics, lambda: server.flows.lines, live), rules)
@@ -286,10 +295,10 @@ class Server:
         router = EventRouter(client, calls, resync_settle_s=settings.resync_settle_s, callbacks=callbacks.on_event,
                              campaigns=campaigns.on_event)
         server = cls(settings, pool, client, sink, calls, router, flows, monitoring=monitoring, callbacks=callbacks,
-                     campaigns=campaigns)
+                     campaigns=campaigns, facts=facts)
         server._tasks.append(asyncio.create_task(callbacks.run(), name="callbacks"))
         server._tasks.append(asyncio.create_task(campaigns.run(), name="campaigns"))
-        server.alerts = AlertMonitor(pool, rules, metrics, server_id=this_server(), every_s=settings.alert_eval_s,
+        server.alerts = AlertMonitor(pool, rules, metrics, server_id=this_server(settings.server_id), every_s=settings.alert_eval_s,
                                      budget_s=settings.db_budget_s)
         server._tasks.append(asyncio.create_task(server.alerts.run(), name="alerts"))
         if ami is not None:  # app_queue's events complete each call's queue leg
@@ -297,12 +306,14 @@ class Server:
             server._tasks.append(asyncio.create_task(tracker.run(ami), name="queue-tracker"))
         server.ami = ami
         if hot_reload:
-            server.reloader = MenuReloader(settings.dsn, pool, lambda: server.flows, server.swap_flows,
+            server.reloader = MenuReloader(pool, lambda: server.flows, server.swap_flows,
                                            services=services.names(), budget_s=settings.reload_budget_s, cache=cache,
                                            degraded=outage is not None)
-            server._tasks.append(asyncio.create_task(server.reloader.run(), name="menu-reloader"))
+        server.listener = ChangeListener(settings.dsn, budget_s=settings.reload_budget_s, reloader=server.reloader,
+                                         facts=facts)
+        server._tasks.append(asyncio.create_task(server.listener.run(), name="change-listener"))
         await server._start_monitoring(monitoring, live)
-        server._start_agi(start_facts(settings, pool, metrics))  # its lookups timed like the calls'
+        server._start_agi(start_facts(settings, pool, metrics, cache=facts))  # its lookups timed like the calls'
         log_event(log, "serve_started", app=settings.ari_app, ari=settings.ari_url,
                   asterisk=info.get("system", {}).get("version"), menu_version=flows.version,
                   hot_reload="on" if hot_reload else "off")
@@ -327,7 +338,7 @@ class Server:
 
         snapshot = LiveSnapshot(live, self.calls, lambda: self.flows.version, connections, self.ami,
                                 ami_budget_s=self.settings.live_budget_s)
-        publisher = LivePublisher(self.pool, snapshot, server_id=this_server(), every_s=self.settings.live_publish_s,
+        publisher = LivePublisher(self.pool, snapshot, server_id=this_server(self.settings.server_id), every_s=self.settings.live_publish_s,
                                   budget_s=self.settings.live_budget_s, stale_s=self.settings.live_stale_s)
         await monitoring.start(database=lambda: self.pool.fetchval("SELECT 1"), live=publisher,
                                flow_svg=FlowDrawing(lambda: self.flows, budget_s=self.settings.graph_render_s))
@@ -403,7 +414,8 @@ class Server:
 
         failures: list[BaseException] = []
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
-            ("background_tasks", stop_tasks), *([("monitoring", self.monitoring.close)] if self.monitoring else []), ("journey_sink", self.sink.close),
+            ("background_tasks", stop_tasks), *([("start_facts", self.facts.close)] if self.facts else []),
+            *([("monitoring", self.monitoring.close)] if self.monitoring else []), ("journey_sink", self.sink.close),
             ("ari_client", self.client.close), ("abandoned_work", settle_abandoned), ("database_pool", self.pool.close)]
         if self.ami is not None:
             steps.append(("ami_client", self.ami.close))

@@ -1,4 +1,7 @@
-"""Hot reload: LISTEN on `hotline_menus`; on a notification load the active version, validate it
+"""Following changes made in the database while serving, on one LISTEN connection: menu
+publications (hot reload) and the start facts' announcements (`db/start_facts_cache.py`).
+
+Hot reload: on a `hotline_menus` notification load the active version, validate it
 with this server's code, and swap it in for new calls. Calls in progress keep the FlowSet they
 pinned at their start; an invalid version is refused and the current one stays.
 
@@ -16,7 +19,9 @@ from collections.abc import Callable, Collection
 
 import asyncpg
 
+from agi_app.db import start_facts_cache
 from agi_app.db.repositories import menus
+from agi_app.db.start_facts_cache import StartFactsCache
 from agi_app.flows.loader import FlowFileError, load_document
 from agi_app.flows.model import FlowSet
 from agi_app.logs import log_event
@@ -25,23 +30,21 @@ from agi_app.serve.menu_cache import MenuCache
 log = logging.getLogger("hotline.reload")
 
 
-class MenuReloader:
-    def __init__(self, dsn: str, pool: asyncpg.Pool, current: Callable[[], FlowSet],
-                 swap: Callable[[FlowSet], None], *, services: Collection[str], budget_s: float,
-                 cache: MenuCache | None = None, degraded: bool = False) -> None:
+class ChangeListener:
+    """The one LISTEN connection a server follows changes by: menu publications (`reloader`, with
+    hot reload) and the start facts' announcements (`facts`, the calendar/emergency/notice cache,
+    trusted only while this connection listens)."""
+
+    def __init__(self, dsn: str, *, budget_s: float, reloader: MenuReloader | None = None,
+                 facts: StartFactsCache | None = None) -> None:
         self.dsn = dsn
-        self.pool = pool
-        self.current = current
-        self.swap = swap
-        self.services = services
         self.budget_s = budget_s
-        self.cache = cache
-        self.degraded = degraded  # started without the database: serving cached menus, unknown callers
+        self.reloader = reloader
+        self.facts = facts
         self._wake = asyncio.Event()
-        self.refused: list[int] = []
 
     async def run(self) -> None:
-        """Listen and reload until cancelled."""
+        """Listen and follow until cancelled."""
         attempt = 0
         while True:
             conn: asyncpg.Connection | None = None
@@ -49,31 +52,59 @@ class MenuReloader:
                 conn = listening = await asyncio.wait_for(asyncpg.connect(self.dsn), self.budget_s)
                 lost = asyncio.Event()
                 listening.add_termination_listener(lambda _c, event=lost: event.set())  # type: ignore[misc]
-                await listening.add_listener(menus.CHANNEL, lambda *_args: self._wake.set())
-                log_event(log, "menus_listening", channel=menus.CHANNEL)
+                channels = []
+                if self.facts is not None:
+                    await listening.add_listener(start_facts_cache.CHANNEL, self.facts.invalidate)
+                    self.facts.listening()
+                    channels.append(start_facts_cache.CHANNEL)
+                if self.reloader is not None:
+                    await listening.add_listener(menus.CHANNEL, lambda *_args: self._wake.set())
+                    channels.append(menus.CHANNEL)
+                log_event(log, "menus_listening", channel=",".join(channels))
                 attempt = 0
                 self._wake.clear()
-                await self.reload_now()  # a notification may have been missed while disconnected
-                if self.degraded:
-                    self.degraded = False
-                    log_event(log, "serve_recovered", menu_version=self.current().version)
+                if self.reloader is not None:
+                    await self.reloader.connected()
                 while not lost.is_set():
                     waiter = asyncio.ensure_future(self._wake.wait())
                     closer = asyncio.ensure_future(lost.wait())
                     await asyncio.wait({waiter, closer}, return_when=asyncio.FIRST_COMPLETED)
                     waiter.cancel()
                     closer.cancel()
-                    if self._wake.is_set():
+                    if self._wake.is_set() and self.reloader is not None:
                         self._wake.clear()
-                        await self.reload_now()
+                        await self.reloader.reload_now()
                 log_event(log, "menus_listen_lost", level=logging.WARNING)
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log_event(log, "menus_listen_failed", level=logging.WARNING, error=type(exc).__name__)
             finally:
+                if self.facts is not None:
+                    self.facts.deaf()
                 if conn is not None and not conn.is_closed():
                     await conn.close()
             attempt += 1
             await asyncio.sleep(min(10.0, 0.5 * 2 ** min(attempt, 5)))
+
+
+class MenuReloader:
+    def __init__(self, pool: asyncpg.Pool, current: Callable[[], FlowSet],
+                 swap: Callable[[FlowSet], None], *, services: Collection[str], budget_s: float,
+                 cache: MenuCache | None = None, degraded: bool = False) -> None:
+        self.pool = pool
+        self.current = current
+        self.swap = swap
+        self.services = services
+        self.budget_s = budget_s
+        self.cache = cache
+        self.degraded = degraded  # started without the database: serving cached menus, unknown callers
+        self.refused: list[int] = []
+
+    async def connected(self) -> None:
+        """The listener is (back) in place: a publication may have been missed while it was not."""
+        await self.reload_now()
+        if self.degraded:
+            self.degraded = False
+            log_event(log, "serve_recovered", menu_version=self.current().version)
 
     async def reload_now(self) -> bool:
         """Load the active version if it differs from the one served; False if refused or unchanged."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, time
 from typing import Any
 
@@ -31,27 +32,47 @@ def _scopes(line: str | None) -> list[str]:
     return [ALL_LINES] if line is None or line == ALL_LINES else [ALL_LINES, check_scope(line)]
 
 
+@dataclass(frozen=True)
+class CalendarRules:
+    """The stored rules of some scopes (time zones, weekly hours, dated rules), from which the
+    calendar of any of their lines is built without reading again (the start-facts cache)."""
+
+    zones: dict[str, str]
+    weekly: tuple[WeeklyHours, ...]
+    days: tuple[DayRule, ...]
+
+    def calendar(self, line: str | None) -> Calendar:
+        """The calendar `line` sees ('*' alone when line is None): its rules over the '*' ones."""
+        scopes = _scopes(line)
+        timezone = self.zones.get(scopes[-1]) or self.zones.get(ALL_LINES) or DEFAULT_TIMEZONE
+        return Calendar(timezone, tuple(w for w in self.weekly if w.scope in scopes),
+                        tuple(d for d in self.days if d.scope in scopes), None if line == ALL_LINES else line)
+
+
 async def load_calendar(conn_or_pool: asyncpg.Connection | asyncpg.Pool, line: str | None) -> Calendar:
     """The calendar `line` sees ('*' alone when line is None), ready for `Calendar.state`.
 
     All dated rules are loaded, past ones too, so `status --at` and previews work for any date;
     the tables hold a few rows per year. Raises ValueError if the stored time zone is unknown to
     this host's zoneinfo (the caller decides how to degrade)."""
+    return (await load_rules(conn_or_pool, _scopes(line))).calendar(line)
+
+
+async def load_rules(conn_or_pool: asyncpg.Connection | asyncpg.Pool, scopes: list[str] | None = None) -> CalendarRules:
+    """The rules of `scopes` (None: of every scope), read on one connection."""
     if isinstance(conn_or_pool, asyncpg.Pool):
         async with conn_or_pool.acquire() as conn:
-            return await _load(conn, line)
-    return await _load(conn_or_pool, line)
+            return await _load(conn, scopes)
+    return await _load(conn_or_pool, scopes)
 
 
-async def _load(conn: asyncpg.Connection, line: str | None) -> Calendar:
-    scopes = _scopes(line)
+async def _load(conn: asyncpg.Connection, scopes: list[str] | None) -> CalendarRules:
     zones = {r["scope"]: r["timezone"] for r in await conn.fetch(
-        "SELECT scope, timezone FROM calendar_settings WHERE scope = ANY($1::text[])", scopes)}
-    timezone = zones.get(scopes[-1]) or zones.get(ALL_LINES) or DEFAULT_TIMEZONE
+        "SELECT scope, timezone FROM calendar_settings WHERE $1::text[] IS NULL OR scope = ANY($1::text[])", scopes)}
     grouped: dict[tuple[str, int], list[Interval]] = defaultdict(list)
     for r in await conn.fetch(
             "SELECT scope, weekday, opens, closes FROM calendar_weekly_hours"
-            " WHERE scope = ANY($1::text[]) ORDER BY scope, weekday, opens", scopes):
+            " WHERE $1::text[] IS NULL OR scope = ANY($1::text[]) ORDER BY scope, weekday, opens", scopes):
         intervals = grouped[(r["scope"], r["weekday"])]
         if r["opens"] is not None:
             intervals.append((r["opens"], r["closes"]))
@@ -60,8 +81,8 @@ async def _load(conn: asyncpg.Connection, line: str | None) -> Calendar:
         DayRule(r["day"], r["kind"], r["name"], r["opens"], r["closes"], r["scope"])
         for r in await conn.fetch(
             "SELECT scope, day, kind, opens, closes, name FROM calendar_days"
-            " WHERE scope = ANY($1::text[]) ORDER BY day, scope", scopes))
-    return Calendar(timezone, weekly, days, None if line == ALL_LINES else line)
+            " WHERE $1::text[] IS NULL OR scope = ANY($1::text[]) ORDER BY day, scope", scopes))
+    return CalendarRules(zones, weekly, days)
 
 
 async def timezone_of(conn: asyncpg.Connection, scope: str) -> str | None:

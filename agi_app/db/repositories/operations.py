@@ -7,17 +7,16 @@ from typing import Any
 
 import asyncpg
 
-from agi_app.operations.model import Emergency, Notice
+from agi_app.operations import model
+from agi_app.operations.model import Emergency, Notice, ScheduledEmergency, ScheduledNotice
 
-_LIVE_EMERGENCY = """
-SELECT text_zh, text_en, sound FROM emergencies
-WHERE ended_at IS NULL AND starts_at <= $2 AND (until IS NULL OR until > $2) AND (line IS NULL OR line = $1)
-ORDER BY line NULLS LAST, id DESC LIMIT 1
+_SCHEDULED_EMERGENCIES = """
+SELECT id, line, text_zh, text_en, sound, starts_at, until FROM emergencies
+WHERE ended_at IS NULL AND (until IS NULL OR until > $1)
 """
-_VALID_NOTICES = """
-SELECT kind, text_zh, text_en, sound FROM notices
-WHERE removed_at IS NULL AND valid_from <= $2 AND valid_to >= $2 AND (line IS NULL OR line = $1)
-ORDER BY priority DESC, id
+_SCHEDULED_NOTICES = """
+SELECT id, kind, line, text_zh, text_en, sound, valid_from, valid_to, priority FROM notices
+WHERE removed_at IS NULL AND valid_to >= $1
 """
 
 
@@ -25,13 +24,26 @@ def _texts(row: asyncpg.Record) -> dict[str, str | None]:
     return {"zh": row["text_zh"], "en": row["text_en"]}
 
 
+async def scheduled_emergencies(conn: asyncpg.Connection | asyncpg.Pool, since: datetime) -> list[ScheduledEmergency]:
+    """Every emergency not switched off and not over by `since`, on any line (a few rows): which
+    one a call hears is `operations.model.live_emergency`'s rule."""
+    return [ScheduledEmergency(r["id"], r["line"], r["starts_at"], r["until"], Emergency(_texts(r), r["sound"]))
+            for r in await conn.fetch(_SCHEDULED_EMERGENCIES, since)]
+
+
+async def scheduled_notices(conn: asyncpg.Connection | asyncpg.Pool, since: date) -> list[ScheduledNotice]:
+    """Every notice not removed and valid on `since` or later, on any line."""
+    return [ScheduledNotice(r["id"], r["line"], r["valid_from"], r["valid_to"], r["priority"],
+                            Notice(r["kind"], _texts(r), r["sound"]))
+            for r in await conn.fetch(_SCHEDULED_NOTICES, since)]
+
+
 async def live_emergency(conn: asyncpg.Connection | asyncpg.Pool, line: str, at: datetime) -> Emergency | None:
-    row = await conn.fetchrow(_LIVE_EMERGENCY, line, at)
-    return Emergency(_texts(row), row["sound"]) if row else None
+    return model.live_emergency(await scheduled_emergencies(conn, at), line, at)
 
 
 async def valid_notices(conn: asyncpg.Connection | asyncpg.Pool, line: str, day: date) -> list[Notice]:
-    return [Notice(r["kind"], _texts(r), r["sound"]) for r in await conn.fetch(_VALID_NOTICES, line, day)]
+    return model.valid_notices(await scheduled_notices(conn, day), line, day)
 
 
 async def switch_on_emergency(conn: asyncpg.Connection, *, line: str | None, text_zh: str | None,
