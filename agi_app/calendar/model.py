@@ -22,6 +22,7 @@ time that falls into a spring-forward gap takes effect at the first instant afte
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
@@ -288,10 +289,20 @@ class Calendar:
                 best[rule.day] = (rank, rule)
         return {day: rule for day, (_, rule) in best.items()}
 
-    @property
+    @cached_property
     def always_open(self) -> bool:
         """No opening hours configured for this line at all: 24x7 (dated rules still apply)."""
         return not any(h.intervals for h in self._weekly_by_day.values())
+
+    @cached_property
+    def _dated_days(self) -> list[date]:
+        return sorted(self._days_by_date)
+
+    def _next_dated_day(self, after: date) -> date | None:
+        """The first date after `after` that has a dated rule here."""
+        days = self._dated_days
+        index = bisect_right(days, after)
+        return days[index] if index < len(days) else None
 
     def usual_hours(self, weekday: int) -> WeekdayHours:
         """A weekday's hours from the weekly rules alone (rule 2 and 3 of the module docstring)."""
@@ -365,10 +376,21 @@ class Calendar:
 
     def _closes_at(self, day: date, closes: time, fold: int) -> datetime | None:
         """When the current opening ends: an interval that runs to midnight continues into one
-        that opens at 00:00 the next day (None: it does not end within the lookahead, e.g. 24x7)."""
-        for _ in range(LOOKAHEAD_DAYS):
+        that opens at 00:00 the next day (None: it does not end within the lookahead, e.g. 24x7).
+
+        24x7, every day without a dated rule is open all day: those are skipped at once, not one
+        by one (each call of a 24x7 line asks: 400 days were 5 ms of a call's CPU)."""
+        remaining = LOOKAHEAD_DAYS  # days still to look at, after `day`
+        while remaining > 0:
             if closes != MIDNIGHT:
                 return self._real(datetime.combine(day, closes, tzinfo=self.tz).replace(fold=fold))
+            if self.always_open:
+                dated = self._next_dated_day(day)
+                if dated is None or (dated - day).days > remaining:
+                    return None
+                remaining -= (dated - day).days - 1
+                day = dated - timedelta(days=1)
+            remaining -= 1
             day += timedelta(days=1)
             fold = 0
             following = [c for o, c in self.hours_on(day).intervals if o == time.min]

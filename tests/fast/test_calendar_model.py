@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from agi_app.calendar.model import (
+    LOOKAHEAD_DAYS,
     MIDNIGHT,
     Calendar,
     DayRule,
@@ -75,6 +76,22 @@ def test_no_weekly_hours_at_all_is_always_open() -> None:
     assert state.next_open is None and state.closes_at is None  # 24x7 never closes
     holiday = Calendar(days=(DayRule(date(2026, 10, 1), "holiday", "National Day"),))
     assert holiday.state(at("2026-10-01 10:00")).status == "holiday"  # dated rules still apply
+
+
+def test_24x7_closes_at_the_first_dated_rule_within_the_lookahead() -> None:
+    now = at("2026-10-04 03:00")
+
+    def closes(*rules: DayRule) -> datetime | None:
+        return Calendar(days=rules).state(now).closes_at
+
+    assert closes(DayRule(date(2027, 5, 1), "holiday", "Labour Day")) == at("2027-05-01 00:00")
+    assert closes(DayRule(date(2026, 12, 24), "open", "Eve", time(0), time(12))) == at("2026-12-24 12:00")
+    assert closes(DayRule(date(2026, 10, 5), "open", "All day", time(0), MIDNIGHT),
+                  DayRule(date(2026, 10, 6), "closed", "Works")) == at("2026-10-06 00:00")
+    last = date(2026, 10, 4) + timedelta(days=LOOKAHEAD_DAYS)
+    assert closes(DayRule(last, "closed", "Far")) == datetime.combine(last, time(0), tzinfo=SH)
+    assert closes(DayRule(last + timedelta(days=1), "closed", "Too far")) is None
+    assert closes(DayRule(date(2026, 10, 1), "holiday", "Past")) is None
 
 
 def test_a_closed_weekday_alone_keeps_the_other_days_24x7() -> None:
