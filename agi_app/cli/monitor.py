@@ -1,7 +1,9 @@
 """`hotline monitor`: the live view of every running `hotline serve`, from the rows each publishes in
 PostgreSQL every second (`live_servers`, agi_app/monitoring/publisher.py) — calls in progress with
-the masked caller, line, current node, time in node and last activity; today's totals; calls per line;
-queues and agents; each server's menu version and connections.
+the masked caller, line, current node, time in node and last activity; calls per line; queues and
+agents; each server's menu version and connections — and today's totals, counted from the journeys
+(the bank's day, every server's calls: agi_app/monitoring/day_totals.py), within HOTLINE_LIVE_BUDGET_MS:
+past it, or on an error, the last totals read are shown marked stale (or unknown), the rest still live.
 
 Without options a terminal dashboard redrawn every second until Ctrl-C; `--once` prints one frame,
 `--json` one snapshot (merged over servers) and exits. A server whose row is older than
@@ -25,7 +27,9 @@ from agi_app.cli.common import dsn, echo_json, run, settings
 from agi_app.config import Settings
 from agi_app.db.pool import connection
 from agi_app.monitoring import live_store
+from agi_app.monitoring.day_totals import DayTotalsKeeper, read_day_totals
 from agi_app.monitoring.live import Snapshot, merge
+from agi_app.monitoring.publisher import DB_FAILURES
 
 
 @click.command()
@@ -48,39 +52,42 @@ def monitor(ctx: click.Context, as_json: bool, once: bool) -> None:
         pass
 
 
-async def read(conn: asyncpg.Connection, s: Settings) -> Snapshot:
-    """The merged view now: every fresh server's row, read within the database budget."""
-    return merge(await within(s.db_budget_s, live_store.fresh(conn, s.live_stale_s), what="live_read"))
+async def read(conn: asyncpg.Connection, s: Settings, totals: DayTotalsKeeper) -> Snapshot:
+    """The merged view now: every fresh server's row, read within the database budget (its failure is
+    raised: there is nothing live to show), and today's totals as `totals` keeps them."""
+    rows = await within(s.db_budget_s, live_store.fresh(conn, s.live_stale_s), what="live_read")
+    try:
+        shown = totals.read(await within(s.live_budget_s, read_day_totals(conn), what="live_totals"))
+    except DB_FAILURES:
+        shown = totals.failed()
+    return {**merge(rows, shown), "all_servers": True}
 
 
 async def _one(target: str, s: Settings) -> Snapshot:
     async with connection(target) as conn:
-        return await read(conn, s)
+        return await read(conn, s, DayTotalsKeeper())
 
 
 async def _watch(target: str, s: Settings) -> None:
+    totals = DayTotalsKeeper()
     async with connection(target) as conn:
-        with Live(frame(await read(conn, s)), auto_refresh=False, screen=False) as live:
+        with Live(frame(await read(conn, s, totals)), auto_refresh=False, screen=False) as live:
             while True:
                 await asyncio.sleep(s.live_publish_s)
                 view: Group | Text
                 try:
-                    view = frame(await read(conn, s))
-                except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    view = frame(await read(conn, s, totals))
+                except DB_FAILURES as exc:
                     view = Text(f"the database does not answer ({type(exc).__name__}); retrying", style="red")
                 live.update(view, refresh=True)
 
 
 def frame(view: Snapshot) -> Group:
     """One screen of the dashboard."""
-    totals = view.get("totals", {})
     servers = view.get("servers", [])
-    head = Text.assemble(
-        ("Hotline live  ", "bold"), f"{view.get('at', '')}  ",
-        f"servers {len(servers)}  in progress {len(view.get('calls', []))}  calls today {totals.get('calls', 0)}  "
-        f"to agents {totals.get('to_agents', 0)}  errors {totals.get('errors', 0)}  "
-        f"service failures {totals.get('service_failures', 0)}")
-    parts: list[Any] = [head]
+    head = Text.assemble(("Hotline live  ", "bold"), f"{view.get('at', '')}  ",
+                         f"servers {len(servers)}  in progress {len(view.get('calls', []))}  ")
+    parts: list[Any] = [head, totals_line(view.get("totals") or {})]
     parts.append(_table("Calls in progress", ["caller", "line", "node", "in node", "last activity", "server"],
                         [[c["caller"], c["line"], c["node"], f"{c['in_node_s']:.0f} s", c["last_activity"], c["server"]]
                          for c in view.get("calls", [])]))
@@ -97,6 +104,18 @@ def frame(view: Snapshot) -> Group:
                           ", ".join(f"{k} {'up' if v else 'DOWN'}" for k, v in (s.get("connections") or {}).items()),
                           s.get("at")] for s in servers]))
     return Group(*parts)
+
+
+def totals_line(totals: Snapshot) -> Text:
+    """Today's totals, or why they are not current: stale ones keep their numbers and say since when."""
+    if not totals.get("known"):
+        return Text("totals today unknown: the database did not answer in time", style="red")
+    line = Text(f"today {totals['day']} ({totals['timezone']}): calls today {totals['calls']}  "
+                f"to agents {totals['to_agents']}  errors {totals['errors']}  "
+                f"service failures {totals['service_failures']}")
+    if totals.get("stale"):
+        line.append(f"  STALE: as of {totals['as_of']}, the database did not answer in time", style="red")
+    return line
 
 
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:

@@ -74,4 +74,4 @@ class MeteredJourneySink:
         self._inner.call_ended(record, ended_at)
         line = record.dnis if record.dnis in self._known_lines() else OTHER_LINE
         self._metrics.calls.labels(line=line, outcome=record.outcome or "error").inc()
-        self.live.ended(record.call_id, record.outcome)
+        self.live.ended(record.call_id)

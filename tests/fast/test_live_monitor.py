@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import asyncpg
@@ -99,11 +100,17 @@ async def test_a_call_in_progress_is_published_masked_with_its_node_then_counted
     await live.ari.press(call, "0")  # an agent
     await live.wait_ended(call)
     after = await until_rows(dsn, lambda f: not calls_of(f))
-    totals = after[0]["snapshot"]["totals"]
+    assert after[0]["snapshot"]["lines"] == {}
+    assert "totals" not in after[0]["snapshot"], "today's totals are counted from the journeys, not published"
+    publisher = live.server.monitoring.live if live.server.monitoring else None
+    assert publisher is not None
+    await until(lambda: publisher.merged is not None and publisher.merged["totals"].get("calls") == 1)
+    assert publisher.merged is not None
+    totals = publisher.merged["totals"]
     assert (totals["calls"], totals["to_agents"], totals["errors"]) == (1, 1, 0)
     assert totals["outcomes"] == {"transferred": 1}
-    assert totals["day"] == datetime.now(UTC).date().isoformat()
-    assert after[0]["snapshot"]["lines"] == {}
+    assert (totals["known"], totals["stale"], totals["timezone"]) == (True, False, "Asia/Shanghai")
+    assert totals["day"] == datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat(), "the bank's day"
 
 
 async def test_monitor_json_and_the_wallboard_stream_show_the_call_while_it_is_in_progress(
@@ -174,26 +181,26 @@ async def test_a_row_older_than_the_stale_age_is_left_out(dsn: str) -> None:
         await conn.close()
 
 
-def test_merge_puts_every_servers_calls_together_and_sums_lines_and_totals() -> None:
+def test_merge_puts_every_servers_calls_together_sums_lines_and_shows_the_totals_read() -> None:
     a, b = LiveView(), LiveView()
     t0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
     a.started("c1", "13800138000", "95000", t0)
     b.started("c2", "13911112222", "95000", t0.replace(minute=1))
     b.started("c3", "13911113333", "95588", t0.replace(minute=2))
-    b.ended("c3", "completed")
+    b.ended("c3")
     a.queued("c1", "general-zh", "waiting")
     one = {"server": "a", "at": "1", **a.snapshot({"c1"}, now=t0), "queues": None}
     two = {"server": "b", "at": "2", **b.snapshot({"c2"}, now=t0), "queues": [{"group": "general"}], "agents": []}
-    view = merge([two, one])
+    totals = {"known": True, "stale": False, "calls": 7}
+    view = merge([two, one], totals)
     assert [(c["call_id"], c["server"], c["caller"]) for c in view["calls"]] == [
         ("c1", "a", "*******8000"), ("c2", "b", "*******2222")]
+    assert view["calls"][0]["last_activity"] == "queue general-zh: waiting"
     assert view["lines"] == {"95000": 2}
-    assert view["totals"]["to_agents"] == 1 and view["totals"]["calls"] == 1
-    assert view["totals"]["outcomes"] == {"completed": 1}
+    assert view["totals"] == totals
     assert view["queues"] == [{"group": "general"}]
-    nobody = merge([])
+    nobody = merge([], totals)
     assert (nobody["calls"], nobody["servers"], nobody["lines"]) == ([], [], {})
-    assert nobody["totals"] == {"calls": 0, "to_agents": 0, "errors": 0, "service_failures": 0, "outcomes": {}}
 
 
 def test_a_call_the_registry_no_longer_holds_leaves_the_view() -> None:
