@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 from agi_app.ari.channel import AriChannel
 from agi_app.ari.client import ApplicationTakenOver, AriClient, AriError
@@ -62,15 +63,26 @@ class EventsLost(Exception):
         self.replaced = replaced
 
 
+class PromptTimer(Protocol):
+    """Told when a call arrives, a caller presses a key and a channel leaves (the server's metrics:
+    the time callers wait for the next prompt)."""
+
+    def arrived(self, channel_id: str) -> None: ...
+    def key(self, channel_id: str) -> None: ...
+    def left(self, channel_id: str) -> None: ...
+
+
 class EventRouter:
     def __init__(self, client: AriClient, calls: CallRegistry, *, resync_settle_s: float,
                  callbacks: Callable[[AriEvent], None] | None = None,
-                 campaigns: Callable[[AriEvent], None] | None = None) -> None:
+                 campaigns: Callable[[AriEvent], None] | None = None,
+                 prompts: PromptTimer | None = None) -> None:
         self.client = client
         self.calls = calls
         self.resync_settle_s = resync_settle_s
         self.callbacks = callbacks
         self.campaigns = campaigns
+        self.prompts = prompts
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume events until `stop` is set; `EventsLost` when they stop reaching us for good."""
@@ -102,6 +114,8 @@ class EventRouter:
             if not isinstance(event, StreamConnected):
                 return
         if isinstance(event, StasisStart):
+            if self.prompts is not None:
+                self.prompts.arrived(event.channel.id)
             self._start_call(event)
         elif isinstance(event, StreamConnected):
             self.calls.spawn(self._resync())
@@ -115,9 +129,13 @@ class EventRouter:
             if session is None:
                 if isinstance(event, StasisEnd | ChannelDestroyed):
                     self.calls.forget(channel_id)  # it left the application: nothing owed
+                    if self.prompts is not None:
+                        self.prompts.left(channel_id)
                 return
             if isinstance(event, ChannelDtmfReceived):
                 session.log("dtmf")  # never the digit: it may be a PIN typed ahead of its prompt
+                if self.prompts is not None:
+                    self.prompts.key(channel_id)
                 session.on_dtmf(event.digit)
             elif isinstance(event, PlaybackFinished):
                 session.on_playback_finished(event.playback.id)
@@ -125,6 +143,8 @@ class EventRouter:
                 failed = isinstance(event, RecordingFailed)
                 session.on_recording_finished(event.recording.name, None if failed else event.recording.duration)
             elif isinstance(event, ChannelHangupRequest | StasisEnd | ChannelDestroyed):
+                if self.prompts is not None:
+                    self.prompts.left(channel_id)
                 self.calls.end_of_channel(session, event.type)
 
     @staticmethod

@@ -44,8 +44,17 @@ def sql_statement(query: str) -> str:
     return keyword if keyword in SQL_STATEMENTS else "other"
 
 
+def played_on(path: str) -> str | None:
+    """The channel of a play request (`/ari/channels/<id>/play[/<playback id>]`), else None."""
+    parts = path.strip("/").split("/")
+    if len(parts) in (4, 5) and parts[:2] == ["ari", "channels"] and parts[3] == "play":
+        return parts[2]
+    return None
+
+
 def ari_trace(metrics: HotlineMetrics) -> aiohttp.TraceConfig:
-    """Times every request of the session it is given to (`hotline_ari_request_seconds`)."""
+    """Times every request of the session it is given to (`hotline_ari_request_seconds`), and tells the
+    prompt clock when a play request was accepted (`hotline_prompt_latency_seconds`)."""
     trace = aiohttp.TraceConfig()
 
     async def started(_: aiohttp.ClientSession, ctx: SimpleNamespace, __: aiohttp.TraceRequestStartParams) -> None:
@@ -60,6 +69,8 @@ def ari_trace(metrics: HotlineMetrics) -> aiohttp.TraceConfig:
 
     async def ended(_: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestEndParams) -> None:
         observe(ctx, params.method, params.url, f"{params.response.status // 100}xx")
+        if params.method == "POST" and params.response.status < 300 and (channel := played_on(params.url.path)):
+            metrics.prompt_clock.prompt_started(channel)
 
     async def failed(_: aiohttp.ClientSession, ctx: SimpleNamespace,
                      params: aiohttp.TraceRequestExceptionParams) -> None:

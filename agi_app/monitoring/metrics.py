@@ -8,6 +8,7 @@ lets several servers live in one process (the tests) without their series mixing
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from prometheus_client import (
@@ -31,6 +32,8 @@ OTHER_LINE = "other"
 # a few milliseconds on loopback, with budgets of seconds.
 _LOOKUP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 _REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# Seconds until the caller hears the next prompt; fine around the 20 ms goal of `make bench` (P3).
+_PROMPT_BUCKETS = (0.002, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class HotlineMetrics:
@@ -66,6 +69,11 @@ class HotlineMetrics:
             "hotline_db_query_seconds", "PostgreSQL statements of the server's pool, by kind (select, insert,"
             " update, ...) and result (ok, error)", ["statement", "result"], buckets=_REQUEST_BUCKETS,
             registry=registry)
+        self.prompt_latency_seconds = Histogram(
+            "hotline_prompt_latency_seconds", "From a call's StasisStart (since=stasis_start) or a caller's key"
+            " (since=dtmf) to the next prompt's play request answered by Asterisk", ["since"],
+            buckets=_PROMPT_BUCKETS, registry=registry)
+        self.prompt_clock = PromptClock(self.prompt_latency_seconds)
         self._in_progress = Gauge("hotline_calls_in_progress", "Calls the server holds now", registry=registry)
         self._menu_version = Gauge("hotline_menu_version", "Menu version new calls get (0: a flow file, not a"
                                    " published version)", registry=registry)
@@ -94,3 +102,47 @@ class HotlineMetrics:
     def exposition(self) -> bytes:
         """Every metric in Prometheus text format (`CONTENT_TYPE`)."""
         return generate_latest(self.registry)
+
+
+class PromptClock:
+    """Times what a caller waits for the next prompt: from the call's arrival (StasisStart) or a key
+    to the next play request Asterisk accepted, into `hotline_prompt_latency_seconds`.
+
+    Fed by the event router (arrived, key, left) and by the ARI client's request tracing
+    (prompt_started), each with a channel id only. One pending mark per channel, dropped when the
+    channel leaves; at most `limit` channels are tracked, so missed ends cannot grow it for ever.
+    """
+
+    def __init__(self, histogram: Histogram, *, limit: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._histogram = histogram
+        self._limit = limit
+        self._clock = clock
+        self._marks: dict[str, tuple[str, float]] = {}
+
+    def _mark(self, channel_id: str, since: str) -> None:
+        if channel_id in self._marks or len(self._marks) < self._limit:
+            self._marks[channel_id] = (since, self._clock())
+
+    def arrived(self, channel_id: str) -> None:
+        self._mark(channel_id, "stasis_start")
+
+    def key(self, channel_id: str) -> None:
+        """A key: the clock restarts (the last key before a prompt counts, not the first of a PIN),
+        unless the call still waits for its first prompt."""
+        mark = self._marks.get(channel_id)
+        if mark is None or mark[0] != "stasis_start":
+            self._mark(channel_id, "dtmf")
+
+    def prompt_started(self, channel_id: str) -> None:
+        mark = self._marks.pop(channel_id, None)
+        if mark is not None:
+            since, at = mark
+            self._histogram.labels(since=since).observe(self._clock() - at)
+
+    def left(self, channel_id: str) -> None:
+        self._marks.pop(channel_id, None)
+
+    @property
+    def pending(self) -> int:
+        return len(self._marks)

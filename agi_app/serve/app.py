@@ -293,7 +293,7 @@ class Server:
         calls = CallRegistry(handler, tee, settings)
         campaigns = CampaignDialler(client, pool, settings, media_resolver(settings))
         router = EventRouter(client, calls, resync_settle_s=settings.resync_settle_s, callbacks=callbacks.on_event,
-                             campaigns=campaigns.on_event)
+                             campaigns=campaigns.on_event, prompts=metrics.prompt_clock)
         server = cls(settings, pool, client, sink, calls, router, flows, monitoring=monitoring, callbacks=callbacks,
                      campaigns=campaigns, facts=facts)
         server._tasks.append(asyncio.create_task(callbacks.run(), name="callbacks"))
