@@ -1,14 +1,13 @@
 """`hotline kpi` against a generated week of journeys, written by the real journey writer (queue legs,
-which the contact centre's tracker completes, by SQL), every figure computed again here in plain
-Python from the generated calls — not by the code under test."""
+which the contact centre's tracker completes, by SQL), every figure computed again in plain Python
+from the generated calls (tests/support/kpi_expected.py) — not by the code under test. A generated
+month: tests/fast/test_kpi_month.py."""
 
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, time, timedelta
-from statistics import mean
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -16,94 +15,8 @@ import pytest_asyncio
 
 from agi_app.db.pool import connection
 from tests.support.cli import hotline_cli
-from tests.support.journeys import MONDAY, OUTCOMES, SHANGHAI, Call, generate, store
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """Linear interpolation between the closest ranks (PostgreSQL's percentile_cont)."""
-    ordered = sorted(values)
-    at = fraction * (len(ordered) - 1)
-    low = int(at)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (at - low)
-
-
-def expected(calls: list[Call], days: list[date], *, line: str | None = None,
-             segment: str | None = None) -> dict[str, Any]:
-    """The figures, from their definitions, over the generated calls."""
-    def belongs(c: Call) -> bool:
-        return (c.started_at.astimezone(SHANGHAI).date() in days and (line is None or c.dnis == line)
-                and (segment is None or (c.segment or "unknown") == segment))
-
-    chosen = [c for c in calls if belongs(c)]
-    ended = [c for c in chosen if c.outcome is not None]
-    outcomes = Counter(c.outcome for c in ended)
-
-    def rate(n: int, d: int) -> float | None:
-        return n / d if d else None
-
-    services: dict[str, dict[str, int]] = defaultdict(lambda: {"reached": 0, "ok": 0})
-    nodes: dict[str, dict[str, int]] = defaultdict(lambda: {"visits": 0, "drop_offs": 0})
-    for c in ended:
-        for service, result in c.services:
-            services[service]["reached"] += 1
-            services[service]["ok"] += result == "ok"
-        for node in c.path:
-            nodes[node]["visits"] += 1
-        if c.outcome in ("abandoned", "hangup"):
-            nodes[c.path[-1]]["drop_offs"] += 1
-    legs = [leg for c in ended for leg in c.legs if leg.result != "waiting"]
-    answered = [leg for leg in legs if leg.result in ("answered", "completed")]
-    talked = [leg.talk_s for leg in legs if leg.talk_s is not None]
-    agents: dict[str, dict[str, int]] = defaultdict(lambda: {"calls": 0, "talk_s": 0})
-    for leg in answered:
-        assert leg.agent is not None
-        agents[leg.agent]["calls"] += 1
-        agents[leg.agent]["talk_s"] += leg.talk_s or 0
-    surveys = [c.survey for c in ended if c.survey is not None]
-    firsts: dict[str, list[float]] = defaultdict(list)  # service: seconds to its first reach, per call
-    for c in ended:
-        first: dict[str, float] = {}
-        for (service, _), offset in zip(c.services, c.service_at_s, strict=True):
-            first[service] = min(first.get(service, offset), offset)
-        for service, offset in first.items():
-            firsts[service].append(offset)
-    return {
-        "calls": len(ended), "in_progress": len(chosen) - len(ended),
-        "outcomes": {o: outcomes.get(o, 0) for o in OUTCOMES},
-        "self_service_rate": rate(outcomes["self_service"], len(ended)),
-        "transfer_rate": rate(outcomes["transferred"], len(ended)),
-        "abandon_rate": rate(outcomes["abandoned"], len(ended)),
-        "avg_duration_ms": mean(c.duration_ms for c in ended) if ended else None,
-        "survey_avg": mean(surveys) if surveys else None, "survey_answers": len(surveys),
-        "services": dict(services), "nodes": dict(nodes),
-        "queue_legs": len(legs),
-        "answer_speed_s": mean(leg.wait_s for leg in answered if leg.wait_s is not None) if answered else None,
-        "agent_connection_rate": rate(len(answered), len(legs)),
-        "queue_abandon_rate": rate(sum(leg.result == "abandoned" for leg in legs), len(legs)),
-        "avg_talk_s": mean(talked) if talked else None,
-        "agents": dict(agents),
-        "time_to_service_s": {service: {"calls": len(times), "mean": mean(times), "p50": percentile(times, 0.5),
-                                        "p90": percentile(times, 0.9)} for service, times in firsts.items()},
-    }
-
-
-#: How the command rounds: rates to 4 decimals, the survey mean to 2, seconds to 1, milliseconds to 1.
-ROUNDING = {"avg_duration_ms": 0.5, "survey_avg": 0.005, "answer_speed_s": 0.05, "avg_talk_s": 0.05}
-
-
-def assert_figures(got: dict[str, Any], want: dict[str, Any]) -> None:
-    for key, value in want.items():
-        if key == "time_to_service_s":
-            assert set(got[key]) == set(value), key
-            for service, times in value.items():
-                assert got[key][service]["calls"] == times["calls"], service
-                for figure in ("mean", "p50", "p90"):
-                    assert got[key][service][figure] == pytest.approx(times[figure], abs=0.05 + 1e-9), (service, figure)
-        elif isinstance(value, float):
-            assert got[key] == pytest.approx(value, abs=ROUNDING.get(key, 0.00005) + 1e-9), key
-        else:
-            assert got[key] == value, key
+from tests.support.journeys import MONDAY, SHANGHAI, Call, generate, store
+from tests.support.kpi_expected import assert_figures, expected
 
 
 def kpi(dsn: str, *args: str) -> dict[str, Any]:
