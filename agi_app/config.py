@@ -75,6 +75,9 @@ class Settings:
     ami_password: str = field(default="", repr=False)
     # HOST:PORT `hotline serve` listens on for the dialplan's FastAGI hooks (identify, route, status).
     agi_listen: str = "127.0.0.1:4573"
+    # This server's name among the servers sharing the database (the live view's and alerts' rows):
+    # empty is host:pid; a cluster node (scripts/cluster) is named after its node.
+    server_id: str = ""
     # Where `hotline serve` answers Prometheus scrapes (GET /metrics); port 0 picks a free one.
     metrics_listen: str = "127.0.0.1:9464"
     # How often the server checks that PostgreSQL answers, for the metrics' connection state.
