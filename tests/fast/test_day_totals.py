@@ -12,14 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 
 from agi_app.cli.monitor import frame, read, totals_line
 from agi_app.config import Settings
-from agi_app.monitoring.day_totals import DayTotalsKeeper, read_day_totals
-from agi_app.monitoring.live import LiveView
+from agi_app.monitoring.day_totals import DayTotals, DayTotalsKeeper, read_day_totals
+from agi_app.monitoring.live import LiveView, merge
 from agi_app.monitoring.publisher import LivePublisher
+from agi_app.monitoring.wallboard import Wallboard
 from tests.fake_ari.server import FakeAri
 from tests.fast.conftest import Hotline, import_demo_customers, settings_for, start_hotline
+from tests.fast.test_live_monitor import wallboard_at
 from tests.support.cli import hotline_cli
 from tests.support.demo import MAIN_ZH, UNKNOWN
 from tests.support.journeys import SHANGHAI, Call, Leg, store
@@ -198,3 +201,48 @@ async def test_totals_that_never_arrived_are_unknown_while_the_live_rows_still_s
     finally:
         db_proxy.delay = 0
         conn.terminate()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+async def test_the_wallboard_shows_stale_totals_as_stale_and_unknown_ones_as_unknown(tmp_path: Path) -> None:
+    """The page in headless chromium: current totals plainly, stale ones with a warning and the time
+    they were read, unknown ones as "?" — and the calls still listed while the database is away."""
+    async_api = pytest.importorskip("playwright.async_api")
+    keeper = DayTotalsKeeper()
+    read_at = datetime(2026, 11, 24, 1, 30, tzinfo=UTC)
+    current = keeper.read(DayTotals(read_at.astimezone(SHANGHAI).date(), "Asia/Shanghai",
+                                    {"self_service": 9, "error": 3}, 4, 2), read_at)
+    view = LiveView()
+    view.started("c1", "13800138000", "95000", datetime.now(UTC))
+    shown = {"view": merge([{"server": "a", "at": "1", **view.snapshot({"c1"})}], current)}
+    board = Wallboard(lambda: shown["view"], every_s=0.05, write_budget_s=1)
+    async with wallboard_at(board) as base, async_api.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = await browser.new_page()
+            await page.goto(f"{base}/wallboard")
+            expect = async_api.expect
+            await expect(page.locator("#calls-today")).to_have_text("12")
+            await expect(page.locator("#errors")).to_have_text("3")
+            await expect(page.locator("#totals-note")).to_have_text("today 2026-11-24 (Asia/Shanghai)")
+            await expect(page.locator("#calls-today")).not_to_have_class("stale")
+
+            shown["view"] = {**merge([{"server": "a", "at": "2", **view.snapshot({"c1"})}], keeper.failed()),
+                             "all_servers": False}
+            await expect(page.locator("#totals-note")).to_contain_text("STALE: as of 2026-11-24T01:30:00+00:00")
+            await expect(page.locator("#calls-today")).to_have_text("12")
+            await expect(page.locator("#calls-today")).to_have_class("stale")
+            await expect(page.locator("#scope-note")).to_have_text(
+                "the database does not answer: this server's calls only")
+            await expect(page.locator("#calls tbody tr")).to_have_count(1)
+            await page.screenshot(path=str(tmp_path / "stale.png"))
+
+            shown["view"] = merge([], DayTotalsKeeper().failed())
+            await expect(page.locator("#calls-today")).to_have_text("?")
+            await expect(page.locator("#totals-note")).to_contain_text("totals today unknown")
+        finally:
+            await browser.close()
+    assert (tmp_path / "stale.png").stat().st_size > 0
