@@ -16,6 +16,7 @@ help:
 	@echo "make run    - sandbox (Asterisk + PostgreSQL), demo data, hotline serve in the foreground (Ctrl-C stops all)"
 	@echo "make test   - lint, fast suite (fake ARI server) and end-to-end suite (real Asterisk, SIPp calls)"
 	@echo "make call CALLER=13800138000 LINE=95000 DIGITS=1  - one real SIP call into the running sandbox"
+	@echo "make bench  - capacity, cost and latency against native dialplan (RATES=20,40 STEP_S=15 for a quick run)"
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -76,6 +77,14 @@ test: lint fast e2e
 
 call: venv
 	scripts/call "$(CALLER)" "$(LINE)" "$(DIGITS)" "$(PAUSE)"
+
+# Capacity and cost against native dialplan (bench/README.md): ~10 min at these defaults, under the
+# sandbox's lock, alone on the machine. A quick look: make bench RATES=20,40 STEP_S=15
+RATES ?= 20,40,60,80,100,120
+STEP_S ?= 20
+.PHONY: bench
+bench: venv chroot
+	flock /tmp/hotline-asterisk.lock $(PY) -m bench.run --rates "$(RATES)" --step-s "$(STEP_S)"
 
 sounds: venv
 	scripts/make-sounds

@@ -152,8 +152,9 @@ def _scale_goals(scale: dict[str, Any] | None) -> list[Goal]:
                      (scale or {}).get("error", "bench.scale not available"))]
     kb = float(scale["memory_per_call_kb"])
     lag = f"loop lag p50/p99 {scale.get('loop_lag_p50_ms')}/{scale.get('loop_lag_p99_ms')} ms"
+    failed = f"{scale['failed']} calls failed in bench.scale" if scale.get("failed") else ""
     return [Goal(f"P4 memory per call ({scale.get('calls')} calls, one process)", f"{kb:g} KB", "≤ 50 KB", kb <= 50,
-                 "; ".join(x for x in (_missed_by(kb, 50, higher_is_better=False), lag) if x))]
+                 "; ".join(x for x in (_missed_by(kb, 50, higher_is_better=False), lag, failed) if x))]
 
 
 def _reload_goals(reload: dict[str, Any] | None) -> list[Goal]:

@@ -1,7 +1,7 @@
 """`make bench`: the hotline's capacity and cost against native dialplan on the same Asterisk, in
 one run (bench/README.md says what each figure means and how it is measured).
 
-    python -m bench.run [--rates 20,40,60,80,100,120] [--step-s 25] [--reload-rate 40] [--out bench/results]
+    python -m bench.run [--rates 20,40,60,80,100,120] [--step-s 20] [--reload-rate 40] [--out bench/results]
 
 Brings up the sandbox (Asterisk with the bench's native context, PostgreSQL) and a `hotline serve`
 on a fresh database with the bench callers and menus, as the end-to-end suite does; steps SIPp
@@ -69,7 +69,7 @@ class BenchConfig:
     reload_rate: int
     out: Path
     customers: int = 3000
-    pause_s: float = 3.0  # between steps: the last calls' journeys written, Asterisk idle again
+    pause_s: float = 2.0  # between steps: the last calls' journeys written, Asterisk idle again
     stop_at_failure: bool = True  # no higher step of a mode after one with failed calls
     scale_calls: int = 2000
 
@@ -397,7 +397,7 @@ def write_results(result: dict[str, Any], out: Path) -> tuple[Path, Path, str]:
 def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates", default="20,40,60,80,100,120", help="calls per second of each step, in order")
-    parser.add_argument("--step-s", type=float, default=25.0, help="seconds of each step")
+    parser.add_argument("--step-s", type=float, default=20.0, help="seconds of each step")
     parser.add_argument("--reload-rate", type=int, default=40, help="calls per second during the P5 publish")
     parser.add_argument("--customers", type=int, default=3000, help="known callers, called in turn")
     parser.add_argument("--scale-calls", type=int, default=2000, help="concurrent calls of bench.scale (P4)")

@@ -1,0 +1,230 @@
+"""`make bench`'s own logic: reading SIPp's statistics, /proc CPU times and the app's histograms,
+judging product calls by their journeys (real PostgreSQL), the capacity found from the steps and
+the goals table. The load itself needs the real Asterisk: `make bench`."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+from bench import prom
+from bench.cpu import cpu_ms, parse_cpu_ticks
+from bench.journeys import (
+    DEFAULT_MENU,
+    MENU_OF_SEGMENT,
+    Journey,
+    bench_customers,
+    check_journeys,
+    customers_csv,
+    step_journeys,
+)
+from bench.results import NATIVE, PRODUCT, Latency, Step, goals, goals_markdown, highest_clean_rate
+from bench.run import FLOWS, prompt_nodes
+from bench.sipp_load import callers_file, parse_stats
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "bench"
+
+
+def render_config(out: Path) -> Path:
+    """The sandbox's Asterisk configuration, rendered as scripts/sandbox renders it."""
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "render-asterisk-config"), "--out", str(out),
+                           "--env", str(REPO / "config" / "sandbox.env"),
+                           "--values", str(REPO / "config" / "sandbox.yaml")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+# --- SIPp ------------------------------------------------------------------------------------
+def test_sipp_statistics_are_read_from_the_last_row_of_its_file() -> None:
+    counts = parse_stats((FIXTURES / "sipp_stats_one_failed.csv").read_text())
+    assert (counts.placed, counts.succeeded, counts.failed) == (1, 0, 1)
+
+
+def test_a_statistics_file_without_data_or_columns_is_refused() -> None:
+    header = (FIXTURES / "sipp_stats_one_failed.csv").read_text().splitlines()[0]
+    with pytest.raises(ValueError, match="no data row"):
+        parse_stats(header + "\n")
+    with pytest.raises(ValueError, match="FailedCall"):
+        parse_stats("OutgoingCall(C);SuccessfulCall(C)\n3;3\n")
+
+
+def test_the_callers_file_gives_sipp_one_number_per_call_in_turn(tmp_path: Path) -> None:
+    path = callers_file(tmp_path / "callers.csv", ["13790000000", "13790000001"])
+    assert path.read_text() == "SEQUENTIAL\n13790000000;\n13790000001;\n"
+
+
+# --- CPU -------------------------------------------------------------------------------------
+def test_cpu_ticks_are_counted_after_the_command_name_whatever_it_contains() -> None:
+    fields = " ".join(["S"] + ["0"] * 10 + ["150", "25"] + ["0"] * 30)
+    assert parse_cpu_ticks(f"4242 (we ird) (name) {fields}") == 175
+
+
+def test_cpu_time_of_a_process_grows_as_it_works() -> None:
+    before = cpu_ms(os.getpid())
+    deadline = time.process_time() + 0.2
+    while time.process_time() < deadline:
+        pass
+    assert cpu_ms(os.getpid()) - before >= 150
+
+
+# --- the app's histograms ----------------------------------------------------------------------
+def exposition(histogram: Histogram, registry: CollectorRegistry, values: list[float]) -> prom.Samples:
+    for value in values:
+        histogram.labels(since="dtmf").observe(value)
+    return prom.parse_samples(generate_latest(registry).decode())
+
+
+def test_quantiles_come_from_the_buckets_observed_during_the_step_only() -> None:
+    registry = CollectorRegistry()
+    histogram = Histogram("waits_seconds", "test", ["since"], buckets=(0.01, 0.02, 0.05, 1.0), registry=registry)
+    before = exposition(histogram, registry, [0.9] * 50)  # an earlier step: slow
+    after = exposition(histogram, registry, [0.015] * 98 + [0.04] * 2)
+    q = prom.quantiles(before, after, "waits_seconds", {"since": "dtmf"})
+    assert q.count == 100
+    assert q.p50_ms is not None and 10 < q.p50_ms <= 20
+    assert q.p99_ms is not None and 20 < q.p99_ms <= 50
+    assert prom.quantiles(before, after, "waits_seconds", {"since": "stasis_start"}).count == 0
+    assert prom.delta(before, after, "waits_seconds_count") == 100
+
+
+def test_a_quantile_beyond_the_last_bound_is_that_bound_and_none_without_observations() -> None:
+    assert prom.quantile([(0.01, 0.0), (0.1, 1.0), (float("inf"), 10.0)], 0.99) == 0.1
+    assert prom.quantile([(0.01, 0.0), (float("inf"), 0.0)], 0.5) is None
+    assert prom.quantile([], 0.5) is None
+
+
+# --- journeys ----------------------------------------------------------------------------------
+CUSTOMERS = {c.phone: c for c in bench_customers(3)}  # standard, vip, elderly
+STANDARD, VIP, ELDERLY = (c for c in CUSTOMERS.values())
+NOW = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
+
+
+def journey(call_id: str, customer_phone: str, *, customer_id: str | None = "same", menu: str | None = None,
+            outcome: str | None = "hangup") -> Journey:
+    customer = CUSTOMERS[customer_phone]
+    return Journey(call_id, customer_phone, customer.customer_id if customer_id == "same" else customer_id, 1,
+                   outcome, NOW, ("entry", menu or customer.menu, "goodbye"))
+
+
+def test_each_segment_has_its_own_menu_in_the_bench_flows() -> None:
+    document = yaml.safe_load(FLOWS.read_text())
+    nodes = document["flows"]["bench"]["nodes"]
+    assert {*MENU_OF_SEGMENT.values(), DEFAULT_MENU} <= set(nodes)
+    assert (STANDARD.menu, VIP.menu, ELDERLY.menu) == ("menu_standard", "menu_vip", "menu_elderly")
+    assert sorted(prompt_nodes()) == ["goodbye", "menu_elderly", "menu_standard", "menu_vip"]
+
+
+def test_calls_that_got_their_menu_and_ended_are_not_failed() -> None:
+    journeys = [journey("a", STANDARD.phone), journey("b", VIP.phone), journey("c", ELDERLY.phone)]
+    check = check_journeys(3, journeys, CUSTOMERS)
+    assert (check.failed, check.journeys) == (0, 3)
+
+
+def test_a_missing_journey_a_lost_lookup_a_general_menu_and_an_error_each_fail_one_call() -> None:
+    journeys = [journey("a", VIP.phone, customer_id=None, menu=DEFAULT_MENU),  # the lookup ran out of budget
+                journey("b", ELDERLY.phone, menu=DEFAULT_MENU),  # the general menu instead of theirs
+                journey("c", STANDARD.phone, outcome="error"),
+                journey("d", STANDARD.phone)]
+    check = check_journeys(5, journeys, CUSTOMERS)
+    assert (check.missing, check.lost_personalisation, check.unfinished, check.failed) == (1, 2, 1, 4)
+    assert check.reasons == {"no_journey": 1, "no_customer": 1, "wrong_menu": 1, "outcome_error": 1}
+
+
+def test_the_bench_callers_import_as_customers_of_their_segment(tmp_path: Path) -> None:
+    lines = customers_csv(tmp_path / "c.csv", CUSTOMERS.values()).read_text().splitlines()
+    assert lines[0].startswith("customer_id,phone,name,salutation,segment,language")
+    assert [line.split(",")[4] for line in lines[1:]] == ["standard", "vip", "elderly"]
+
+
+async def test_a_steps_journeys_are_read_from_postgresql_within_its_window(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        for call_id, started, dnis in (("in", NOW, "95000"), ("before", NOW - timedelta(seconds=1), "95000"),
+                                       ("other-line", NOW, "95001")):
+            await conn.execute("INSERT INTO calls (call_id, started_at, ended_at, caller, dnis, customer_id,"
+                               " menu_version, outcome) VALUES ($1, $2, $2, $3, $4, $5, 1, 'hangup')",
+                               call_id, started, VIP.phone, dnis, VIP.customer_id)
+        for seq, node in enumerate(("entry", "menu_vip", "goodbye"), start=1):
+            await conn.execute("INSERT INTO call_nodes (call_id, seq, node_id, entered_at) VALUES ('in', $1, $2, $3)",
+                               seq, node, NOW)
+        journeys = await step_journeys(conn, "95000", NOW, NOW + timedelta(seconds=30))
+    finally:
+        await conn.close()
+    assert [(j.call_id, tuple(j.nodes), j.customer_id) for j in journeys] == [
+        ("in", ("entry", "menu_vip", "goodbye"), VIP.customer_id)]
+    assert check_journeys(1, journeys, CUSTOMERS).failed == 0
+
+
+# --- capacity and goals --------------------------------------------------------------------------
+def step(mode: str, rate: int, failed: int = 0, **figures: object) -> Step:
+    result = Step(mode=mode, rate=rate, seconds=20, placed=rate * 20, sipp_failed=failed)
+    for name, value in figures.items():
+        setattr(result, name, value)
+    return result
+
+
+def test_the_highest_clean_rate_stops_at_the_first_failed_step() -> None:
+    steps = [step(NATIVE, 20), step(NATIVE, 40), step(NATIVE, 60, failed=3), step(NATIVE, 80),
+             step(PRODUCT, 20, failed=1)]
+    assert highest_clean_rate(steps, NATIVE) == 40, "a clean step above a failed one is luck"
+    assert highest_clean_rate(steps, PRODUCT) is None
+
+
+def test_goals_say_which_are_met_and_by_how_much_the_others_are_missed() -> None:
+    steps = [step(NATIVE, 100), step(NATIVE, 120), step(PRODUCT, 60, app_cpu_ms=1200.0 * 5, ari_requests=6000,
+                                                       prompt_steps=2400,
+                                                       latency={"first_prompt": Latency(1200, 8.0, 31.0)}),
+             step(PRODUCT, 80, failed=2)]
+    rows = {g.figure: g for g in goals(steps, scale={"calls": 2000, "memory_per_call_kb": 40.0},
+                                       reload={"rate": 40, "placed": 800, "failed": 0, "switch_s": 1.5})}
+    ratio = rows["P1 capacity ratio product / native"]
+    assert (ratio.measured, ratio.met, ratio.note) == ("0.50×", False, "missed by 0.4 (44 %)")
+    cpu = rows["P2 app CPU per ARI request (worst step)"]
+    assert (cpu.measured, cpu.met) == ("1 ms", False)
+    assert rows["P2 ARI requests per menu step (worst step)"].met is True  # 2.5
+    first = rows["P3 StasisStart → first prompt p99 at 60 calls/s"]
+    assert (first.measured, first.met, first.note) == ("31 ms", False, "missed by 11 (55 %)")
+    assert rows["P4 memory per call (2000 calls, one process)"].met is True
+    assert rows["P5 publish under load at 40 calls/s: failed calls"].met is True
+    assert rows["P5 publish → first call on the new version"].met is False
+    assert "| MISSED |" in goals_markdown(list(rows.values()))
+
+
+def test_figures_not_measured_are_said_so_never_met() -> None:
+    rows = goals([step(NATIVE, 20)], scale={"error": "bench/scale.py is not there yet"}, reload=None)
+    unmeasured = [g for g in rows if g.measured == "not measured"]
+    assert unmeasured and all(g.met is None for g in unmeasured)
+    assert any("bench/scale.py is not there yet" in g.note for g in rows)
+
+
+# --- the native baseline -------------------------------------------------------------------------
+def test_the_native_baseline_plays_the_bench_menus_prompts_on_its_own_line(tmp_path: Path) -> None:
+    rendered = render_config(tmp_path)
+    dialplan = (rendered / "extensions.conf").read_text()
+    values = yaml.safe_load((REPO / "config" / "sandbox.yaml").read_text())
+    line = values["bench"]["native_line"]
+    assert f"exten => {line},1,Goto(hotline-bench-native,s,1)" in dialplan
+    native = dialplan.split("[hotline-bench-native]", 1)[1].split("\n[", 1)[0]
+    apps = re.findall(r"^(?:exten => s,1|\s*same => n),(\w+)\(([^)]*)\)", native, re.M)
+    assert [app for app, _ in apps] == ["Answer", "Read", "Playback", "Hangup"]
+    document = yaml.safe_load(FLOWS.read_text())
+    nodes = document["flows"]["bench"]["nodes"]
+    menu_sound = re.search(r"sound\('(\w+)'\)", nodes["menu_standard"]["prompt"])
+    goodbye_sound = re.search(r"sound\('(\w+)'\)", nodes["goodbye"]["prompt"])
+    assert menu_sound and goodbye_sound
+    assert apps[1][1] == f"HOTLINE_BENCH_KEY,hotline/zh/{menu_sound.group(1)},1,,1,5", "one key, type-ahead"
+    assert apps[2][1] == f"hotline/zh/{goodbye_sound.group(1)}"
+    assert list(nodes["menu_standard"]["options"]) == ["1"], "the caller's key in bench/uac.xml"
+    assert "dtmf_2833_1.pcap" in (FLOWS.parent / "uac.xml").read_text()
