@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Protocol, assert_never
 
 from agi_app.caller_facts import CallerFacts
@@ -56,6 +56,10 @@ from agi_app.secure import SecretDigits
 
 MAX_STEPS = 500
 KEY_SOUNDS = {"*": "keys/star", "#": "keys/hash"}
+#: Seconds a `process` node's service may run before the caller hears "please hold" (and again
+#: after each such prompt): under the fault matrix's 5 s of silence, with the 0.7 s of quiet after
+#: a PIN before it.
+HOLD_AFTER_S = 2.0
 
 
 class FlowError(Exception):
@@ -395,10 +399,7 @@ async def _process(run: FlowRunner, node: ProcessNode) -> str | None:
         run.call.log("service_missing", level=logging.ERROR, node=node.id, service=name)
     else:
         try:
-            # Not `within`: a service past its timeout is cancelled and then AWAITED, so what the
-            # caller hears is what happened — a transfer whose commit was already on its way
-            # reports ok, never "failed" for money that moved (the caller would try again).
-            outcome = await asyncio.wait_for(service(request), node.timeout)
+            outcome = await _served(run, service(request), node.timeout)
         except asyncio.CancelledError:  # the caller left while it ran: say so in the journey, then go
             run.call.journey.service(name, "abandoned")
             raise
@@ -424,6 +425,23 @@ async def _process(run: FlowRunner, node: ProcessNode) -> str | None:
     if result == "failed":
         return node.on_failed or node.next
     return node.next
+
+
+async def _served(run: FlowRunner, work: Awaitable[ServiceOutcome], timeout: float) -> ServiceOutcome:
+    """The service's outcome within `timeout`. Every HOLD_AFTER_S it is still running, the caller
+    hears "please hold": a slow bank (a database past its budget) must not leave them in silence
+    for the whole timeout. Not `within`: a service past its timeout is cancelled and then AWAITED,
+    so what the caller hears is what happened — a transfer whose commit was already on its way
+    reports ok, never "failed" for money that moved (the caller would try again)."""
+    task = asyncio.ensure_future(asyncio.wait_for(work, timeout))
+    try:
+        while not (await asyncio.wait({task}, timeout=HOLD_AFTER_S))[0]:
+            await run.call.play(await run.sound("please_hold"), interruptible=False)
+        return task.result()
+    finally:
+        if not task.done():  # the caller hung up: the service is cancelled, and awaited
+            task.cancel()
+            await asyncio.wait({task})
 
 
 def _authenticated(run: FlowRunner, node: ProcessNode, facts: CallerFacts) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from agi_app.caller_facts import CallerFacts
+from agi_app.flows import runner as runner_module
 from agi_app.flows.loader import load_document, schema
 from agi_app.flows.model import (
     NODE_TYPES,
@@ -259,3 +260,25 @@ async def test_a_known_callers_attributes_are_what_templates_call_customer() -> 
     seen = known.template_context()["customer"]
     assert (seen["name"], seen["salutation"], seen["segment"], seen["customer_id"]) == ("Wang", "Mr", "vip", "C9")
     assert unknown.template_context()["customer"] is None
+
+
+@pytest.mark.parametrize(("takes_s", "least", "most"), [(0.0, 0, 0), (0.45, 2, 4)])
+async def test_a_slow_service_has_the_caller_hear_please_hold_meanwhile(
+        takes_s: float, least: int, most: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A service still running after HOLD_AFTER_S (a database past its budget) has the caller hear
+    "please hold", again after each one, instead of silence for the whole timeout; a quick one none."""
+    monkeypatch.setattr(runner_module, "HOLD_AFTER_S", 0.1)
+
+    async def service(call: ServiceCall) -> ServiceOutcome:
+        await asyncio.sleep(takes_s)
+        return ServiceOutcome("ok", [Sound("operation_done", "en")])
+
+    registry = ServiceRegistry()
+    registry.register("balance", service)
+    nodes = {"p": {"type": "process", "service": "balance", "params": {"timeout": 2}, "next": "done"}, "done": BYE}
+    record, channel, _, _ = await run_flow(doc(nodes, start="p"), services=registry, who=customer())
+    assert record.services == [("balance", "ok")]
+    said = [uri for uri in channel.played if "please_hold" in uri or "operation_done" in uri]
+    holds = said[:-1]
+    assert "operation_done" in said[-1] and all("please_hold" in uri for uri in holds), channel.played
+    assert least <= len(holds) <= most, channel.played  # one every 0.1 s while it ran: 4, or fewer if the loop lags
