@@ -10,13 +10,15 @@ LINE ?= 95000
 DIGITS ?= 1
 PAUSE ?= 4
 
-.PHONY: help venv deps chroot sandbox sandbox-down db demo run test lint fast e2e faults call sounds clean
+.PHONY: help venv deps chroot sandbox sandbox-down db demo run test lint fast e2e faults call sounds clean \
+	cluster cluster-down cluster-test
 
 help:
 	@echo "make run    - sandbox (Asterisk + PostgreSQL), demo data, hotline serve in the foreground (Ctrl-C stops all)"
 	@echo "make test   - lint, fast suite (fake ARI server) and end-to-end suite (real Asterisk, SIPp calls)"
 	@echo "make call CALLER=13800138000 LINE=95000 DIGITS=1  - one real SIP call into the running sandbox"
 	@echo "make bench  - capacity, cost and latency against native dialplan (RATES=20,40 STEP_S=15 for a quick run)"
+	@echo "make cluster / cluster-down / cluster-test - Kamailio in front of two Asterisk + hotline serve nodes (docs/scaling.md)"
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -63,7 +65,7 @@ lint: venv
 
 fast: venv chroot
 	scripts/sandbox check-declarations
-	$(VENV)/bin/pytest tests/fast -q
+	$(VENV)/bin/pytest tests/fast -q -n 4
 
 e2e: venv chroot
 	$(VENV)/bin/pytest tests/e2e -q --ignore=tests/e2e/faults
@@ -77,6 +79,19 @@ test: lint fast e2e
 
 call: venv
 	scripts/call "$(CALLER)" "$(LINE)" "$(DIGITS)" "$(PAUSE)"
+
+# Beyond one server, on this machine (README "Cluster"): Kamailio on 127.0.0.1:5060 in front of two
+# Asterisk nodes, a `hotline serve` each, one PostgreSQL. In the background until `make cluster-down`;
+# `make call` goes through Kamailio meanwhile. Not beside `make run`: both take port 5060.
+cluster: venv chroot
+	scripts/cluster up
+
+cluster-down:
+	scripts/cluster down
+
+# The cluster suite (~3 min): brings the cluster up and down itself, under the sandbox's lock.
+cluster-test: venv chroot
+	flock /tmp/hotline-asterisk.lock $(VENV)/bin/pytest tests/cluster -q
 
 # Capacity and cost against native dialplan (bench/README.md): ~10 min at these defaults, under the
 # sandbox's lock, alone on the machine. A quick look: make bench RATES=20,40 STEP_S=15

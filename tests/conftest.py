@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -14,10 +15,11 @@ pytest_plugins = ["tests.fake_ari.pytest_plugin"]
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[None]:
-    """The throwaway cluster; stopped at the end only if this session started it."""
+    """The throwaway cluster; stopped at the end only if this session started it — and never by one of
+    several parallel workers (pytest -n), which cannot know that the others are done with it."""
     started = pg.ensure_cluster()
     yield
-    if started:
+    if started and "PYTEST_XDIST_WORKER" not in os.environ:
         pg.stop_cluster()
 
 

@@ -5,6 +5,7 @@ Real PostgreSQL, not a mock: the SQL the product runs is the SQL the tests run.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import uuid
@@ -20,11 +21,15 @@ ADMIN_DSN = f"postgresql://hotline@127.0.0.1:{PORT}/postgres"
 
 
 def ensure_cluster() -> bool:
-    """Start the repo's throwaway cluster if it is not running; True if this call started it."""
+    """Start the repo's throwaway cluster if it is not running; True if this call started it.
+    Parallel test workers (pytest -n) take turns, so that only one of them starts it."""
     sandbox = str(REPO / "scripts" / "sandbox")
-    running = subprocess.run([sandbox, "pg-status"], stdout=subprocess.DEVNULL).returncode == 0
-    if not running:
-        subprocess.run([sandbox, "pg-start"], check=True, stdout=subprocess.DEVNULL)
+    (REPO / ".run").mkdir(exist_ok=True)
+    with open(REPO / ".run" / "pg-start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        running = subprocess.run([sandbox, "pg-status"], stdout=subprocess.DEVNULL).returncode == 0
+        if not running:
+            subprocess.run([sandbox, "pg-start"], check=True, stdout=subprocess.DEVNULL)
     return not running
 
 
