@@ -1,13 +1,17 @@
 """Writes journeys to PostgreSQL as they happen, off the call's path — and loses none.
 
 Calls enqueue small write operations (never waiting on the database or the disk); one writer task
-applies them one at a time under a time budget. Every operation is idempotent (inserts ignore
-conflicts, updates set values), so one that may or may not have been applied is simply applied again.
+applies those waiting in memory together — one transaction, one statement per kind of operation
+(two to eight round trips for up to `_BATCH_MAX` operations, not one acquire and statement each) —
+under a time budget; a spill file is replayed one operation at a time. Every operation is idempotent
+(inserts ignore conflicts, updates set values), so one that may or may not have been applied is
+simply applied again.
 
-- Order: operations are applied strictly in the order they were made, wherever they waited
-  (memory or a spill file), so a call's updates and child rows never go before its `calls` row.
-  One order for all calls is the simple way to get that, and costs little: what makes a write
-  fail transiently — the database gone, slow or overloaded — holds up every call anyway.
+- Order: batches are applied strictly in the order they were made, wherever they waited (memory or
+  a spill file), and within a batch a call's row goes first, so a call's updates and child rows
+  never go before its `calls` row. One order for all calls is the simple way to get that, and costs
+  little: what makes a write fail transiently — the database gone, slow or overloaded — holds up
+  every call anyway.
 - Only transient errors (connection lost, timeout, too many connections, serialization failure,
   deadlock, shutdown or start-up of the server) are retried, with capped backoff. Any other error
   will never succeed: it is logged once with the call and the operation, and the writer moves on.
@@ -35,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
+from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -95,6 +100,7 @@ _UPGRADES: dict[str, Callable[..., SpillOp]] = {
 _TRANSIENT_SQLSTATES = ("08", "53", "57P01", "57P02", "57P03", "57014", "55P03", "40001", "40P01")
 _BACKOFF_FIRST_S, _BACKOFF_CAP_S = 0.05, 2.0
 _REPLAY_CHUNK = 500
+_BATCH_MAX = 200  # operations written together from memory (one transaction, one statement per kind)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -223,10 +229,11 @@ class PgJourneySink:
                         return
                     await self._replay(self._files[0])
                 elif self._mem:
-                    op = self._mem[0]
-                    await self._execute(op)
-                    if self._mem and self._mem[0] is op:  # not spilled meanwhile
-                        self._mem.popleft()
+                    batch = list(islice(self._mem, _BATCH_MAX))
+                    await self._execute_batch(batch)
+                    if self._mem and self._mem[0] is batch[0]:  # not spilled meanwhile
+                        for _ in batch:
+                            self._mem.popleft()
                 elif self._stopping.is_set():
                     return
                 else:
@@ -257,6 +264,62 @@ class PgJourneySink:
             return False
         self._database_answered()
         return True
+
+    async def _execute_batch(self, batch: list[SpillOp]) -> None:
+        """Apply the operations waiting in memory together: one transaction, one statement per kind
+        of operation; _Transient to retry them all. Kinds go in `_SQL`'s order, a call's row first:
+        every kind commutes with the ones after it (inserts of their own rows, updates of their own
+        columns) except that its rows need the call's row, and operations of one kind keep theirs."""
+        if len(batch) == 1:
+            await self._execute(batch[0])
+            return
+        grouped: dict[str, list[SpillOp]] = {}
+        for op in batch:
+            try:
+                op = upgraded(op)
+            except UnknownShape:
+                await self._execute(op)  # set aside (memory holds only this release's own)
+                continue
+            grouped.setdefault(op.name, []).append(op)
+        await self._apply([(name, grouped[name]) for name in _SQL if name in grouped])
+
+    async def _apply(self, groups: list[tuple[str, list[SpillOp]]]) -> None:
+        """Write `groups` in one transaction. One the database refuses for good (a constraint, a
+        bad value) is given up — if it held more than one operation, each is tried alone first, so
+        only the refused ones are — after the groups before it are written, then the rest go on."""
+        while groups:
+            refused = await self._write_groups(groups)
+            if refused is None:
+                return
+            at, exc = refused
+            await self._apply(groups[:at])
+            name, ops = groups[at]
+            if len(ops) == 1:
+                self._give_up(ops[0], type(exc).__name__, getattr(exc, "sqlstate", None))
+            else:
+                for op in ops:
+                    await self._execute(op)
+            groups = groups[at + 1:]
+
+    async def _write_groups(self, groups: list[tuple[str, list[SpillOp]]]) -> tuple[int, Exception] | None:
+        """None once written; else which group the database refused for good, and why."""
+        at = 0
+
+        async def write() -> None:
+            nonlocal at
+            async with self._pool.acquire() as conn, conn.transaction():
+                for at, (name, ops) in enumerate(groups):  # noqa: B007 - `at` says which one failed
+                    await conn.executemany(_SQL[name], [op.args for op in ops])
+
+        try:
+            await asyncio.wait_for(write(), self._budget)  # as in `_execute`: waits for a cut write to end
+        except Exception as exc:
+            if is_transient(exc):
+                raise _Transient(type(exc).__name__) from exc
+            self._database_answered()
+            return at, exc
+        self._database_answered()
+        return None
 
     async def _set_aside(self, raw: bytes, reason: str, **about: object) -> None:
         """Keep a spill line this release cannot apply for one that can; lost only if it cannot be kept."""

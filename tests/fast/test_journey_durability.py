@@ -247,3 +247,36 @@ async def test_a_full_queue_spills_to_disk_instead_of_dropping_journeys(
     assert sink.dropped == 0
     for record in records:
         await assert_journey_found(dsn, record)
+
+
+async def test_journeys_waiting_together_are_written_together(dsn: str, tmp_path: Path) -> None:
+    statements: list[str] = []
+
+    async def logged(conn: asyncpg.Connection) -> None:
+        conn.add_query_logger(lambda query: statements.append(query.query))
+
+    async with await create_pool(dsn, budget_s=0.3, on_connect=logged) as pool:
+        sink = PgJourneySink(pool, budget_s=5.0)
+        records = [record_journey(sink, f"together-{n}") for n in range(50)]  # 400 writes, before it starts
+        sink.start()
+        await drain(sink)
+    for record in records:
+        await assert_journey_found(dsn, record)
+    writes = [s for s in statements if s.startswith(("INSERT", "UPDATE"))]
+    assert len(writes) <= 2 * 6, f"one statement per kind of write and batch, not per write: {len(writes)}"
+
+
+async def test_a_write_refused_among_others_of_its_kind_is_the_only_one_given_up(
+        dsn: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="hotline.journey")
+    async with await create_pool(dsn, budget_s=0.3) as pool:
+        sink = PgJourneySink(pool, budget_s=5.0)
+        records = [record_journey(sink, f"scored-{n}", score=9 if n == 3 else 4) for n in range(6)]
+        sink.start()
+        await drain(sink)
+    for record in records:
+        await assert_journey_found(dsn, record)
+    scores = await fetch(dsn, "SELECT call_id, score FROM survey_answers ORDER BY call_id")
+    assert [(r["call_id"], r["score"]) for r in scores] == [(f"scored-{n}", 4) for n in (0, 1, 2, 4, 5)]
+    [failed] = events(caplog, "journey_write_failed")
+    assert "call=scored-3" in failed and "op=survey_answer" in failed
