@@ -30,11 +30,19 @@ async def create_pool(dsn: str, *, budget_s: float = DEFAULTS.db_budget_s, min_s
     try:
         return await asyncio.wait_for(
             asyncpg.create_pool(dsn, min_size=0 if lazy else min_size, max_size=max_size,
-                                command_timeout=budget_s * 5, init=on_connect),
+                                command_timeout=budget_s * 5, init=on_connect, reset=_keep_session),
             timeout=max(budget_s * 5, 5.0),
         )
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {_safe_dsn(dsn)}: {exc}") from exc
+
+
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """What a released pool connection is reset with, beyond asyncpg's own (it rolls back a
+    transaction left open and forgets listeners): nothing. The default session reset (advisory
+    locks, cursors, LISTEN, settings) is one more round trip per release — per journey write, per
+    lookup — and no code of ours leaves session state on a pool connection: SET LOCAL only, and
+    LISTEN and advisory locks on connections of their own (`serve/reloader.py`, `db/migrate.py`)."""
 
 
 @asynccontextmanager
