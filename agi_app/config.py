@@ -128,6 +128,10 @@ class Settings:
     # After secure input (a PIN), digits are discarded until the caller pauses this long, so what
     # was typed beyond the PIN never reaches the next prompt.
     secure_quiet_gap_ms: int = 700
+    # Digits after secure input or a recording are discarded for at most this long, however fast they
+    # keep coming (a caller who never pauses, or a backlog Asterisk is still delivering, paced): the
+    # caller then hears the next prompt instead of silence.
+    dtmf_discard_max_ms: int = 3000
     # The menu reloader's LISTEN connection and its read of the active version.
     reload_budget_ms: int = 5000
     # One speech synthesis (espeak-ng + sox) of a prompt's dynamic text.
@@ -227,6 +231,7 @@ class Settings:
     ami_keepalive_s = _seconds("ami_keepalive_ms")
     fallback_budget_s = _seconds("fallback_budget_ms")
     secure_quiet_gap_s = _seconds("secure_quiet_gap_ms")
+    dtmf_discard_max_s = _seconds("dtmf_discard_max_ms")
     reload_budget_s = _seconds("reload_budget_ms")
     speech_budget_s = _seconds("speech_budget_ms")
     graph_render_s = _seconds("graph_render_ms")

@@ -3,7 +3,7 @@
 Bounded, so a flood of digits cannot grow memory; overflow drops the newest digits and is
 counted, because the oldest ones are what the caller meant first. After secure input, what the
 caller typed beyond it is discarded until they pause (`discard_until_quiet`): digits typed past a
-PIN are more PIN, not the next menu's choice.
+PIN are more PIN, not the next menu's choice — for a bounded time, so a flood is never silence.
 """
 
 from __future__ import annotations
@@ -59,14 +59,21 @@ class DtmfBuffer:
             return None
         return self.pop_nowait()
 
-    async def discard_until_quiet(self, gap: float) -> int:
-        """Drop buffered digits and any arriving until none has arrived for `gap` seconds; returns
-        how many were dropped (never which)."""
+    async def discard_until_quiet(self, gap: float, *, at_most: float) -> tuple[int, bool]:
+        """Drop buffered digits and any arriving until none has arrived for `gap` seconds, or for
+        `at_most` seconds in all: keys that never stop (a flood, a backlog Asterisk still delivers)
+        must not hold the call in silence. Returns how many were dropped (never which) and whether
+        the caller paused (False: given up after `at_most`; later keys are the next prompt's)."""
+        deadline = asyncio.get_running_loop().time() + at_most
         discarded = 0
         while True:
             discarded += len(self._digits)
             self.clear()
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return discarded, False
             try:
-                await asyncio.wait_for(self.wait_any(), gap)
+                await asyncio.wait_for(self.wait_any(), min(gap, left))
             except TimeoutError:
-                return discarded
+                if left > gap:
+                    return discarded, True

@@ -103,6 +103,7 @@ class CallSession:
         self._ids = itertools.count(1)
         self.playback_check_s = settings.playback_check_s
         self.secure_quiet_gap_s = settings.secure_quiet_gap_s
+        self.dtmf_discard_max_s = settings.dtmf_discard_max_s
         self.recording_grace_s = settings.recording_grace_s
 
     @property
@@ -215,10 +216,13 @@ class CallSession:
 
     async def discard_after_secure_input(self) -> None:
         """Drop what the caller typed beyond secure input, until they pause for `secure_quiet_gap_s`:
-        digits typed past a PIN are more PIN, never the next prompt's answer. Counted, not shown."""
-        discarded = await self.dtmf.discard_until_quiet(self.secure_quiet_gap_s)
+        digits typed past a PIN are more PIN, never the next prompt's answer. Counted, not shown.
+        Keys that never pause are dropped for `dtmf_discard_max_s` only: then the call goes on."""
+        discarded, paused = await self.dtmf.discard_until_quiet(self.secure_quiet_gap_s,
+                                                                at_most=self.dtmf_discard_max_s)
         if discarded:
-            self.log("dtmf_discarded", discarded=discarded, after="secure_input")
+            self.log("dtmf_discarded", discarded=discarded, after="secure_input",
+                     still_typing=None if paused else "yes")
 
     async def record(self, label: str, *, max_seconds: int, max_silence_seconds: int) -> Recording | None:
         """Record the caller after a beep until `#`, `max_silence_seconds` of silence or `max_seconds`;
@@ -253,7 +257,7 @@ class CallSession:
             raise
         finally:
             self._recordings.pop(name, None)
-        discarded = await self.dtmf.discard_until_quiet(RECORDING_SETTLE_S)
+        discarded, _ = await self.dtmf.discard_until_quiet(RECORDING_SETTLE_S, at_most=self.dtmf_discard_max_s)
         if duration is None:
             self.log("recording_failed", level=logging.WARNING, recording=name)
             return None

@@ -149,13 +149,28 @@ async def test_digits_typed_after_a_secure_collect_never_reach_the_next_menu(typ
 async def test_digits_arriving_within_the_quiet_gap_are_discarded_too() -> None:
     buffer = DtmfBuffer()
     buffer.push("7")
-    quiet = asyncio.create_task(buffer.discard_until_quiet(0.4))
+    quiet = asyncio.create_task(buffer.discard_until_quiet(0.4, at_most=5))
     await asyncio.sleep(0.1)  # the caller pauses, for less than the quiet gap
     buffer.push("8")  # still typing: discarded, and the gap starts again
     await asyncio.sleep(0.1)
     buffer.push("9")
-    assert await quiet == 3 and len(buffer) == 0
+    assert await quiet == (3, True) and len(buffer) == 0
     buffer.push("1")  # after the gap, keys are the caller's next choice again
+    assert buffer.pop_nowait() == "1"
+
+
+async def test_keys_that_never_pause_are_discarded_for_a_bounded_time_only() -> None:
+    """A flood (or a backlog Asterisk delivers, paced) must not hold the call in silence."""
+    buffer = DtmfBuffer()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    quiet = asyncio.create_task(buffer.discard_until_quiet(0.2, at_most=0.5))
+    while not quiet.done():
+        buffer.push("7")  # never a pause as long as the quiet gap
+        await asyncio.sleep(0.05)
+    discarded, paused = quiet.result()
+    assert not paused and discarded >= 8 and 0.5 <= loop.time() - started < 0.7
+    buffer.push("1")  # the call went on: later keys are the next prompt's
     assert buffer.pop_nowait() == "1"
 
 
