@@ -341,6 +341,7 @@ def _say(text: str) -> None:
 
 
 async def bench(config: BenchConfig) -> dict[str, Any]:
+    load_at_start = [round(x, 2) for x in os.getloadavg()]  # the machine was busy (others' work) or quiet
     sandbox = await asyncio.to_thread(bring_up_sandbox)
     try:
         if await _app_connected(sandbox.env):
@@ -370,7 +371,7 @@ async def bench(config: BenchConfig) -> dict[str, Any]:
     _say(f"P4: python -m bench.scale --calls {config.scale_calls}")
     scale = await run_scale(config.scale_calls)
     return {"measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "host": socket.gethostname(),
-            "cpus": os.cpu_count(), "config": {**asdict(config), "out": str(config.out)},
+            "cpus": os.cpu_count(), "load_average_at_start": load_at_start, "config": {**asdict(config), "out": str(config.out)},
             "steps": [s.as_dict() for s in run.steps], "reload": reload, "scale": scale,
             "goals": [asdict(g) for g in goals(run.steps, scale=scale, reload=reload)],
             "_steps": run.steps}
@@ -382,7 +383,9 @@ def write_results(result: dict[str, Any], out: Path) -> tuple[Path, Path, str]:
     rows = goals(steps, scale=result["scale"], reload=result["reload"])
     markdown = "\n\n".join([
         f"# make bench — {result['measured_at']} on {result['host']} ({result['cpus']} CPUs)",
-        f"Rates {result['config']['rates']} calls/s, {result['config']['step_s']:g} s per step.",
+        f"Rates {result['config']['rates']} calls/s, {result['config']['step_s']:g} s per step. Load average"
+        f" (1, 5, 15 min) when it started: {result['load_average_at_start']} — anything but a quiet machine"
+        " makes every figure noisy and low.",
         "## Goals", goals_markdown(rows), "## Steps", steps_markdown(steps)]) + "\n"
     out.mkdir(parents=True, exist_ok=True)
     stamp = result["measured_at"].replace(":", "").replace("-", "")

@@ -183,7 +183,7 @@ def test_the_highest_clean_rate_stops_at_the_first_failed_step() -> None:
 
 
 def test_goals_say_which_are_met_and_by_how_much_the_others_are_missed() -> None:
-    steps = [step(NATIVE, 100), step(NATIVE, 120), step(PRODUCT, 60, app_cpu_ms=1200.0 * 5, ari_requests=6000,
+    steps = [step(NATIVE, 100), step(NATIVE, 120), step(NATIVE, 140, failed=5), step(PRODUCT, 60, app_cpu_ms=1200.0 * 5, ari_requests=6000,
                                                        prompt_steps=2400,
                                                        latency={"first_prompt": Latency(1200, 8.0, 31.0)}),
              step(PRODUCT, 80, failed=2)]
@@ -200,6 +200,14 @@ def test_goals_say_which_are_met_and_by_how_much_the_others_are_missed() -> None
     assert rows["P5 publish under load at 40 calls/s: failed calls"].met is True
     assert rows["P5 publish → first call on the new version"].met is False
     assert "| MISSED |" in goals_markdown(list(rows.values()))
+
+
+def test_a_native_run_clean_at_every_rate_tried_leaves_the_ratio_open() -> None:
+    rows = {g.figure: g for g in goals([step(NATIVE, 20), step(NATIVE, 40), step(PRODUCT, 20), step(PRODUCT, 40)],
+                                       scale=None, reload=None)}
+    ratio = rows["P1 capacity ratio product / native"]
+    assert ratio.measured == "1.00×"
+    assert "highest rate tried (40/s)" in ratio.note
 
 
 def test_figures_not_measured_are_said_so_never_met() -> None:
