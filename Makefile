@@ -68,7 +68,7 @@ fast: venv chroot
 	$(VENV)/bin/pytest tests/fast -q -n 4
 
 e2e: venv chroot
-	$(VENV)/bin/pytest tests/e2e -q --ignore=tests/e2e/faults
+	$(VENV)/bin/pytest tests/e2e -q --ignore=tests/e2e/faults --durations=20
 
 # The fault matrix (issue 13): real calls under faults, one FAULT line per case (placed, completed,
 # journeys, callers in silence, cut). Hears the callers through a raw socket on lo: needs root.
