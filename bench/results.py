@@ -136,6 +136,7 @@ def goals(steps: Sequence[Step], *, scale: dict[str, Any] | None, reload: dict[s
                          _missed_by(worst, 3, higher_is_better=False)))
     else:
         rows.append(Goal("P2 ARI requests per menu step", "not measured", "≤ 3", None))
+    rows += _asterisk_cost(steps)
     at_rate = [s for s in product_steps if s.rate == latency_rate]
     first = at_rate[0].latency.get("first_prompt") if at_rate else None
     if first is not None and first.p99_ms is not None:
@@ -147,6 +148,23 @@ def goals(steps: Sequence[Step], *, scale: dict[str, Any] | None, reload: dict[s
     rows += _scale_goals(scale)
     rows += _reload_goals(reload)
     return rows
+
+
+def _asterisk_cost(steps: Sequence[Step]) -> list[Goal]:
+    """What ARI costs Asterisk: its CPU per call in the product beside native at the same rate (the
+    highest rate both ran), and the app's own CPU per call there. No fixed goal: as small as the
+    request count allows."""
+    native = {s.rate: s for s in steps if s.mode == NATIVE and s.placed}
+    product = {s.rate: s for s in steps if s.mode == PRODUCT and s.placed}
+    common = sorted(set(native) & set(product))
+    if not common:
+        return [Goal("P2 Asterisk CPU per call, product vs native", "not measured", "as small as ARI allows", None)]
+    rate = common[-1]
+    ours, theirs = product[rate].per_call(product[rate].asterisk_cpu_ms), native[rate].per_call(native[rate].asterisk_cpu_ms)
+    assert ours is not None and theirs is not None
+    return [Goal(f"P2 Asterisk CPU per call at {rate} calls/s, product vs native", f"{ours:g} vs {theirs:g} ms"
+                 f" ({ours - theirs:+.2f} ms)", "as small as ARI allows", None,
+                 f"app CPU {product[rate].per_call(product[rate].app_cpu_ms)} ms per call")]
 
 
 def _scale_goals(scale: dict[str, Any] | None) -> list[Goal]:

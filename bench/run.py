@@ -105,10 +105,23 @@ def bring_up_sandbox() -> Sandbox:
     return Sandbox(env, int(match.group(1)), not was_running, str(values["bench"]["native_line"]))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
+def _free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _free_media_ports() -> int:
+    """An even UDP port with the next three free: SIPp's RTP and RTCP for audio (and video)."""
+    for port in range(40000, 59990, 4):
+        try:
+            for p in range(port, port + 4):
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                    sock.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free UDP ports for SIPp's media in 40000-59990")
 
 
 async def _cli(env: dict[str, str], *args: str) -> str:
@@ -192,8 +205,8 @@ class Bench:
         calls = max(1, int(rate * self.config.step_s))
         stats = self.work / f"{mode}-{rate}-{time.monotonic_ns()}.csv"
         command = sipp_command(target="127.0.0.1:5060", line=line, rate=rate, calls=calls,
-                               callers=self.work / "callers.csv", stats=stats, sip_port=_free_port(),
-                               media_port=40000, errors=self.work / f"{mode}-{rate}-errors.log")
+                               callers=self.work / "callers.csv", stats=stats, sip_port=_free_port(socket.SOCK_DGRAM),
+                               media_port=_free_media_ports(), errors=self.work / f"{mode}-{rate}-errors.log")
         before = await server.scrape(self.http) if server and self.http else {}
         app_before = cpu_ms(server.process.pid) if server else 0.0
         asterisk_before = cpu_ms(self.sandbox.asterisk_pid)

@@ -210,6 +210,15 @@ def test_a_native_run_clean_at_every_rate_tried_leaves_the_ratio_open() -> None:
     assert "highest rate tried (40/s)" in ratio.note
 
 
+def test_what_ari_costs_asterisk_is_compared_at_the_highest_rate_both_modes_ran() -> None:
+    steps = [step(NATIVE, 20, asterisk_cpu_ms=400 * 11.0), step(NATIVE, 40, asterisk_cpu_ms=800 * 12.0),
+             step(PRODUCT, 20, asterisk_cpu_ms=400 * 15.0, app_cpu_ms=400 * 8.0),
+             step(PRODUCT, 40, asterisk_cpu_ms=800 * 16.5, app_cpu_ms=800 * 9.0)]
+    row = next(g for g in goals(steps, scale=None, reload=None) if g.figure.startswith("P2 Asterisk"))
+    assert row.figure == "P2 Asterisk CPU per call at 40 calls/s, product vs native"
+    assert (row.measured, row.note) == ("16.5 vs 12 ms (+4.50 ms)", "app CPU 9.0 ms per call")
+
+
 def test_figures_not_measured_are_said_so_never_met() -> None:
     rows = goals([step(NATIVE, 20)], scale={"error": "bench/scale.py is not there yet"}, reload=None)
     unmeasured = [g for g in rows if g.measured == "not measured"]
