@@ -55,7 +55,7 @@ def test_each_node_listens_on_its_own_ports_and_media_range(nodes: dict[str, Pat
     assert first["end"] < second["start"] or second["end"] < first["start"], "media ranges apart"
 
 
-def test_each_node_has_folders_of_its_own_and_the_single_sandbox_keeps_the_built_in_ones(
+def test_each_node_has_folders_and_channel_ids_of_its_own_and_the_single_sandbox_keeps_the_built_in_ones(
         nodes: dict[str, Path], tmp_path: Path) -> None:
     for name, folder in nodes.items():
         conf = (folder / "asterisk.conf").read_text()
@@ -64,9 +64,10 @@ def test_each_node_has_folders_of_its_own_and_the_single_sandbox_keeps_the_built
         for key in ("astetcdir", "astrundir", "astspooldir", "astlogdir", "astdbdir", "astcachedir"):
             assert dirs[key].endswith(f"/asterisk-{name}"), (key, dirs[key])
         assert dirs["astdatadir"] == "/usr/share/asterisk", "sounds and programs are shared"
+        assert f"\nsystemname = {name}\n" in conf, "channel ids are unique across the nodes (journeys' keys)"
     assert render(tmp_path / "single").returncode == 0
     single = (tmp_path / "single" / "asterisk.conf").read_text()
-    assert "[directories](!)" in single and "-node" not in single
+    assert "[directories](!)" in single and "-node" not in single and "systemname" not in single
 
 
 def test_a_nodes_server_reaches_its_own_asterisk_and_has_a_server_id(nodes: dict[str, Path]) -> None:
