@@ -6,7 +6,8 @@ from our own logs: `CallerEars` captures the loopback traffic of SIPp's ports (a
 socket, root only, the way tcpdump would) and records, per call, when Asterisk answered, when
 the BYE went either way and when audible audio reached the caller's media port. A caller is
 "left in silence" when the call was never answered, or when, answered and still up, they heard
-nothing — no prompt, no hold music, no agent — for longer than `SILENCE_S`.
+nothing — no prompt, no hold music, no agent — for longer than `SILENCE_S`, while not typing keys
+themselves (a caller keying a long account number is busy, not waiting).
 
 Calls are told apart by their caller number (one unique number per call, `unique_callers`):
 the journey rows (table `calls`) and the observer's ARI events carry it.
@@ -83,6 +84,7 @@ _UDP = 17
 _PACKET_OUTGOING = 4  # loopback shows each packet twice: once going out, once coming in
 _SIP_PORTS = range(*SIP_PORT_RANGE)
 _MEDIA_PORTS = range(MEDIA_PORT_RANGE[0], MEDIA_PORT_RANGE[1] + 4)
+DTMF_PAYLOAD_TYPE = 101  # tests/support/sipp.py offers telephone-event/8000 as 101
 #: mu-law bytes of the two smallest segments (|sample| < ~95 of 8159): silence or hiss, not a prompt.
 _QUIET_ULAW = bytes(b for b in range(256) if b & 0x70 in (0x70, 0x60))
 
@@ -95,6 +97,11 @@ def audible(rtp: bytes) -> bool:
     return bool(rtp[start:].translate(None, _QUIET_ULAW))
 
 
+def key_press(rtp: bytes) -> bool:
+    """An RFC 4733 telephone-event packet (payload type 101, as SIPp's callers send keys)."""
+    return len(rtp) >= 16 and rtp[0] >> 6 == 2 and rtp[1] & 0x7F == DTMF_PAYLOAD_TYPE
+
+
 @dataclass(frozen=True)
 class CallerTrace:
     """One SIPp call as its caller lived it."""
@@ -104,7 +111,8 @@ class CallerTrace:
     started: float  # time.monotonic() when SIPp was started
     answered_at: float | None  # the 200 OK to the INVITE reached the caller
     ended_at: float | None  # the first BYE, either way
-    longest_silence: float  # seconds without audible audio while the call was up
+    longest_silence: float  # seconds without audible audio or a key while the call was up
+    first_sound: float | None = None  # seconds from the answer to the first audible packet
 
     @property
     def never_answered(self) -> bool:
@@ -118,7 +126,8 @@ class CallerTrace:
     def __str__(self) -> str:
         answered = "never answered" if self.answered_at is None else f"answered +{self.answered_at - self.started:.1f}s"
         return (f"{self.caller}: {answered}, hangup_by={self.result.hangup_by}, rc={self.result.returncode}, "
-                f"longest silence {self.longest_silence:.1f}s, {self.result.duration:.1f}s")
+                f"first sound {self.first_sound}s, longest silence {self.longest_silence:.1f}s, "
+                f"{self.result.duration:.1f}s")
 
 
 class CallerEars:
@@ -175,6 +184,9 @@ class CallerEars:
         if dst in _MEDIA_PORTS:
             if audible(payload):
                 self._marks[dst].append((now, "sound"))
+        elif src in _MEDIA_PORTS:
+            if key_press(payload):  # the caller typing is not a caller waiting in silence
+                self._marks[src].append((now, "key"))
         elif dst in _SIP_PORTS or src in _SIP_PORTS:
             if payload.startswith(b"BYE "):
                 self._marks[dst if dst in _SIP_PORTS else src].append((now, "bye"))
@@ -191,13 +203,15 @@ class CallerEars:
         answers, byes = within(result.local_port, "answer"), within(result.local_port, "bye")
         answered = answers[0] if answers else None
         ended = byes[0] if byes else None
-        longest = 0.0
+        longest, first = 0.0, None
         if answered is not None:
             end = ended if ended is not None else started + result.duration
             sounds = [t for t in within(result.media_port, "sound") if answered <= t <= end]
-            points = [answered, *sounds, end]
+            keys = [t for t in within(result.media_port, "key") if answered <= t <= end]
+            points = [answered, *sorted(sounds + keys), end]
             longest = max(b - a for a, b in zip(points, points[1:], strict=False))
-        return CallerTrace(caller, result, started, answered, ended, round(longest, 2))
+            first = round(sounds[0] - answered, 3) if sounds else None
+        return CallerTrace(caller, result, started, answered, ended, round(longest, 2), first)
 
 
 async def place_traced(ears: CallerEars, call: SipCall) -> CallerTrace:

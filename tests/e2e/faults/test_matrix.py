@@ -30,8 +30,10 @@ def test_loud_and_quiet_mu_law() -> None:
 
 
 @pytest.mark.asyncio
-async def test_ears_hear_answer_sound_quiet_and_bye_over_loopback() -> None:
-    with CallerEars() as ears, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as send:
+async def test_ears_hear_answer_sound_quiet_keys_and_bye_over_loopback() -> None:
+    with CallerEars() as ears, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as send, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as caller:
+        caller.bind(("127.0.0.1", MEDIA_PORT))  # the caller's keys leave from its media port
         started = time.monotonic()
 
         def to(port: int, data: bytes) -> None:
@@ -44,6 +46,13 @@ async def test_ears_hear_answer_sound_quiet_and_bye_over_loopback() -> None:
         for seq in range(15, 75):  # 1.2 s of quiet: packets, but nothing to hear
             to(MEDIA_PORT, rtp(seq, 0xFF))
             await asyncio.sleep(0.02)
+        for seq in range(75, 90):  # the caller keys a digit: busy, not waiting
+            caller.sendto(b"\x80\x65" + rtp(seq, 0)[2:12] + b"\x01\x0a\x00\xa0", ("127.0.0.1", 9))
+            to(MEDIA_PORT, rtp(seq, 0xFF))
+            await asyncio.sleep(0.02)
+        for seq in range(90, 130):  # 0.8 s of quiet again
+            to(MEDIA_PORT, rtp(seq, 0xFF))
+            await asyncio.sleep(0.02)
         to(SIP_PORT, b"BYE sip:caller@127.0.0.1 SIP/2.0\r\nCSeq: 2 BYE\r\n\r\n")
         await asyncio.sleep(0.3)
         result = SipResult(0, "x", "", "", "", hangup_by="remote", duration=time.monotonic() - started,
@@ -53,6 +62,7 @@ async def test_ears_hear_answer_sound_quiet_and_bye_over_loopback() -> None:
                                                   media_port=MEDIA_PORT - 2), started)
     assert trace.answered_at is not None and trace.ended_at is not None
     assert 1.0 < trace.longest_silence < 1.8, trace
+    assert trace.first_sound is not None and trace.first_sound < 0.1, trace
     assert not trace.silent
     assert unanswered.never_answered and unanswered.silent
 
