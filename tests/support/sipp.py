@@ -196,9 +196,13 @@ _INVITE = """\
     a=sendrecv
 """
 
+# In-dialog requests go to the answering side's Contact through the Route set its 200 recorded, as
+# RFC 3261 (12.2.1.1) has it: a proxy in front (Kamailio, `make cluster`) stays on the path; straight
+# to Asterisk the Route set is empty and SIPp drops the empty [routes] line.
 _ACK = """\
-    ACK sip:{line}@[remote_ip]:[remote_port] SIP/2.0
+    ACK [next_url] SIP/2.0
     Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+    [routes]
     From: "{caller}" <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]hotline[call_number]
     [last_To:]
     Call-ID: [call_id]
@@ -209,8 +213,9 @@ _ACK = """\
 """
 
 _BYE = """\
-    BYE sip:{line}@[remote_ip]:[remote_port] SIP/2.0
+    BYE [next_url] SIP/2.0
     Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+    [routes]
     From: "{caller}" <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]hotline[call_number]
     [last_To:]
     Call-ID: [call_id]
@@ -253,7 +258,7 @@ def build_scenario(call: SipCall, pcap_dir: Path | None = None) -> tuple[str, st
         '  <recv response="180" optional="true"/>',
         '  <recv response="183" optional="true"/>',
         # No ontimeout: an unanswered call fails (SIPp then CANCELs it by default).
-        f'  <recv response="200" rtd="true" timeout="{budget_ms}"/>',
+        f'  <recv response="200" rtd="true" rrs="true" timeout="{budget_ms}"/>',
         f"  <send>{_cdata(_ACK.format(**fmt))}</send>",
     ]
     label = 0
