@@ -18,14 +18,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, TypeAlias
 
 import asyncpg
 
 from agi_app.calendar.model import ALL_LINES, DEFAULT_TIMEZONE
-
-Executor: TypeAlias = "asyncpg.Pool | asyncpg.Connection"
-Snapshot = dict[str, Any]
+from agi_app.monitoring.live import Snapshot
+from agi_app.monitoring.live_store import Executor
 
 # The time zone as `load_calendar(conn, None)` settles it (the all-lines setting, else the default);
 # the day's bounds are local midnights, so a day is 23 or 25 hours where the zone changes its clocks.
