@@ -16,6 +16,8 @@ import pytest
 
 from agi_app.cli.monitor import frame, read, totals_line
 from agi_app.config import Settings
+from agi_app.db.pool import connection
+from agi_app.monitoring import live_store
 from agi_app.monitoring.day_totals import DayTotals, DayTotalsKeeper, read_day_totals
 from agi_app.monitoring.live import LiveView, merge
 from agi_app.monitoring.publisher import LivePublisher
@@ -102,11 +104,20 @@ async def test_a_restarted_server_shows_the_same_totals_with_every_servers_calls
         await first.ari.hangup(placed)
         await first.wait_ended(placed)
         await until(lambda: merged_totals(first).get("calls") == 1)
-        # Journeys another server wrote to the same database (its own writer, its own calls).
+        # Another server on the same database: its live row (a call in progress there) and the
+        # journeys its own writer stored.
+        other = {"server": "other:2", "at": datetime.now(UTC).isoformat(), "calls": [
+            {"call_id": "there", "caller": "*******2222", "line": "95001", "started_at": "x", "node": "main",
+             "in_node_s": 1.0, "last_activity": "entered main", "last_activity_at": "x"}], "lines": {"95001": 1}}
+        async with connection(dsn) as conn:
+            await live_store.publish(conn, "other:2", other)
         await store(dsn, [started_now("elsewhere-1", queued=True, outcome="transferred"),
                           started_now("elsewhere-2", outcome="error", failed=True)])
         await until(lambda: (merged_totals(first).get("calls"), merged_totals(first).get("to_agents")) == (3, 1))
         before = merged_totals(first)
+        merged = first.server.monitoring.live.merged if first.server.monitoring and first.server.monitoring.live else None
+        assert merged is not None and [c["call_id"] for c in merged["calls"]] == ["there"], "the other's live call"
+        assert len(merged["servers"]) == 2 and "other:2" in {s["server"] for s in merged["servers"]}
     finally:
         await first.stop()
 
