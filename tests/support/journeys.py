@@ -248,7 +248,11 @@ def generate_month(seed: int = 202611, per_day: tuple[int, int] = (70, 130)) -> 
 
 async def store_bulk(dsn: str, calls: list[Call]) -> None:
     """The rows the journey writer and the queue tracker would have written for `calls`, with COPY."""
-    calls_rows, nodes, services, surveys, legs = [], [], [], [], []
+    calls_rows: list[tuple[Any, ...]] = []
+    nodes: list[tuple[Any, ...]] = []
+    services: list[tuple[Any, ...]] = []
+    surveys: list[tuple[Any, ...]] = []
+    legs: list[tuple[Any, ...]] = []
     for c in calls:
         ended_at = c.started_at + timedelta(milliseconds=c.duration_ms or 1000) if c.outcome else None
         calls_rows.append((c.call_id, c.started_at, ended_at, "13800138000", c.dnis, "C1" if c.segment else None,
