@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 from collections.abc import AsyncIterator, Callable
 
@@ -45,6 +46,8 @@ async def test_the_wallboard_shows_a_sipp_call_while_it_is_in_progress(
     await page.goto(f"http://{listen}/wallboard")
     await expect(page.locator("#state")).to_have_text("live", timeout=10_000)
     await expect(page.locator("#in-progress")).to_have_text("0")
+    # Today's totals are read from the journeys: a number once the first read is in ("?" before).
+    await expect(page.locator("#calls-today")).to_have_text(re.compile(r"^\d+$"), timeout=10_000)
     calls_before = int(await page.locator("#calls-today").inner_text())
 
     # Nobody presses a key: the caller stays in the main menu (2 s timeouts) and hangs up after 10 s.
