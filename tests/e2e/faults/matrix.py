@@ -273,14 +273,16 @@ async def wait_for_journeys(dsn: str, callers: Sequence[str], expected: int, tim
 
 @dataclass
 class AppContact:
-    """Which callers' channels entered our Stasis app with the app there (from the observer's
-    ARI events): those owe a journey. A channel that ran Stasis while the app was away goes to
-    the dialplan fallback with HOTLINE_FALLBACK_REASON=app-down and owes none."""
+    """Which callers' channels our app served, from the observer's ARI events: each owes a journey.
+    Served: it ran Stasis and the app played to it. A channel the app never served owes none: it ran
+    Stasis while the app was away (HOTLINE_FALLBACK_REASON=app-down), or the app sent it straight
+    to the dialplan fallback (draining, at capacity), whose apology is dialplan, not ARI, playback."""
 
     channels: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     stasis: set[str] = field(default_factory=set)
     app_down: set[str] = field(default_factory=set)
     fallback: set[str] = field(default_factory=set)
+    played_to: set[str] = field(default_factory=set)
 
     @classmethod
     def from_events(cls, events: Iterable[dict[str, Any]]) -> AppContact:
@@ -289,6 +291,8 @@ class AppContact:
             kind, channel = event.get("type"), event.get("channel") or {}
             if kind == "ChannelCreated":
                 seen.channels[channel["caller"]["number"]].append(channel["id"])
+            elif kind == "PlaybackStarted" and event["playback"]["target_uri"].startswith("channel:"):
+                seen.played_to.add(event["playback"]["target_uri"].removeprefix("channel:"))
             elif kind == "ChannelDialplan" and event.get("dialplan_app") == "Stasis":
                 seen.stasis.add(channel["id"])
             elif kind == "ChannelDialplan" and channel.get("dialplan", {}).get("context") == "hotline-fallback":
@@ -299,7 +303,8 @@ class AppContact:
         return seen
 
     def reached_app(self, caller: str) -> bool:
-        return any(c in self.stasis and c not in self.app_down for c in self.channels.get(caller, ()))
+        return any(c in self.stasis and c not in self.app_down and c in self.played_to
+                   for c in self.channels.get(caller, ()))
 
     def went_to_fallback(self, caller: str) -> bool:
         return any(c in self.fallback for c in self.channels.get(caller, ()))

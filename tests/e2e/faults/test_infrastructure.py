@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -189,3 +190,66 @@ async def test_postgresql_down_or_slow(fault: str, faulty: FaultyServer, ears: C
     assert "sound:hotline/zh/enter_pin" in heard, heard  # the PIN was asked for: the case tested something
     assert "sound:hotline/zh/your_balance_is" not in heard, heard
     assert "authenticate:ok" not in (await services_of(faulty.dsn, [PIN_CALLER]))[PIN_CALLER]
+
+
+async def after_restart(case: int, faulty: FaultyServer, ears: CallerEars) -> list[CallerTrace]:
+    """A few calls to the restarted server: it picks up (callers complete, journeys owed)."""
+    return await place_spread(ears, mixed_calls(unique_callers(case, 3)), per_second=2)
+
+
+async def test_serve_sigterm_under_load(faulty: FaultyServer, ears: CallerEars,
+                                        demo_agents: dict[str, DemoAgent]) -> None:
+    """SIGTERM while calls arrive: calls in progress finish under the drain's grace, new ones go to
+    the dialplan fallback (apology, general agent), none is cut; a restarted server takes calls again."""
+    server = faulty.server
+    stopped: list[int] = []
+
+    async def sigterm() -> None:
+        stopped.append(await server.stop_serve())  # waits until it exits: the drain
+
+    traces = await _during(mixed_calls(unique_callers(5, 16)), ears, 2, 3.5, sigterm)
+    await server.start_serve()
+    traces += await after_restart(6, faulty, ears)
+    contact = AppContact.from_events(server.observer.events)
+    fallback = sum(contact.went_to_fallback(t.caller) for t in traces)
+    result = await report("serve_sigterm", faulty, traces, note=f"exit {stopped}, {fallback} to the fallback")
+    result.assert_nothing_lost()
+    assert stopped == [0], server.log_path.read_text()[-3000:]
+    assert fallback, "no call arrived while the server drained: the case proved nothing"
+    assert all(contact.reached_app(t.caller) for t in traces[-3:]), "the restarted server took no calls"
+
+
+async def test_serve_sigkill_under_load(faulty: FaultyServer, ears: CallerEars,
+                                        demo_agents: dict[str, DemoAgent]) -> None:
+    """SIGKILL while calls arrive, and a restart as a supervisor would (at once): calls arriving
+    meanwhile go to the fallback; the restarted server finds the orphaned channels still in Stasis
+    and sends them to the fallback too; nobody is left in silence, none is cut. Journeys are owed
+    for the calls placed after the restart (the killed server's memory is gone)."""
+    server = faulty.server
+    restarted_at: list[float] = []
+
+    async def sigkill() -> None:
+        assert server.server is not None
+        server.server.kill()
+        await asyncio.to_thread(server.server.wait)
+        await server.start_serve()
+        restarted_at.append(time.monotonic())
+
+    traces = await _during(mixed_calls(unique_callers(7, 16)), ears, 2, 3.5, sigkill)
+    traces += await after_restart(8, faulty, ears)
+    contact = AppContact.from_events(server.observer.events)
+    late = [t for t in traces if t.started > restarted_at[0]]
+    owed = [t.caller for t in late if contact.reached_app(t.caller)]
+    found = await wait_for_journeys(faulty.dsn, owed, len(owed), JOURNEY_WAIT_S)
+    fallback = sum(contact.went_to_fallback(t.caller) for t in traces)
+    orphans = sum(int(n) for n in re.findall(r"event=resync live=(\d+)", server.log_path.read_text())[-1:])
+    silent = silent_callers(traces)
+    result = FaultReport("serve_sigkill", placed=len(traces), completed=sum(t.result.ok for t in traces),
+                         journeys=complete_journeys(found), silent=len(silent), reached=len(owed),
+                         note=f"{fallback} to the fallback, {orphans} orphaned in Stasis, journeys owed after the "
+                              f"restart; longest silence {max(t.longest_silence for t in traces):.1f} s")
+    print(result.line())
+    for trace in silent:
+        print("  silent:", trace)
+    result.assert_nothing_lost()
+    assert fallback, "no call went to the fallback: the case proved nothing"
