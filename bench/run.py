@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import json
 import os
 import re
@@ -55,6 +56,7 @@ HOTLINE = str(REPO / ".venv" / "bin" / "hotline")
 RUN = REPO / ".run"
 FLOWS = Path(__file__).resolve().parent / "flows.yaml"
 PRODUCT_LINE = "95000"
+ASTERISK_LOCK = Path("/tmp/hotline-asterisk.lock")
 
 #: The app's histograms behind P3 (metric, labels): absent ones are reported as not measured.
 LATENCIES = {"first_prompt": ("hotline_prompt_latency_seconds", {"since": "stasis_start"}),
@@ -341,7 +343,8 @@ async def run_scale(calls: int) -> dict[str, Any]:
         await proc.wait()
         return {"error": "bench.scale took over 600 s"}
     if proc.returncode != 0:
-        return {"error": f"bench.scale exited {proc.returncode}: {err.decode(errors='replace')[-300:]}"}
+        said = (err or out).decode(errors="replace").strip().splitlines()
+        return {"error": f"bench.scale exited {proc.returncode}: {said[-1][:300] if said else 'nothing said'}"}
     try:
         result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -353,8 +356,43 @@ def _say(text: str) -> None:
     print(f"bench: {text}", flush=True)
 
 
+@asynccontextmanager
+async def sandbox_lock(path: Path = ASTERISK_LOCK) -> AsyncIterator[None]:
+    """The sandbox's Asterisk for us alone (its ports are fixed): the lock the end-to-end suites take
+    with flock(1). Waited for in a thread; released when the Asterisk part is over, before P4."""
+    with path.open("a") as handle:
+        if not await asyncio.to_thread(_try_lock, handle.fileno()):
+            _say(f"waiting for {path} (another run uses the sandbox's Asterisk)")
+            await asyncio.to_thread(fcntl.flock, handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 async def bench(config: BenchConfig) -> dict[str, Any]:
-    load_at_start = [round(x, 2) for x in os.getloadavg()]  # the machine was busy (others' work) or quiet
+    async with sandbox_lock():
+        load_at_start = [round(x, 2) for x in os.getloadavg()]  # the machine was busy (others' work) or quiet
+        run, reload = await against_asterisk(config)
+    _say(f"P4: python -m bench.scale --calls {config.scale_calls}")
+    scale = await run_scale(config.scale_calls)
+    return {"measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "host": socket.gethostname(),
+            "cpus": os.cpu_count(), "load_average_at_start": load_at_start, "config": {**asdict(config), "out": str(config.out)},
+            "steps": [s.as_dict() for s in run.steps], "reload": reload, "scale": scale,
+            "goals": [asdict(g) for g in goals(run.steps, scale=scale, reload=reload)],
+            "_steps": run.steps}
+
+
+async def against_asterisk(config: BenchConfig) -> tuple[Bench, dict[str, Any]]:
+    """P1, P2, P3 and P5: the sandbox up, the native steps, then the product's and the publish."""
     sandbox = await asyncio.to_thread(bring_up_sandbox)
     try:
         if await _app_connected(sandbox.env):
@@ -381,13 +419,7 @@ async def bench(config: BenchConfig) -> dict[str, Any]:
     finally:
         if sandbox.asterisk_started:
             await asyncio.to_thread(_sandbox, "asterisk-stop", check=False)
-    _say(f"P4: python -m bench.scale --calls {config.scale_calls}")
-    scale = await run_scale(config.scale_calls)
-    return {"measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "host": socket.gethostname(),
-            "cpus": os.cpu_count(), "load_average_at_start": load_at_start, "config": {**asdict(config), "out": str(config.out)},
-            "steps": [s.as_dict() for s in run.steps], "reload": reload, "scale": scale,
-            "goals": [asdict(g) for g in goals(run.steps, scale=scale, reload=reload)],
-            "_steps": run.steps}
+    return run, reload
 
 
 def write_results(result: dict[str, Any], out: Path) -> tuple[Path, Path, str]:
