@@ -4,11 +4,13 @@ SIPp only sees that a call was answered and hung up. A caller of the hotline can
 silently: the start-of-call budget ran out and they got the general menu instead of theirs, or
 the call left no journey. So each product call is checked against its journey in PostgreSQL: the
 journey exists, names the caller's customer (the lookup made it in time) and passed through the
-menu of the caller's segment (`bench/flows.yaml`).
+menu of the caller's segment (`bench/flows.yaml`); and the server logged no degraded start for it
+(the calendar, emergency or notices past their budget: the caller silently got the defaults).
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -69,15 +71,19 @@ class JourneyCheck:
     missing: int = 0  # calls placed that left no journey
     lost_personalisation: int = 0  # no customer, or another segment's menu (lookup/budget timeout, general menu)
     unfinished: int = 0  # no outcome, or outcome error
+    degraded: int = 0  # served, but a start-of-call fact ran out of its budget (the server's log says so)
     reasons: Counter[str] = field(default_factory=Counter)
 
     @property
     def failed(self) -> int:
-        return self.missing + self.lost_personalisation + self.unfinished
+        return self.missing + self.lost_personalisation + self.unfinished + self.degraded
 
 
-def check_journeys(placed: int, journeys: Sequence[Journey], customers: Mapping[str, BenchCustomer]) -> JourneyCheck:
-    """Judge a step's journeys: `placed` calls went in, `customers` are the callers by number."""
+def check_journeys(placed: int, journeys: Sequence[Journey], customers: Mapping[str, BenchCustomer],
+                   degraded: Mapping[str, str] | None = None) -> JourneyCheck:
+    """Judge a step's journeys: `placed` calls went in, `customers` are the callers by number,
+    `degraded` the calls the server logged a degraded start for (call id → its first such event)."""
+    degraded = degraded or {}
     check = JourneyCheck(placed=placed, journeys=len(journeys), missing=max(0, placed - len(journeys)))
     if check.missing:
         check.reasons["no_journey"] += check.missing
@@ -92,7 +98,28 @@ def check_journeys(placed: int, journeys: Sequence[Journey], customers: Mapping[
         elif journey.outcome in (None, "error"):
             check.unfinished += 1
             check.reasons[f"outcome_{journey.outcome or 'none'}"] += 1
+        elif journey.call_id in degraded:  # e.g. no calendar in time: perhaps "open" to a caller on a holiday
+            check.degraded += 1
+            check.reasons[degraded[journey.call_id]] += 1
     return check
+
+
+#: Events of `hotline serve`'s log that mean a call was served degraded: a start-of-call fact past its
+#: budget or failed (the caller silently got a default), or the call sent to the dialplan fallback.
+DEGRADED_EVENTS = frozenset({"lookup_timeout", "lookup_failed", "calendar_unavailable", "emergency_unavailable",
+                             "notices_unavailable", "call_to_fallback", "fallback_failed"})
+_EVENT = re.compile(r"\bevent=(\S+)")
+_CALL = re.compile(r"\bcall=(\S+)")
+
+
+def degraded_calls(log_lines: Iterable[str]) -> dict[str, str]:
+    """Call id → the first degraded-start event the server logged for it (`logs.log_event` lines)."""
+    found: dict[str, str] = {}
+    for line in log_lines:
+        event, call = _EVENT.search(line), _CALL.search(line)
+        if event and call and event.group(1) in DEGRADED_EVENTS:
+            found.setdefault(call.group(1), event.group(1))
+    return found
 
 
 _STEP_JOURNEYS = """

@@ -43,6 +43,7 @@ from bench.journeys import (
     bench_customers,
     check_journeys,
     customers_csv,
+    degraded_calls,
     ended_count,
     step_journeys,
 )
@@ -210,6 +211,7 @@ class Bench:
                                callers=self.work / "callers.csv", stats=stats, sip_port=_free_port(socket.SOCK_DGRAM),
                                media_port=_free_media_ports(), errors=self.work / f"{mode}-{rate}-errors.log")
         before = await server.scrape(self.http) if server and self.http else {}
+        log_offset = (await asyncio.to_thread(server.log.stat)).st_size if server else 0
         app_before = cpu_ms(server.process.pid) if server else 0.0
         asterisk_before = cpu_ms(self.sandbox.asterisk_pid)
         since = datetime.now(UTC)
@@ -243,8 +245,10 @@ class Bench:
                 q = prom.quantiles(before, after, metric, labels)
                 if q.count:
                     step.latency[name] = Latency(q.count, q.p50_ms, q.p99_ms)
+            degraded = degraded_calls(await asyncio.to_thread(_lines_from, server.log, log_offset))
             async with self._db() as conn:
-                check = check_journeys(calls, await step_journeys(conn, PRODUCT_LINE, since, until), self.customers)
+                check = check_journeys(calls, await step_journeys(conn, PRODUCT_LINE, since, until), self.customers,
+                                       degraded)
             step.journey_failed = check.failed
             step.failure_reasons = dict(check.reasons)
         step.asterisk_cpu_ms = round(cpu_ms(self.sandbox.asterisk_pid) - asterisk_before, 1)
@@ -319,6 +323,13 @@ class Bench:
     @property
     def env(self) -> dict[str, str]:
         return {**self.sandbox.env, "HOTLINE_DSN": self.dsn}
+
+
+def _lines_from(path: Path, offset: int) -> list[str]:
+    """The lines written to `path` since it was `offset` bytes long."""
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        return handle.read().decode("utf-8", errors="replace").splitlines()
 
 
 def prompt_nodes() -> list[str]:

@@ -4,6 +4,7 @@ the goals table. The load itself needs the real Asterisk: `make bench`."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
+from agi_app.logs import log_event
 from bench import prom
 from bench.cpu import cpu_ms, parse_cpu_ticks
 from bench.journeys import (
@@ -26,6 +28,7 @@ from bench.journeys import (
     bench_customers,
     check_journeys,
     customers_csv,
+    degraded_calls,
     step_journeys,
 )
 from bench.results import NATIVE, PRODUCT, Latency, Step, goals, goals_markdown, highest_clean_rate
@@ -140,6 +143,24 @@ def test_a_missing_journey_a_lost_lookup_a_general_menu_and_an_error_each_fail_o
     check = check_journeys(5, journeys, CUSTOMERS)
     assert (check.missing, check.lost_personalisation, check.unfinished, check.failed) == (1, 2, 1, 4)
     assert check.reasons == {"no_journey": 1, "no_customer": 1, "wrong_menu": 1, "outcome_error": 1}
+
+
+def test_calls_the_server_logged_a_degraded_start_for_are_failed_once(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("hotline.state")
+    with caplog.at_level(logging.INFO):
+        log_event(logger, "calendar_unavailable", level=logging.WARNING, call="b", error="TimeoutError")
+        log_event(logger, "notices_unavailable", level=logging.WARNING, call="b", error="TimeoutError")
+        log_event(logger, "lookup_timeout", level=logging.WARNING, call="a", budget_ms=300)
+        log_event(logger, "call_to_fallback", level=logging.WARNING, call="gone", reason="at_capacity")
+        log_event(logger, "caller_identified", call="c")
+    lines = [f"2026-11-23 18:00:00,000 WARNING hotline.state {r.getMessage()}" for r in caplog.records]
+    degraded = degraded_calls(lines)
+    assert degraded == {"b": "calendar_unavailable", "a": "lookup_timeout", "gone": "call_to_fallback"}
+    journeys = [journey("a", VIP.phone, customer_id=None, menu=DEFAULT_MENU),  # failed by its journey already
+                journey("b", ELDERLY.phone), journey("c", STANDARD.phone)]
+    check = check_journeys(4, journeys, CUSTOMERS, degraded)  # "gone" left no journey: missing
+    assert (check.missing, check.lost_personalisation, check.degraded, check.failed) == (1, 1, 1, 3)
+    assert check.reasons["calendar_unavailable"] == 1
 
 
 def test_the_bench_callers_import_as_customers_of_their_segment(tmp_path: Path) -> None:
