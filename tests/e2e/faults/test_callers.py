@@ -16,6 +16,7 @@ import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -136,11 +137,15 @@ async def left_behind(hotline: Hotline, callers: Sequence[str]) -> list[str]:
     mine = {c for caller in callers for c in hotline.observer.channel_by_caller.get(caller, [])}
     channels = [c["id"] for c in await ari_get(hotline, "channels") if c["id"] in mine]
     bridges = [b["id"] for b in await ari_get(hotline, "bridges") if mine & set(b["channels"])]
-    started, finished = set(), set()
+    started: set[str] = set()
+    finished: set[str] = set()
     for event in hotline.observer.events:
         playback = event.get("playback", {})
         if playback.get("target_uri", "").removeprefix("channel:") in mine:
-            (started if event["type"] == "PlaybackStarted" else finished).add(playback["id"])
+            if event["type"] == "PlaybackStarted":
+                started.add(playback["id"])
+            elif event["type"] == "PlaybackFinished":
+                finished.add(playback["id"])
     held = await calls_in_progress(hotline)
     return ([f"channel {c}" for c in channels] + [f"bridge {b}" for b in bridges]
             + [f"playback {p} never finished" for p in started - finished]
@@ -333,4 +338,75 @@ async def test_dtmf_flood_at_a_menu_and_during_secure_input(hotline: Hotline, ea
     shown = "\n".join(line.replace(secure["call_id"], "").replace(secure_caller, "") for line in secure_log)
     typed = {secure_flood[i:i + 6] for i in range(FLOOD_KEYS - 5)}
     assert not [run for run in typed if run in shown], "secure input reached the log"
+    result.assert_nothing_lost()
+
+
+# ----------------------------------------------------------------------------- one menu under load
+
+#: "100 callers": this many calls at this rate into one menu, each choosing 1 (goodbye) after 1 s.
+HAMMER_CALLS, HAMMER_PER_S = 100, 6.0
+
+
+def hammer_call(caller: str) -> SipCall:
+    return SipCall(caller, HAMMER_LINE, steps=[(1.0, "1")], max_duration=30)
+
+
+async def test_a_hundred_callers_hammer_one_menu(hotline: Hotline, ears: CallerEars, case_lines: int) -> None:
+    """100 calls over ~17 s, up to ~25 at once, all through the same menu: none fails, every
+    journey is written, and each is the menu, the key, the goodbye."""
+    callers = unique_callers(503, HAMMER_CALLS)
+    traces = await place_spread(ears, [hammer_call(c) for c in callers], per_second=HAMMER_PER_S)
+    found = await wait_for_journeys(hotline.env["HOTLINE_DSN"], callers, len(callers), JOURNEY_WAIT_S)
+    rows = await journey_rows(hotline, callers)
+    longest = max(t.longest_silence for t in traces)
+    result = report("100 callers hammer one menu", traces, found,
+                    note=f"{HAMMER_PER_S:g} calls/s; longest silence any caller heard {longest:.1f} s")
+    assert all(t.result.hangup_by == "remote" for t in traces), "\n".join(describe(traces))
+    wrong = {c: (r["path"], r["outcome"], r["inputs"]) for c, r in rows.items()
+             if (r["path"], r["outcome"]) != (["menu", "goodbye"], "hangup")}
+    assert not wrong, wrong
+    result.assert_nothing_lost()
+
+
+# ----------------------------------------------------------------------------- a menu published under load
+
+PUBLISH_CALLS, PUBLISH_PER_S, PUBLISH_AFTER_S = 60, 4.0, 7.0
+#: The longest a new call may still get the old version once `hotline menus publish` returned.
+SWITCH_BUDGET_S = 2.0
+
+
+async def test_a_menu_published_during_load(hotline: Hotline, ears: CallerEars, case_lines: int) -> None:
+    """A new version (the hammered menu with another prompt) published while 60 calls come in:
+    none fails, calls started before keep the old version and after it get the new one, each
+    hearing its own version's prompt; how long after the publish new calls still got the old one
+    is printed and bounded."""
+    callers = unique_callers(504, PUBLISH_CALLS)
+
+    async def publish_later() -> tuple[int, float]:
+        await asyncio.sleep(PUBLISH_AFTER_S)
+        version, _ = await publish(hotline, "faults-callers-v2.yaml", hammer_prompt="menu_accounts")
+        return version, time.time()
+
+    calls = asyncio.create_task(place_spread(ears, [hammer_call(c) for c in callers], per_second=PUBLISH_PER_S))
+    new_version, published_at = await publish_later()
+    traces = await calls
+    found = await wait_for_journeys(hotline.env["HOTLINE_DSN"], callers, len(callers), JOURNEY_WAIT_S)
+    rows = await journey_rows(hotline, callers)
+    started = sorted((datetime.fromisoformat(r["started_at"]).timestamp() - published_at, r["menu_version"], c)
+                     for c, r in rows.items())
+    last_old = max(at for at, version, _ in started if version == case_lines)
+    first_new = min(at for at, version, _ in started if version == new_version)
+    switch_s = max(last_old, 0.0)  # how long after the publish returned new calls still got the old version
+    result = report("menu published during load", traces, found,
+                    note=f"v{case_lines} -> v{new_version} published {PUBLISH_AFTER_S:g} s in, a call every "
+                         f"{1 / PUBLISH_PER_S:g} s; relative to the publish's return the last old-version call "
+                         f"started at {last_old:+.2f} s, the first new-version one at {first_new:+.2f} s")
+    versions = [version for _, version, _ in started]
+    assert set(versions) == {case_lines, new_version}, versions
+    assert versions == sorted(versions), "once a call got the new version, every later call did"
+    for _, version, caller in started:
+        heard = hotline.observer.heard(caller)
+        prompt = "sound:hotline/zh/menu_main" if version == case_lines else "sound:hotline/zh/menu_accounts"
+        assert heard and heard[0] == prompt, (caller, version, heard)
+    assert switch_s <= SWITCH_BUDGET_S, result.line()
     result.assert_nothing_lost()
