@@ -210,9 +210,35 @@ class Scale:
     known_callers_identified: str
     degraded_starts: int
     failed: int
+    db_statements_per_call: float
+    gc_pause_max_ms: float
+    gc_full_collections: int
     seconds: float
     requests_by_kind: dict[str, int] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
+
+
+class _GcPauses:
+    """How long the garbage collector stops the loop: the longest pause, and full collections."""
+
+    def __init__(self) -> None:
+        self.longest_ms = 0.0
+        self.full = 0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        """CPU time, not wall time: a busy machine's scheduling is not the collector's."""
+        if phase == "start":
+            self._started = time.process_time()
+            return
+        self.longest_ms = max(self.longest_ms, (time.process_time() - self._started) * 1000)
+        self.full += info["generation"] == 2
+
+
+def _statements(server: Any) -> float:
+    """Statements the server's pool has run so far (its `hotline_db_query_seconds` histogram)."""
+    return sum(sample.value for metric in server.monitoring.metrics.db_query_seconds.collect()
+               for sample in metric.samples if sample.name.endswith("_count"))
 
 
 async def _lag_sampler(samples: list[float], stop: asyncio.Event) -> None:
@@ -240,12 +266,13 @@ async def _receive(child: asyncio.subprocess.Process, key: str, timeout: float) 
             return message[key]
 
 
-async def app_side(calls: int, rate: float, *, traced: bool, profile: Path | None) -> Scale:
+async def app_side(calls: int, rate: float, *, traced: bool, profile: Path | None,
+                   heap_types: bool = False) -> Scale:
     from agi_app.config import Settings
     from agi_app.db.pool import connection
     from agi_app.db.repositories import customers as customer_repo
     from agi_app.directory.csv_import import parse_customers
-    from agi_app.serve.app import Server
+    from agi_app.serve.app import Server, settle_heap
     from tests.support import pg
     from tests.support.demo import DEMO_CUSTOMERS, demo_flows
 
@@ -274,6 +301,7 @@ async def app_side(calls: int, rate: float, *, traced: bool, profile: Path | Non
                             agi_listen="127.0.0.1:0", metrics_listen="127.0.0.1:0", max_calls=calls + 100,
                             shutdown_grace_s=2.0)
         server = await Server.start(settings, flows=demo_flows())
+        settle_heap()  # as `hotline serve` does once started
         task = asyncio.create_task(server.run(shutdown))
         await asyncio.sleep(1.0)  # connected, listening, resynced: the quiet before the calls
         gc.collect()
@@ -284,12 +312,19 @@ async def app_side(calls: int, rate: float, *, traced: bool, profile: Path | Non
         stop_sampling = asyncio.Event()
         sampler = asyncio.create_task(_lag_sampler(samples, stop_sampling))
         profiler = cProfile.Profile() if profile else None
+        pauses = _GcPauses()
+        gc.callbacks.append(pauses)
+        statements_before = _statements(server)
         started, cpu_started = time.monotonic(), time.process_time()
         if profiler:
             profiler.enable()
         await _send(child, "go")
         peak = await _receive(child, "peak", PEAK_TIMEOUT_S + 60)
         memory_peak = tracemalloc.get_traced_memory()[0] // 1024 if traced else _rss_kb()
+        if heap_types:
+            tracked = Counter(type(o).__name__ for o in gc.get_objects())
+            print(f"objects the collector tracks with {peak} calls: {sum(tracked.values())}",
+                  *(f"  {n:8d} {name}" for name, n in tracked.most_common(25)), sep="\n", file=sys.stderr)
         await _send(child, "press")
         done = await _receive(child, "done", PEAK_TIMEOUT_S + 60)
         registry = server.calls
@@ -298,9 +333,11 @@ async def app_side(calls: int, rate: float, *, traced: bool, profile: Path | Non
         if profiler:
             profiler.disable()
         cpu_ms = (time.process_time() - cpu_started) * 1000
+        statements = _statements(server) - statements_before
         seconds = time.monotonic() - started
         stop_sampling.set()
         await sampler
+        gc.callbacks.remove(pauses)
         if traced:
             tracemalloc.stop()
         async with connection(dsn) as conn:
@@ -327,6 +364,7 @@ async def app_side(calls: int, rate: float, *, traced: bool, profile: Path | Non
             ari_requests_per_menu_step_max=max(steps, default=0), ari_requests=requests, reached_menu=peak,
             stepped=done["stepped"], journeys_written=written,
             known_callers_identified=f"{known['found']}/{known['all']}", degraded_starts=degraded, failed=failed,
+            db_statements_per_call=round(statements / calls, 2), gc_pause_max_ms=round(pauses.longest_ms, 1), gc_full_collections=pauses.full,
             seconds=round(seconds, 1), requests_by_kind=done["kinds"], violations=done["violations"])
     finally:
         if task is not None:
@@ -353,6 +391,9 @@ def table(result: Scale) -> str:
         ("ARI requests", f"{result.ari_requests} ({result.ari_requests / result.calls:.1f} per call)"),
         ("journeys written", f"{result.journeys_written}; known callers identified "
                              f"{result.known_callers_identified}; degraded starts {result.degraded_starts}"),
+        ("database statements per call", f"{result.db_statements_per_call:g}"),
+        ("garbage collector", f"longest pause {result.gc_pause_max_ms:g} ms, "
+                              f"{result.gc_full_collections} full collections"),
         ("wall time", f"{result.seconds:g} s"),
     ]
     width = max(len(name) for name, _ in rows)
@@ -366,13 +407,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object (last line)")
     parser.add_argument("--tracemalloc", action="store_true", help="memory from Python's allocations, not RSS")
     parser.add_argument("--profile", type=Path, help="cProfile the app over the run into this file")
+    parser.add_argument("--heap-types", action="store_true",
+                        help="print the object types the garbage collector tracks at the peak (stderr)")
     parser.add_argument("--caller-side", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.caller_side:
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
         asyncio.run(caller_side(args.calls, args.rate))
         return 0
-    result = asyncio.run(app_side(args.calls, args.rate, traced=args.tracemalloc, profile=args.profile))
+    result = asyncio.run(app_side(args.calls, args.rate, traced=args.tracemalloc, profile=args.profile,
+                                  heap_types=args.heap_types))
     if args.json:
         print(json.dumps(result.__dict__))
     else:
