@@ -66,6 +66,17 @@ def e2e_flows_file(tmp: Path, name: str = "e2e-flows.yaml", *, main_intro: str =
     return demo_menus_file(tmp, name, main_intro=main_intro, timeout=2)
 
 
+async def polled(check: Callable[[], bool], timeout: float, what: Callable[[], str]) -> None:
+    """Wait until `check` is true, or fail saying `what`. For what another task fills, such as AMI's
+    agent events: `Observer.until` wakes only on ARI events, and none may come while a caller is
+    with an agent or after the call."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what()}")
+        await asyncio.sleep(0.1)
+
+
 @dataclass
 class Observer:
     """A second ARI app with subscribeAll: who called, what each channel played."""

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from agi_app.ami.events import AgentComplete, AgentConnect, AgentEvent
-from tests.e2e.conftest import AGENT_TALK_S, Hotline
+from tests.e2e.conftest import AGENT_TALK_S, Hotline, polled
 from tests.support.agents import DemoAgent
 from tests.support.sipp import SipCall, SipResult
 
@@ -63,7 +63,7 @@ def _rtp_counts(hotline: Hotline, channel: str) -> dict[str, int]:
 
 async def _ended(hotline: Hotline, events: list[AgentEvent], channels: list[str], timeout: float = 10) -> None:
     """AMI's AgentComplete may trail the caller's hangup by a moment."""
-    await hotline.observer.until(lambda: all(any(isinstance(e, AgentComplete) and e.unique_id == c for e in events)
+    await polled(lambda: all(any(isinstance(e, AgentComplete) and e.unique_id == c for e in events)
                                              for c in channels), timeout, lambda: f"AgentComplete for {channels}")
 
 

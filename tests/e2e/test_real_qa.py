@@ -20,7 +20,7 @@ import pytest
 
 from agi_app.ami.events import AgentComplete, AgentConnect, AgentEvent
 from agi_app.db.pool import connection
-from tests.e2e.conftest import AGENT_TALK_S, Hotline
+from tests.e2e.conftest import AGENT_TALK_S, Hotline, polled
 from tests.support.agents import DemoAgent
 from tests.support.sipp import SipCall
 
@@ -57,7 +57,7 @@ async def test_an_agent_call_is_recorded_from_the_bridge_and_sampled(
     result = await hotline.call(SipCall(CALLER, "95000", steps=[(2.0, "0")], max_duration=75))
     assert result.ok and result.hangup_by == "remote", result.stderr
     channel = hotline.observer.channel_by_caller[CALLER][-1]
-    await hotline.observer.until(
+    await polled(
         lambda: any(isinstance(e, AgentComplete) and e.unique_id == channel for e in agent_events), 10,
         lambda: f"AgentComplete for {channel}")
     connect = next(e for e in agent_events if isinstance(e, AgentConnect) and e.unique_id == channel)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from agi_app.ami.events import AgentComplete, AgentConnect, AgentEvent
-from tests.e2e.conftest import AGENT_TALK_S, Hotline
+from tests.e2e.conftest import AGENT_TALK_S, Hotline, polled
 from tests.support.agents import DemoAgent
 from tests.support.sipp import SipCall
 
@@ -28,7 +28,7 @@ async def test_a_caller_back_from_the_agent_hears_the_survey_and_rates_the_agent
     result = await hotline.call(SipCall(caller, "95000", steps=keys, max_duration=75))
     assert result.ok and result.hangup_by == "remote", result.stderr  # our app hung up after the goodbye
     channel = hotline.observer.channel_by_caller[caller][-1]
-    await hotline.observer.until(
+    await polled(
         lambda: any(isinstance(e, AgentComplete) and e.unique_id == channel for e in agent_events), 10,
         lambda: f"AgentComplete for {channel}")
     connect = next(e for e in agent_events if isinstance(e, AgentConnect) and e.unique_id == channel)
