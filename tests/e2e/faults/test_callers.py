@@ -179,7 +179,7 @@ class HangupAt:
     """A caller who picks a node type in `pick` (key, after 1 s) and hangs up while there."""
 
     node_type: str
-    node: str  # where the journey must end
+    node: str | None  # where the journey must end (None: before its first node, or at it)
     steps: tuple[tuple[float, str], ...]
     hangup_after: float  # seconds after the last key (or the answer) the caller hangs up
     outcome: str = "abandoned"
@@ -187,6 +187,7 @@ class HangupAt:
 
 #: Timed against the sounds' lengths (sounds/zh): the caller is mid-prompt or mid-wait at the node.
 HANGUPS = [
+    HangupAt("call start", None, (), 0.0),  # at once: during the caller lookup, or as the first menu starts
     HangupAt("menu", "pick", (), 2.5),  # during menu_main (10.4 s), no key
     HangupAt("announcement", "announcement", ((1.0, "1"),), 2.0),  # announcement_hours, 10.7 s
     # through jump, sub and condition (they take no time), then during the refused service's prompt
@@ -220,7 +221,9 @@ async def test_caller_hangs_up_at_every_node_type(hotline: Hotline, ears: Caller
         row = rows.get(caller, {})
         if trace.result.hangup_by != "local":
             wrong.append(f"{case.node_type}: the call ended before the caller hung up ({trace})")
-        if (row.get("path", [None])[-1], row.get("outcome")) != (case.node, case.outcome):
+        path = row.get("path") or [None]
+        ended_at = None if case.node is None and path == ["pick"] else path[-1]
+        if (ended_at, row.get("outcome")) != (case.node, case.outcome):
             wrong.append(f"{case.node_type}: journey ends {row.get('path')} {row.get('outcome')}, "
                          f"not at {case.node} {case.outcome}")
     by_type = {case.node_type: rows.get(caller, {}) for caller, case in zip(callers, HANGUPS, strict=True)}
