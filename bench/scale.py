@@ -1,7 +1,7 @@
 """P4, scale in one process: N calls at once through `hotline serve`'s real Server, on the fake ARI
 server, and what each costs the app.
 
-    python -m bench.scale --calls 2000 [--rate 400] [--json] [--tracemalloc] [--profile FILE]
+    python -m bench.scale --calls 2000 [--rate 100] [--json] [--tracemalloc] [--profile FILE]
 
 Two processes, so that the app's figures are the app's alone:
 
@@ -403,7 +403,9 @@ def table(result: Scale) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=2000)
-    parser.add_argument("--rate", type=float, default=400.0, help="calls placed (and digits pressed) per second")
+    parser.add_argument("--rate", type=float, default=100.0,
+                        help="calls placed (digits pressed, calls hung up) per second: it measures calls held at"
+                             " once, not a burst")
     parser.add_argument("--json", action="store_true", help="print one JSON object (last line)")
     parser.add_argument("--tracemalloc", action="store_true", help="memory from Python's allocations, not RSS")
     parser.add_argument("--profile", type=Path, help="cProfile the app over the run into this file")
