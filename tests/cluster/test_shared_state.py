@@ -1,6 +1,7 @@
 """What one server is told, the other knows: a menu publish, an emergency and a notice reach both
-within a second, a PIN lockout on one node is honoured on the other, callbacks and a campaign's customers are
-dialled once (not once per server), and `hotline monitor` and `hotline kpi` count both servers' calls.
+within a second, a PIN lockout on one node is honoured on the other, a one-time code sent by one is
+void once the other sends one, callbacks and a campaign's customers are dialled once (not once per
+server), and `hotline monitor` and `hotline kpi` count both servers' calls.
 
 Calls that must reach a given node are placed straight to it (its own SIP port); the rest go
 through Kamailio."""
@@ -21,10 +22,10 @@ import pytest
 
 from agi_app.db.pool import connection
 from agi_app.db.repositories.contact_centre import book_callback
-from tests.cluster.conftest import NODE_SIP, Cluster, until
+from tests.cluster.conftest import NODE_SIP, POLL_MS, Cluster, until
 from tests.support.agents import DemoAgent, load_agents, sip_password
 from tests.support.customers import customer_phones
-from tests.support.demo import DEMO_PINS, demo_menus_file
+from tests.support.demo import DEMO_PINS, KNOWN_ZH, demo_menus_file
 from tests.support.sipp import SipCall
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -96,6 +97,25 @@ async def test_a_pin_lockout_on_one_server_is_honoured_on_the_other(hotline_clus
     assert [f"{s['service']}:{s['result']}" for s in after["services"]] == ["authenticate:refused"], after
 
 
+async def test_a_one_time_code_sent_by_one_server_is_void_once_the_other_sends_one(hotline_cluster: Cluster) -> None:
+    """One live code per customer across servers: the known caller starts a transfer on node1 (the
+    code is sent, the caller hangs up at the code prompt), then again on node2 — node1's code is void."""
+    cluster = hotline_cluster
+    # General menu: 1 accounts → 2 transfer → PIN → payee 1 → 500 yuan → the code is sent.
+    steps = [(4.0, "1"), (3.0, "2"), (4.0, DEMO_PINS["C001"]), (5.0, "1#"), (5.0, "500#")]
+    for node in ("node1", "node2"):
+        call = SipCall(KNOWN_ZH, "95000", steps=steps, hangup_after=4, max_duration=60)
+        assert (await cluster.call(call, node=node)).ok
+        row = await asyncio.to_thread(cluster.last_call, KNOWN_ZH)
+        assert "otp_send:ok" in [f"{s['service']}:{s['result']}" for s in row["services"]], f"{node}: {row}"
+    async with connection(cluster.dsn) as conn:
+        sent = await conn.fetch("SELECT call_id, voided_at, used_at, code IS NULL AS cleared FROM otp_outbox"
+                                " WHERE customer_id = 'C001' ORDER BY id")
+    assert [r["call_id"].split("-", 1)[0] for r in sent] == ["node1", "node2"], sent
+    assert sent[0]["voided_at"] is not None and sent[0]["cleared"], "node1's code is void, its clear text gone"
+    assert sent[1]["voided_at"] is None and sent[1]["used_at"] is None, "node2's code is the live one"
+
+
 async def test_a_campaigns_customers_are_dialled_once_by_the_two_servers(hotline_cluster: Cluster) -> None:
     cluster = hotline_cluster
     numbers = [f"1312224{i:04d}" for i in range(6)]
@@ -123,9 +143,8 @@ async def test_a_campaigns_customers_are_dialled_once_by_the_two_servers(hotline
             row = status()
             return row["state"] == "finished"
 
-        # Each server looks at running campaigns every 5 s; both must have had their chance to dial.
         await until(finished, 40, f"campaign {name} finished: {row}", every=0.5)
-        await asyncio.sleep(6)  # another round of each server: nothing more may be dialled
+        await asyncio.sleep(3 * POLL_MS / 1000)  # more rounds of each server: nothing more may be dialled
     dialled = sorted(a.split()[0] for a in phones.answered)
     assert dialled == numbers, f"each customer rang once, whichever server claimed them: {dialled}"
     assert row["attempts"] == {"dialling": 0, "answered": 6, "busy": 0, "no_answer": 0, "failed": 0}, row
@@ -195,7 +214,7 @@ async def test_callbacks_are_dialled_once_by_the_two_servers(hotline_cluster: Cl
                 return all(r["status"] in ("completed", "failed", "no_answer", "busy") for r in rows)
 
             await until(all_done, 60, f"callbacks done: {rows}", every=0.5)
-            await asyncio.sleep(6)  # another round of each server: nothing more may be dialled
+            await asyncio.sleep(3 * POLL_MS / 1000)  # more rounds of each server: nothing more may be dialled
         assert [r["status"] for r in rows] == ["completed"] * len(numbers), rows
         assert sorted(a.split()[0] for a in phones.answered) == numbers, "each customer dialled back once"
         connected = {node: [i for i in booked if re.search(rf"event=callback_connected \S+ callback={i}\b",
