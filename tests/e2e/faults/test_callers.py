@@ -210,10 +210,14 @@ async def test_caller_hangs_up_at_every_node_type(hotline: Hotline, ears: Caller
     callers = unique_callers(501, len(HANGUPS))
     calls = [SipCall(caller, NODE_TYPES_LINE, steps=case.steps, hangup_after=case.hangup_after, max_duration=40)
              for caller, case in zip(callers, HANGUPS, strict=True)]
-    traces = await place_spread(ears, calls, per_second=2)
+    placing = asyncio.create_task(place_spread(ears, calls, per_second=2))
+    await asyncio.sleep(4.0)
+    during = await left_behind(hotline, callers)  # the probe sees calls in progress: it can fail
+    traces = await placing
     found = await wait_for_journeys(hotline.env["HOTLINE_DSN"], callers, len(callers), JOURNEY_WAIT_S)
     rows = await journey_rows(hotline, callers)
     remains = await nothing_left_behind(hotline, callers)
+    assert any(x.startswith("channel ") for x in during) and any(x.startswith("the server holds") for x in during)
     result = report("caller hangs up at every node type", traces, found,
                     note=f"{len(remains)} things left behind")
     wrong = []
