@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest_asyncio
@@ -25,7 +26,8 @@ from agi_app.operations.model import (
     live_emergency,
     valid_notices,
 )
-from tests.fast.conftest import Hotline
+from tests.fake_ari.server import FakeAri
+from tests.fast.conftest import Hotline, settings_for, start_hotline
 from tests.support.demo import MAIN_ZH, UNKNOWN
 from tests.support.proxy import TcpProxy
 
@@ -160,3 +162,29 @@ async def test_a_read_overtaken_by_a_change_serves_only_the_calls_that_waited_fo
     assert after is not None and after.texts["zh"] == "维护"
     assert cache.reads == 1
     await cache.close()
+
+
+async def test_a_change_reaches_every_server_sharing_the_database(hotline: Hotline, tmp_path: Path) -> None:
+    other_ari = FakeAri()
+    await other_ari.start()
+    other_ari.media_duration = lambda uri: 0.05
+    other = await start_hotline(other_ari, hotline.dsn, settings_for(other_ari, hotline.dsn, tmp_path / "other"))
+    try:
+        caches = [line.server.facts for line in (hotline, other)]
+        assert all(caches)
+        await _until(lambda: all(c.trusted for c in caches if c), timeout=5.0)
+        for line in (hotline, other):
+            await _first_prompt(line)
+        assert all(c.filled for c in caches if c)
+        async with connection(hotline.dsn) as conn:
+            await operations.add_notice(conn, kind="fee", line=None, text_zh=None, text_en=None,
+                                        sound="announcement_rates", valid_from=date.today() - timedelta(days=1),
+                                        valid_to=date.today() + timedelta(days=1), priority=0, actor="test")
+        await _until(lambda: not any(c.filled for c in caches if c))
+        for line in (hotline, other):
+            call = await line.call(UNKNOWN)
+            await line.heard(call, "sound:hotline/zh/announcement_rates")
+    finally:
+        await other.stop()
+        await other_ari.stop()
+    assert not other_ari.violations
