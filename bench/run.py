@@ -35,6 +35,7 @@ import aiohttp
 import asyncpg
 import yaml
 
+from agi_app.admin import menus as admin_menus
 from agi_app.config import read_env_file
 from bench import prom
 from bench.cpu import cpu_ms
@@ -301,8 +302,14 @@ class Bench:
         new_flows.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), encoding="utf-8")
 
         async def publish() -> None:
-            await asyncio.sleep(self.config.step_s / 2)
-            await _cli(self.env, "menus", "publish", str(new_flows), "-m", "bench reload under load")
+            """What `hotline menus publish` does, from this process: the CLI's start-up (seconds on a busy
+            machine) must not push the publish past the step's last calls."""
+            await asyncio.sleep(self.config.step_s / 3)
+            async with self._db() as conn:
+                done = await admin_menus.publish(conn, new_flows, actor="bench", sounds_dir=REPO / "sounds",
+                                                 comment="bench reload under load")
+            if done.unchanged:
+                raise RuntimeError("P5: the republished menus were identical to the active version")
 
         step, since, until = await self.load(PRODUCT, self.config.reload_rate, during=publish)
         self.steps.remove(step)  # reported on its own, not as a capacity step
