@@ -184,14 +184,21 @@ def _load_demo_bank(hotline: Hotline) -> None:
 
 
 async def _observe(env: dict[str, str], observer: Observer, ready: asyncio.Event) -> None:
+    """Feed `observer` until cancelled, connecting again when Asterisk restarts (the fault matrix
+    restarts it mid-session)."""
     auth = aiohttp.encode_basic_auth(env["HOTLINE_ARI_USER"], env["HOTLINE_ARI_PASSWORD"])
     url = env["HOTLINE_ARI_URL"].rstrip("/") + "/ari/events"
     async with aiohttp.ClientSession(headers={"Authorization": auth}) as session:
-        async with session.ws_connect(url, params={"app": "hotline-observer", "subscribeAll": "true"}) as ws:
-            ready.set()
-            async for msg in ws:
-                if msg.type == aiohttp.WSMsgType.TEXT:
-                    observer.handle(json.loads(msg.data))
+        while True:
+            try:
+                async with session.ws_connect(url, params={"app": "hotline-observer", "subscribeAll": "true"}) as ws:
+                    ready.set()
+                    async for msg in ws:
+                        if msg.type == aiohttp.WSMsgType.TEXT:
+                            observer.handle(json.loads(msg.data))
+            except (aiohttp.ClientError, OSError):
+                pass
+            await asyncio.sleep(0.5)
 
 
 async def _app_connected(env: dict[str, str], app: str) -> bool:

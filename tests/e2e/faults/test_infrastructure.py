@@ -7,15 +7,18 @@ a journey missing for a call the app took, a caller left in silence, a call cut 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import pytest
 
 from agi_app.ami.events import AgentConnect, AgentEvent
 from agi_app.db.pool import connection
-from tests.e2e.conftest import Hotline
+from tests.e2e.conftest import SANDBOX, Hotline
 from tests.e2e.faults.conftest import FaultyServer
 from tests.e2e.faults.matrix import (
     SILENCE_S,
@@ -25,12 +28,14 @@ from tests.e2e.faults.matrix import (
     FaultReport,
     complete_journeys,
     describe,
+    journeys,
     place_spread,
     silent_callers,
     unique_callers,
     wait_for_journeys,
 )
-from tests.support.agents import DemoAgent
+from tests.support.agents import REGISTER_EXPIRES_S, DemoAgent
+from tests.support.cli import HOTLINE
 from tests.support.sipp import SipCall
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -241,15 +246,83 @@ async def test_serve_sigkill_under_load(faulty: FaultyServer, ears: CallerEars,
     late = [t for t in traces if t.started > restarted_at[0]]
     owed = [t.caller for t in late if contact.reached_app(t.caller)]
     found = await wait_for_journeys(faulty.dsn, owed, len(owed), JOURNEY_WAIT_S)
+    killed = [t.caller for t in traces if t.started < restarted_at[0] and contact.reached_app(t.caller)]
+    left_open = len(killed) - complete_journeys(await journeys(faulty.dsn, killed))
     fallback = sum(contact.went_to_fallback(t.caller) for t in traces)
     orphans = sum(int(n) for n in re.findall(r"event=resync live=(\d+)", server.log_path.read_text())[-1:])
     silent = silent_callers(traces)
     result = FaultReport("serve_sigkill", placed=len(traces), completed=sum(t.result.ok for t in traces),
                          journeys=complete_journeys(found), silent=len(silent), reached=len(owed),
                          note=f"{fallback} to the fallback, {orphans} orphaned in Stasis, journeys owed after the "
-                              f"restart; longest silence {max(t.longest_silence for t in traces):.1f} s")
+                              f"restart ({left_open} of {len(killed)} calls the killed server held left open); longest silence {max(t.longest_silence for t in traces):.1f} s")
     print(result.line())
     for trace in silent:
         print("  silent:", trace)
     result.assert_nothing_lost()
     assert fallback, "no call went to the fallback: the case proved nothing"
+
+
+async def sandbox(command: str) -> None:
+    """`scripts/sandbox <command>` without blocking the loop the calls run on."""
+    proc = await asyncio.create_subprocess_exec(SANDBOX, command, stdout=asyncio.subprocess.DEVNULL)
+    assert await asyncio.wait_for(proc.wait(), 90) == 0, f"scripts/sandbox {command} failed"
+
+
+async def alert_changes(faulty: FaultyServer, rule: str, since: datetime) -> list[str]:
+    """The changes of `rule`'s alerts since `since`, oldest first, from `hotline alerts list` on the
+    database directly, in a thread: the proxies run on this loop."""
+    listed = await asyncio.to_thread(subprocess.run, [HOTLINE, "alerts", "list", "--json"], capture_output=True,
+                                     text=True, timeout=60, env={**faulty.server.env, "HOTLINE_DSN": faulty.dsn})
+    assert listed.returncode == 0, listed.stderr
+    return [e["change"] for e in reversed(json.loads(listed.stdout))
+            if e["rule"] == rule and datetime.fromisoformat(e["at"]) >= since]
+
+
+async def test_asterisk_restart_under_load(faulty: FaultyServer, ears: CallerEars,
+                                           demo_agents: dict[str, DemoAgent]) -> None:
+    """Asterisk stopped and started while calls arrive: the calls it held, and those placed while
+    it was down, are cut by definition (counted as cut, not silent); the app reconnects, raises the ARI alert and clears it; calls
+    after the restart are served, and no other caller is left in silence or loses a journey."""
+    server, since, window = faulty.server, datetime.now(UTC), []
+
+    async def restart() -> None:
+        window.append(time.monotonic())
+        await sandbox("asterisk-stop")
+        await sandbox("asterisk-start")
+        window.append(time.monotonic())
+
+    traces = await _during([menu_caller(c) for c in unique_callers(9, 12)], ears, 2, 3.5, restart)
+    for agent in demo_agents.values():  # their registrations died with Asterisk: the next tests need them
+        await agent.register(REGISTER_EXPIRES_S)
+    for _ in range(60):  # the app connected at its start, then again after the restart
+        if log_count(server, "ari_connected") >= 2:
+            break
+        await asyncio.sleep(0.5)
+    assert log_count(server, "ari_connected") >= 2, "the app did not reconnect to the restarted Asterisk"
+    traces += await place_spread(ears, [menu_caller(c) for c in unique_callers(10, 4)], per_second=2)
+
+    def cut(trace: CallerTrace) -> bool:
+        """Up on the Asterisk that stopped (answered before it was back, not ended before it
+        stopped), or refused while it was down (SIPp's INVITE met a closed port: failed at once)."""
+        if trace.answered_at is None:
+            return window[0] <= trace.started <= window[1] and trace.result.duration < 1
+        return trace.answered_at < window[1] and (trace.ended_at is None or trace.ended_at >= window[0])
+
+    kept = [t for t in traces if not cut(t)]
+    contact = AppContact.from_events(server.observer.events)
+    owed = [t.caller for t in traces if contact.reached_app(t.caller)]
+    found = await wait_for_journeys(faulty.dsn, owed, len(owed), JOURNEY_WAIT_S)
+    silent = silent_callers(kept)
+    result = FaultReport("asterisk_restart", placed=len(traces), completed=sum(t.result.ok for t in kept),
+                         journeys=complete_journeys(found), silent=len(silent), cut=len(traces) - len(kept),
+                         reached=len(owed), note=f"down {window[1] - window[0]:.1f} s")
+    print(result.line())
+    for trace in silent:
+        print("  silent:", trace)
+    result.assert_nothing_lost(allowed_cut=len(traces) - len(kept))
+    assert all(contact.reached_app(t.caller) and t.result.ok for t in traces[-4:]), "\n".join(describe(traces[-4:]))
+    for _ in range(20):  # the alert evaluator writes every HOTLINE_ALERT_EVAL_MS
+        if (changes := await alert_changes(faulty, "ari_disconnected", since))[-1:] == ["cleared"]:
+            break
+        await asyncio.sleep(0.5)
+    assert "raised" in changes and changes[-1] == "cleared", changes
