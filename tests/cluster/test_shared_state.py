@@ -13,12 +13,13 @@ import json
 import re
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import pytest_asyncio
 
 from agi_app.db.pool import connection
 from agi_app.db.repositories.contact_centre import book_callback
@@ -80,38 +81,58 @@ async def test_an_emergency_and_a_notice_reach_both_servers_within_a_second(hotl
         assert "emergency=on" in context and "notices=1" in context, context
 
 
-async def test_a_pin_lockout_on_one_server_is_honoured_on_the_other(hotline_cluster: Cluster) -> None:
-    cluster = hotline_cluster
-    # On node1: 1 balance → a wrong PIN three times (1: try again) — phone banking locks.
+@dataclass
+class Security:
+    """The journeys of the phone-banking calls, each pair placed on node1 then node2."""
+
+    lockout: tuple[dict[str, Any], dict[str, Any]]  # three wrong PINs on node1; the right PIN on node2
+    codes: tuple[dict[str, Any], dict[str, Any]]  # a transfer up to the code's prompt on node1, then on node2
+
+
+async def _on_node1_then_node2(cluster: Cluster, first: SipCall, then: SipCall) -> tuple[dict[str, Any], ...]:
+    rows = []
+    for node, call in (("node1", first), ("node2", then)):
+        assert (await cluster.call(call, node=node)).ok, node
+        rows.append(await asyncio.to_thread(cluster.last_call, call.caller))
+        assert cluster.servers[node].log_has(f"event=stasis_start call={rows[-1]['call_id']} "), node
+    return tuple(rows)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def security(hotline_cluster: Cluster) -> Security:
+    """Both pairs at once (different customers): the suite waits for the longer pair only."""
+    # The priority menu: 1 balance → a wrong PIN three times (1: try again) — phone banking locks.
     wrong = SipCall(VIP_ZH, "95000", steps=[(4.0, "1"), (4.0, WRONG), (5.0, "1"), (4.0, WRONG), (5.0, "1"),
                                             (4.0, WRONG)], hangup_after=3, max_duration=90)
-    assert (await cluster.call(wrong, node="node1")).ok
-    locked = await asyncio.to_thread(cluster.last_call, VIP_ZH)
-    assert [s["result"] for s in locked["services"]] == ["refused"] * 3, locked
-    # On node2: the right PIN, refused: the lockout lives in the shared database.
     right = SipCall(VIP_ZH, "95000", steps=[(4.0, "1"), (4.0, DEMO_PINS["C002"])], hangup_after=4, max_duration=60)
-    assert (await cluster.call(right, node="node2")).ok
-    after = await asyncio.to_thread(cluster.last_call, VIP_ZH)
-    assert after["call_id"] != locked["call_id"]
-    assert cluster.servers["node2"].log_has(f"event=stasis_start call={after['call_id']} ")
-    assert [f"{s['service']}:{s['result']}" for s in after["services"]] == ["authenticate:refused"], after
+    # The general menu: 1 accounts → 2 transfer → PIN → payee 1 → 500 yuan → the code is sent.
+    transfer = SipCall(KNOWN_ZH, "95000", steps=[(4.0, "1"), (3.0, "2"), (4.0, DEMO_PINS["C001"]), (5.0, "1#"),
+                                                 (5.0, "500#")], hangup_after=4, max_duration=60)
+    lockout, codes = await asyncio.gather(_on_node1_then_node2(hotline_cluster, wrong, right),
+                                          _on_node1_then_node2(hotline_cluster, transfer, transfer))
+    return Security((lockout[0], lockout[1]), (codes[0], codes[1]))
 
 
-async def test_a_one_time_code_sent_by_one_server_is_void_once_the_other_sends_one(hotline_cluster: Cluster) -> None:
-    """One live code per customer across servers: the known caller starts a transfer on node1 (the
-    code is sent, the caller hangs up at the code prompt), then again on node2 — node1's code is void."""
-    cluster = hotline_cluster
-    # General menu: 1 accounts → 2 transfer → PIN → payee 1 → 500 yuan → the code is sent.
-    steps = [(4.0, "1"), (3.0, "2"), (4.0, DEMO_PINS["C001"]), (5.0, "1#"), (5.0, "500#")]
-    for node in ("node1", "node2"):
-        call = SipCall(KNOWN_ZH, "95000", steps=steps, hangup_after=4, max_duration=60)
-        assert (await cluster.call(call, node=node)).ok
-        row = await asyncio.to_thread(cluster.last_call, KNOWN_ZH)
-        assert "otp_send:ok" in [f"{s['service']}:{s['result']}" for s in row["services"]], f"{node}: {row}"
-    async with connection(cluster.dsn) as conn:
+def services(row: dict[str, Any]) -> list[str]:
+    return [f"{s['service']}:{s['result']}" for s in row["services"]]
+
+
+async def test_a_pin_lockout_on_one_server_is_honoured_on_the_other(security: Security) -> None:
+    locked, after = security.lockout
+    assert services(locked) == ["authenticate:refused"] * 3, locked
+    assert services(after) == ["authenticate:refused"], "the right PIN, refused on node2: the lockout is shared"
+
+
+async def test_a_one_time_code_sent_by_one_server_is_void_once_the_other_sends_one(
+        hotline_cluster: Cluster, security: Security) -> None:
+    """One live code per customer across servers: node1's code is void once node2 sends another."""
+    for row in security.codes:
+        assert "otp_send:ok" in services(row), row
+    async with connection(hotline_cluster.dsn) as conn:
         sent = await conn.fetch("SELECT call_id, voided_at, used_at, code IS NULL AS cleared FROM otp_outbox"
                                 " WHERE customer_id = 'C001' ORDER BY id")
-    assert [r["call_id"].split("-", 1)[0] for r in sent] == ["node1", "node2"], sent
+    assert [r["call_id"] for r in sent] == [row["call_id"] for row in security.codes], sent
+    assert [r["call_id"].split("-", 1)[0] for r in sent] == ["node1", "node2"], "channel ids name their node"
     assert sent[0]["voided_at"] is not None and sent[0]["cleared"], "node1's code is void, its clear text gone"
     assert sent[1]["voided_at"] is None and sent[1]["used_at"] is None, "node2's code is the live one"
 
