@@ -428,9 +428,16 @@ async def against_asterisk(config: BenchConfig) -> tuple[Bench, dict[str, Any]]:
                 async with serving(run.env, work / "state") as server, aiohttp.ClientSession() as http:
                     run.server, run.http = server, http
                     _say(f"hotline serve on line {PRODUCT_LINE}")
-                    await run.climb(PRODUCT)
-                    _say(f"P5: a menu published during {config.reload_rate} calls/s")
-                    reload = await run.reload_under_load()
+                    try:
+                        await run.climb(PRODUCT)
+                        _say(f"P5: a menu published during {config.reload_rate} calls/s")
+                        reload = await run.reload_under_load()
+                    except (RuntimeError, OSError, aiohttp.ClientError, asyncpg.PostgresError) as exc:
+                        # The steps so far are still worth their table: said, not lost with a traceback.
+                        ended = server.process.returncode
+                        why = f"hotline serve exited ({ended})" if ended is not None else f"{type(exc).__name__}: {exc}"
+                        _say(f"the product run stopped: {why}; see {server.log}")
+                        reload = {"error": f"not run: the product run stopped ({why[:200]})"}
         finally:
             await pg.drop_database(dsn)
     finally:
