@@ -84,6 +84,8 @@ _UDP = 17
 _PACKET_OUTGOING = 4  # loopback shows each packet twice: once going out, once coming in
 _SIP_PORTS = range(*SIP_PORT_RANGE)
 _MEDIA_PORTS = range(MEDIA_PORT_RANGE[0], MEDIA_PORT_RANGE[1] + 4)
+_SO_TIMESTAMP = 29  # Linux: each packet's capture time (struct timeval) as ancillary data
+_PROBE_PORT, _PROBE = 9, b"hotline-ears-probe "  # the discard port: nobody answers, the capture sees it
 DTMF_PAYLOAD_TYPE = 101  # tests/support/sipp.py offers telephone-event/8000 as 101
 #: mu-law bytes of the two smallest segments (|sample| < ~95 of 8159): silence or hiss, not a prompt.
 _QUIET_ULAW = bytes(b for b in range(256) if b & 0x70 in (0x70, 0x60))
@@ -134,14 +136,19 @@ class CallerEars:
     """Listens on the loopback interface to what Asterisk sends SIPp's callers (root only).
 
     A thread reads the raw socket (never the event loop: a stalled loop would drop packets and
-    invent silences) and keeps, per SIPp port, the times of answers, BYEs and audible RTP.
+    invent silences) and keeps, per SIPp port, the times of answers, BYEs and audible RTP: the
+    kernel's capture times, so a thread running late does not stretch or squeeze the gaps.
     """
 
     def __init__(self) -> None:
         self._marks: dict[int, list[tuple[float, str]]] = defaultdict(list)
         self._stop = threading.Event()
+        self._probes_sent = 0
+        self._probes_heard = 0
+        self._probe_heard = threading.Condition()
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
+        self._wall_ahead = time.time() - time.monotonic()  # capture times are wall clock
 
     def __enter__(self) -> CallerEars:
         try:
@@ -149,6 +156,7 @@ class CallerEars:
         except PermissionError as exc:
             raise PermissionError("the fault matrix hears callers through a raw socket: run it as root") from exc
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMP, 1)
         sock.bind(("lo", 0))
         sock.settimeout(0.2)
         self._sock = sock
@@ -167,13 +175,34 @@ class CallerEars:
         assert self._sock is not None
         while not self._stop.is_set():
             try:
-                frame, address = self._sock.recvfrom(65536)
+                frame, ancillary, _, address = self._sock.recvmsg(65536, 64)
             except TimeoutError:
                 continue
             except OSError:
                 return
-            if address[2] != _PACKET_OUTGOING:
-                self._note(frame, time.monotonic())
+            if address[2] == _PACKET_OUTGOING:
+                continue
+            captured = time.monotonic()
+            for level, kind, data in ancillary:
+                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMP:
+                    seconds, micros = struct.unpack("qq", data[:16])
+                    captured = seconds + micros / 1e6 - self._wall_ahead
+            self._note(frame, captured)
+
+    async def caught_up(self, budget_s: float = 5.0) -> None:
+        """Wait until the thread has noted every packet captured before now (a busy machine can
+        leave it behind: a BYE not yet noted would read as a call never ended). Packets are read
+        in capture order, so a probe sent now and heard means all before it were noted too."""
+        self._probes_sent += 1
+        probe = self._probes_sent
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as send:
+            send.sendto(_PROBE + str(probe).encode(), ("127.0.0.1", _PROBE_PORT))
+        if not await asyncio.to_thread(self._heard_probe, probe, budget_s):
+            raise AssertionError(f"the capture thread is over {budget_s} s behind: no reliable trace")
+
+    def _heard_probe(self, probe: int, budget_s: float) -> bool:
+        with self._probe_heard:
+            return self._probe_heard.wait_for(lambda: self._probes_heard >= probe, budget_s)
 
     def _note(self, frame: bytes, now: float) -> None:
         if len(frame) < 42 or frame[23] != _UDP:
@@ -181,17 +210,20 @@ class CallerEars:
         header = 14 + (frame[14] & 0x0F) * 4
         src, dst = struct.unpack_from("!HH", frame, header)
         payload = frame[header + 8:]
-        if dst in _MEDIA_PORTS:
-            if audible(payload):
-                self._marks[dst].append((now, "sound"))
-        elif src in _MEDIA_PORTS:
-            if key_press(payload):  # the caller typing is not a caller waiting in silence
-                self._marks[src].append((now, "key"))
-        elif dst in _SIP_PORTS or src in _SIP_PORTS:
-            if payload.startswith(b"BYE "):
-                self._marks[dst if dst in _SIP_PORTS else src].append((now, "bye"))
-            elif dst in _SIP_PORTS and payload.startswith(b"SIP/2.0 200") and b" INVITE\r\n" in payload:
-                self._marks[dst].append((now, "answer"))
+        if dst == _PROBE_PORT and payload.startswith(_PROBE):
+            with self._probe_heard:
+                self._probes_heard = max(self._probes_heard, int(payload[len(_PROBE):]))
+                self._probe_heard.notify_all()
+        elif dst in _MEDIA_PORTS and audible(payload):
+            self._marks[dst].append((now, "sound"))
+        elif src in _MEDIA_PORTS and key_press(payload):  # the caller typing is not a caller waiting in silence
+            self._marks[src].append((now, "key"))
+        elif payload.startswith(b"BYE "):  # either way: the SIPp port is the one in its range
+            port = dst if dst in _SIP_PORTS else src
+            if port in _SIP_PORTS:
+                self._marks[port].append((now, "bye"))
+        elif dst in _SIP_PORTS and payload.startswith(b"SIP/2.0 200") and b" INVITE\r\n" in payload:
+            self._marks[dst].append((now, "answer"))
 
     def trace(self, caller: str, result: SipResult, started: float) -> CallerTrace:
         """What `caller` heard on the call SIPp reported as `result`, started at `started`."""
@@ -218,6 +250,7 @@ async def place_traced(ears: CallerEars, call: SipCall) -> CallerTrace:
     """Place one call and tell what its caller heard."""
     started = time.monotonic()
     result = await place_call(call)
+    await ears.caught_up()
     return ears.trace(call.caller, result, started)
 
 

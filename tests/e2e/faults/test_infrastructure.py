@@ -1,7 +1,7 @@
 """The fault matrix, infrastructure faults (issue 13): real SIPp calls into the real sandbox while
 the ARI WebSocket drops, PostgreSQL dies or crawls, `hotline serve` is stopped or killed, or
 Asterisk restarts. Each case prints one FAULT line (matrix.FaultReport) and fails on any loss:
-a journey missing for a call the app took, a caller left in silence, a call cut that need not be.
+a journey missing for a call the app served, a caller left in silence, a call cut that need not be.
 """
 
 from __future__ import annotations
@@ -69,23 +69,27 @@ def mixed_calls(callers: list[str]) -> list[SipCall]:
     return [agent_caller(c) if i % 3 == 2 else menu_caller(c) for i, c in enumerate(callers)]
 
 
-async def report(case: str, faulty: FaultyServer, traces: list[CallerTrace], *, cut: int = 0,
-                 note: str = "") -> FaultReport:
-    """Count what the callers lived and what the database holds; print the FAULT line."""
-    callers = [t.caller for t in traces]
-    contact = AppContact.from_events(faulty.server.observer.events)
-    owed = [c for c in callers if contact.reached_app(c)]
+async def report(case: str, faulty: FaultyServer, traces: list[CallerTrace], *, owed: list[str] | None = None,
+                 cut: list[CallerTrace] | None = None, note: str = "") -> FaultReport:
+    """Count what the callers lived and what the database holds; print the FAULT line. `owed`: the
+    callers whose journeys are due (default: every caller the app served); `cut`: the calls the
+    fault cuts by definition, left out of the completed and silent counts."""
+    if owed is None:
+        contact = AppContact.from_events(faulty.server.observer.events)
+        owed = [t.caller for t in traces if contact.reached_app(t.caller)]
+    cut_ids = {id(t) for t in cut or ()}
+    kept = [t for t in traces if id(t) not in cut_ids]
     found = await wait_for_journeys(faulty.dsn, owed, len(owed), JOURNEY_WAIT_S)
-    silent = silent_callers(traces)
-    loudest_gap = max((t.longest_silence for t in traces), default=0.0)
-    first = max((t.first_sound for t in traces if t.first_sound is not None), default=0.0)
+    silent = silent_callers(kept)
+    loudest_gap = max((t.longest_silence for t in kept), default=0.0)
+    first = max((t.first_sound for t in kept if t.first_sound is not None), default=0.0)
     note = f"{note}; " if note else ""
     note += f"first sound within {first:.2f} s, longest silence {loudest_gap:.1f} s"
-    result = FaultReport(case, placed=len(traces), completed=sum(t.result.ok for t in traces),
+    result = FaultReport(case, placed=len(traces), completed=sum(t.result.ok for t in kept),
                          journeys=complete_journeys({c: found.get(c, []) for c in owed}), silent=len(silent),
-                         cut=cut, note=note, reached=len(owed))
+                         cut=len(cut_ids), note=note, reached=len(owed))
     print(result.line())
-    for trace in traces:
+    for trace in kept:
         if trace.silent or trace.longest_silence > SILENCE_S / 2:
             print("  silent:" if trace.silent else "  quiet: ", trace)
     return result
@@ -245,19 +249,14 @@ async def test_serve_sigkill_under_load(faulty: FaultyServer, ears: CallerEars,
     contact = AppContact.from_events(server.observer.events)
     late = [t for t in traces if t.started > restarted_at[0]]
     owed = [t.caller for t in late if contact.reached_app(t.caller)]
-    found = await wait_for_journeys(faulty.dsn, owed, len(owed), JOURNEY_WAIT_S)
     killed = [t.caller for t in traces if t.started < restarted_at[0] and contact.reached_app(t.caller)]
-    left_open = len(killed) - complete_journeys(await journeys(faulty.dsn, killed))
     fallback = sum(contact.went_to_fallback(t.caller) for t in traces)
     orphans = sum(int(n) for n in re.findall(r"event=resync live=(\d+)", server.log_path.read_text())[-1:])
-    silent = silent_callers(traces)
-    result = FaultReport("serve_sigkill", placed=len(traces), completed=sum(t.result.ok for t in traces),
-                         journeys=complete_journeys(found), silent=len(silent), reached=len(owed),
-                         note=f"{fallback} to the fallback, {orphans} orphaned in Stasis, journeys owed after the "
-                              f"restart ({left_open} of {len(killed)} calls the killed server held left open); longest silence {max(t.longest_silence for t in traces):.1f} s")
-    print(result.line())
-    for trace in silent:
-        print("  silent:", trace)
+    result = await report("serve_sigkill", faulty, traces, owed=owed,
+                          note=f"{fallback} to the fallback, {orphans} orphaned in Stasis; journeys owed after the "
+                               f"restart; {len(killed)} calls the killed server held")
+    left_open = len(killed) - complete_journeys(await journeys(faulty.dsn, killed))
+    print(f"  {left_open} of the {len(killed)} journeys of the calls the killed server held stay open")
     result.assert_nothing_lost()
     assert fallback, "no call went to the fallback: the case proved nothing"
 
@@ -281,8 +280,9 @@ async def alert_changes(faulty: FaultyServer, rule: str, since: datetime) -> lis
 async def test_asterisk_restart_under_load(faulty: FaultyServer, ears: CallerEars,
                                            demo_agents: dict[str, DemoAgent]) -> None:
     """Asterisk stopped and started while calls arrive: the calls it held, and those placed while
-    it was down, are cut by definition (counted as cut, not silent); the app reconnects, raises the ARI alert and clears it; calls
-    after the restart are served, and no other caller is left in silence or loses a journey."""
+    it was down, are cut by definition (counted as cut, not silent); the app reconnects, raises the
+    ARI alert and clears it; calls after the restart are served; no other caller is left in silence,
+    and no call the app served loses its journey."""
     server, since, window = faulty.server, datetime.now(UTC), []
 
     async def restart() -> None:
@@ -301,25 +301,17 @@ async def test_asterisk_restart_under_load(faulty: FaultyServer, ears: CallerEar
     assert log_count(server, "ari_connected") >= 2, "the app did not reconnect to the restarted Asterisk"
     traces += await place_spread(ears, [menu_caller(c) for c in unique_callers(10, 4)], per_second=2)
 
-    def cut(trace: CallerTrace) -> bool:
+    def was_cut(trace: CallerTrace) -> bool:
         """Up on the Asterisk that stopped (answered before it was back, not ended before it
         stopped), or refused while it was down (SIPp's INVITE met a closed port: failed at once)."""
         if trace.answered_at is None:
             return window[0] <= trace.started <= window[1] and trace.result.duration < 1
         return trace.answered_at < window[1] and (trace.ended_at is None or trace.ended_at >= window[0])
 
-    kept = [t for t in traces if not cut(t)]
+    result = await report("asterisk_restart", faulty, traces, cut=[t for t in traces if was_cut(t)],
+                          note=f"down {window[1] - window[0]:.1f} s")
+    result.assert_nothing_lost(allowed_cut=result.cut)
     contact = AppContact.from_events(server.observer.events)
-    owed = [t.caller for t in traces if contact.reached_app(t.caller)]
-    found = await wait_for_journeys(faulty.dsn, owed, len(owed), JOURNEY_WAIT_S)
-    silent = silent_callers(kept)
-    result = FaultReport("asterisk_restart", placed=len(traces), completed=sum(t.result.ok for t in kept),
-                         journeys=complete_journeys(found), silent=len(silent), cut=len(traces) - len(kept),
-                         reached=len(owed), note=f"down {window[1] - window[0]:.1f} s")
-    print(result.line())
-    for trace in silent:
-        print("  silent:", trace)
-    result.assert_nothing_lost(allowed_cut=len(traces) - len(kept))
     assert all(contact.reached_app(t.caller) and t.result.ok for t in traces[-4:]), "\n".join(describe(traces[-4:]))
     for _ in range(20):  # the alert evaluator writes every HOTLINE_ALERT_EVAL_MS
         if (changes := await alert_changes(faulty, "ari_disconnected", since))[-1:] == ["cleared"]:

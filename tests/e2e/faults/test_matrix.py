@@ -55,6 +55,7 @@ async def test_ears_hear_answer_sound_quiet_keys_and_bye_over_loopback() -> None
             await asyncio.sleep(0.02)
         to(SIP_PORT, b"BYE sip:caller@127.0.0.1 SIP/2.0\r\nCSeq: 2 BYE\r\n\r\n")
         await asyncio.sleep(0.3)
+        await ears.caught_up()
         result = SipResult(0, "x", "", "", "", hangup_by="remote", duration=time.monotonic() - started,
                            local_port=SIP_PORT, media_port=MEDIA_PORT)
         trace = ears.trace("1990", result, started)
