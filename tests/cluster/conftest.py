@@ -137,21 +137,26 @@ async def hotline_cluster(telephony: None, tmp_path_factory: pytest.TempPathFact
                for node in NODE_SIP}
     for server in servers.values():
         server.log_path.write_text("")
+    codes: dict[str, int] = {}
     try:
         await asyncio.gather(*(server.start_serve() for server in servers.values()))
         yield Cluster(servers, dsn, tmp)
     finally:
-        codes = {node: await server.stop_serve() for node, server in servers.items() if server.server is not None}
+        for node, server in servers.items():
+            if server.server is not None:
+                codes[node] = await server.stop_serve()
         await pg.drop_database(dsn)
     assert all(code == 0 for code in codes.values()), f"a server did not stop cleanly: {codes}"
 
 
-async def until(check: Callable[[], object], timeout: float, what: str, every: float = 0.05) -> float:
-    """Poll `check` until it holds; the seconds it took."""
+async def until(check: Callable[[], object], timeout: float, what: str | Callable[[], str],
+                every: float = 0.05) -> float:
+    """Poll `check` until it holds; the seconds it took. `what` says what was awaited (a callable: read
+    at the timeout, so it can tell what happened instead)."""
     started = time.monotonic()
     while not check():
         if time.monotonic() - started > timeout:
-            raise AssertionError(f"not within {timeout} s: {what}")
+            raise AssertionError(f"not within {timeout} s: {what() if callable(what) else what}")
         await asyncio.sleep(every)
     return time.monotonic() - started
 

@@ -87,4 +87,4 @@ async def test_a_node_killed_under_load_loses_only_its_own_calls(hotline_cluster
     # (and resyncs) by itself.
     await until(lambda: cluster.node_states()[DEAD].startswith("A"), 10.0, f"{DEAD} active again")
     await until(lambda: server.log_path.read_text().count("event=resync ") > resyncs, 30.0,
-                f"{DEAD}'s hotline serve reconnected:\n" + server.log_path.read_text()[-2000:], every=0.2)
+                lambda: f"{DEAD}'s hotline serve reconnected:\n" + server.log_path.read_text()[-2000:], every=0.2)

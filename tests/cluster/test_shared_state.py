@@ -164,7 +164,7 @@ async def test_a_campaigns_customers_are_dialled_once_by_the_two_servers(hotline
             row = status()
             return row["state"] == "finished"
 
-        await until(finished, 40, f"campaign {name} finished: {row}", every=0.5)
+        await until(finished, 40, lambda: f"campaign {name} finished: {row}", every=0.5)
         await asyncio.sleep(3 * POLL_MS / 1000)  # more rounds of each server: nothing more may be dialled
     dialled = sorted(a.split()[0] for a in phones.answered)
     assert dialled == numbers, f"each customer rang once, whichever server claimed them: {dialled}"
@@ -197,7 +197,7 @@ async def test_monitor_and_kpi_show_both_servers_calls(hotline_cluster: Cluster)
         snapshot = json.loads(done.stdout)
         return {str(c.get("server")) for c in snapshot.get("calls", [])} >= set(callers)
 
-    await until(both_in_progress, 5.0, f"both servers' calls in the monitor: {snapshot}", every=0.2)
+    await until(both_in_progress, 5.0, lambda: f"both servers' calls in the monitor: {snapshot}", every=0.2)
     assert sorted(s["server"] for s in snapshot["servers"]) == ["node1", "node2"]
     assert all(r.ok for r in await asyncio.gather(*placing))
     assert await asyncio.to_thread(kpi_calls, cluster) == before + 2, "the KPIs count both servers' calls"
@@ -234,7 +234,7 @@ async def test_callbacks_are_dialled_once_by_the_two_servers(hotline_cluster: Cl
                 rows = [r for r in json.loads(listed.stdout) if r["callback_id"] in booked]
                 return all(r["status"] in ("completed", "failed", "no_answer", "busy") for r in rows)
 
-            await until(all_done, 60, f"callbacks done: {rows}", every=0.5)
+            await until(all_done, 60, lambda: f"callbacks done: {rows}", every=0.5)
             await asyncio.sleep(3 * POLL_MS / 1000)  # more rounds of each server: nothing more may be dialled
         assert [r["status"] for r in rows] == ["completed"] * len(numbers), rows
         assert sorted(a.split()[0] for a in phones.answered) == numbers, "each customer dialled back once"
