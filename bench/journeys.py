@@ -144,3 +144,42 @@ async def ended_count(conn: asyncpg.Connection, line: str, since: datetime, unti
     count = await conn.fetchval("SELECT count(*) FROM calls WHERE dnis = $1 AND started_at >= $2"
                                 " AND started_at < $3 AND ended_at IS NOT NULL", line, since, until)
     return int(count or 0)
+
+
+# The journey write lag, measured in the bench's own database only: a trigger notes when a call's end
+# reached PostgreSQL (the statement's clock_timestamp(), i.e. before its transaction commits) beside
+# the end the app recorded (same host, same clock). The product's schema and writer are untouched.
+_WRITE_CLOCK = """
+CREATE TABLE bench_journey_writes (call_id text PRIMARY KEY, written_at timestamptz NOT NULL);
+CREATE FUNCTION bench_journey_written() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.ended_at IS NOT NULL AND (TG_OP = 'INSERT' OR OLD.ended_at IS NULL) THEN
+        INSERT INTO bench_journey_writes VALUES (NEW.call_id, clock_timestamp()) ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER bench_journey_written AFTER INSERT OR UPDATE OF ended_at ON calls
+    FOR EACH ROW EXECUTE FUNCTION bench_journey_written();
+"""
+
+_WRITE_LAG = """
+SELECT count(*) AS n,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM w.written_at - c.ended_at)) AS p50,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM w.written_at - c.ended_at)) AS p99
+FROM calls c JOIN bench_journey_writes w USING (call_id)
+WHERE c.dnis = $1 AND c.started_at >= $2 AND c.started_at < $3
+"""
+
+
+async def install_write_clock(conn: asyncpg.Connection) -> None:
+    """The trigger behind `write_lag`, in the bench's database (never the product's)."""
+    await conn.execute(_WRITE_CLOCK)
+
+
+async def write_lag(conn: asyncpg.Connection, line: str, since: datetime,
+                    until: datetime) -> tuple[int, float | None, float | None]:
+    """(journeys, p50 ms, p99 ms) of the time from a call's end to its end written in PostgreSQL."""
+    row = await conn.fetchrow(_WRITE_LAG, line, since, until)
+    if not row["n"]:
+        return 0, None, None
+    return int(row["n"]), round(float(row["p50"]) * 1000, 2), round(float(row["p99"]) * 1000, 2)

@@ -36,7 +36,8 @@ class Step:
     app_cpu_ms: float = 0.0  # product only
     ari_requests: int = 0  # product only
     prompt_steps: int = 0  # product only: menu nodes with a prompt the calls went through
-    latency: dict[str, Latency] = field(default_factory=dict)  # product only: first_prompt, dtmf_prompt, lookup
+    # product only: first_prompt, dtmf_prompt, lookup, journey_write
+    latency: dict[str, Latency] = field(default_factory=dict)
     journey_backlog_max: float = 0.0
     journey_drain_s: float | None = None  # after the last call: until every journey was complete
 
@@ -208,8 +209,8 @@ def steps_markdown(steps: Sequence[Step]) -> str:
     """Every step's figures side by side: the native anchor and the product at each rate."""
     lines = ["| Mode | Rate /s | Calls | Failed (SIPp + journey) | Asterisk CPU ms/call | App CPU ms/call"
              " | App CPU ms/ARI req | ARI req/menu step | First prompt p50/p99 | DTMF → prompt p50/p99"
-             " | Lookup p50/p99 | Journey backlog max / drain |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             " | Lookup p50/p99 | Journey write lag p50/p99 | Journey backlog max / drain |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in steps:
         def lat(name: str, step: Step = s) -> str:
             value = step.latency.get(name)
@@ -225,5 +226,5 @@ def steps_markdown(steps: Sequence[Step]) -> str:
             str(s.per_call(s.app_cpu_ms)) if product else "–", str(s.app_cpu_ms_per_request or "–"),
             str(s.requests_per_prompt_step or "–"), lat("first_prompt") if product else "–",
             lat("dtmf_prompt") if product else "–", lat("lookup") if product else "–",
-            drain if product else "–"]) + " |")
+            lat("journey_write") if product else "–", drain if product else "–"]) + " |")
     return "\n".join(lines)

@@ -46,7 +46,9 @@ from bench.journeys import (
     customers_csv,
     degraded_calls,
     ended_count,
+    install_write_clock,
     step_journeys,
+    write_lag,
 )
 from bench.results import NATIVE, PRODUCT, Latency, Step, goals, goals_markdown, steps_markdown
 from bench.sipp_load import callers_file, run_step, sipp_command
@@ -247,9 +249,12 @@ class Bench:
                 if q.count:
                     step.latency[name] = Latency(q.count, q.p50_ms, q.p99_ms)
             degraded = degraded_calls(await asyncio.to_thread(_lines_from, server.log, log_offset))
-            async with self._db() as conn:
+            async with self.db() as conn:
                 check = check_journeys(calls, await step_journeys(conn, PRODUCT_LINE, since, until), self.customers,
                                        degraded)
+                written, lag_p50, lag_p99 = await write_lag(conn, PRODUCT_LINE, since, until)
+            if written:
+                step.latency["journey_write"] = Latency(written, lag_p50, lag_p99)
             step.journey_failed = check.failed
             step.failure_reasons = dict(check.reasons)
         step.asterisk_cpu_ms = round(cpu_ms(self.sandbox.asterisk_pid) - asterisk_before, 1)
@@ -260,7 +265,7 @@ class Bench:
         return step, since, until
 
     @asynccontextmanager
-    async def _db(self) -> AsyncIterator[asyncpg.Connection]:
+    async def db(self) -> AsyncIterator[asyncpg.Connection]:
         conn = await asyncpg.connect(self.dsn, timeout=10)
         try:
             yield conn
@@ -279,7 +284,7 @@ class Bench:
 
     async def _wait_journeys(self, since: datetime, until: datetime, calls: int, sipp_done: float) -> float | None:
         """Seconds from the last call's end until every journey of the step is complete (None: not within 30 s)."""
-        async with self._db() as conn:
+        async with self.db() as conn:
             while time.monotonic() - sipp_done < 30:
                 if await ended_count(conn, PRODUCT_LINE, since, until) >= calls:
                     return round(time.monotonic() - sipp_done, 2)
@@ -305,7 +310,7 @@ class Bench:
             """What `hotline menus publish` does, from this process: the CLI's start-up (seconds on a busy
             machine) must not push the publish past the step's last calls."""
             await asyncio.sleep(self.config.step_s / 3)
-            async with self._db() as conn:
+            async with self.db() as conn:
                 done = await admin_menus.publish(conn, new_flows, actor="bench", sounds_dir=REPO / "sounds",
                                                  comment="bench reload under load")
             if done.unchanged:
@@ -313,7 +318,7 @@ class Bench:
 
         step, since, until = await self.load(PRODUCT, self.config.reload_rate, during=publish)
         self.steps.remove(step)  # reported on its own, not as a capacity step
-        async with self._db() as conn:
+        async with self.db() as conn:
             version = await conn.fetchrow("SELECT version, published_at FROM menu_versions ORDER BY version DESC LIMIT 1")
             journeys = await step_journeys(conn, PRODUCT_LINE, since, until)
         published_at: datetime = version["published_at"]
@@ -421,6 +426,8 @@ async def against_asterisk(config: BenchConfig) -> tuple[Bench, dict[str, Any]]:
                 customers = bench_customers(config.customers)
                 callers_file(work / "callers.csv", [c.phone for c in customers])
                 run = Bench(config, sandbox, dsn, work, {c.phone: c for c in customers})
+                async with run.db() as conn:
+                    await install_write_clock(conn)
                 await _cli(run.env, "customers", "import", str(customers_csv(work / "customers.csv", customers)))
                 await _cli(run.env, "menus", "publish", str(FLOWS), "-m", "bench menus")
                 _say(f"native dialplan on line {sandbox.native_line}: rates {list(config.rates)}, {config.step_s:g} s each")

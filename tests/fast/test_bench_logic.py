@@ -29,7 +29,9 @@ from bench.journeys import (
     check_journeys,
     customers_csv,
     degraded_calls,
+    install_write_clock,
     step_journeys,
+    write_lag,
 )
 from bench.results import NATIVE, PRODUCT, Latency, Step, goals, goals_markdown, highest_clean_rate
 from bench.run import FLOWS, prompt_nodes
@@ -186,6 +188,30 @@ async def test_a_steps_journeys_are_read_from_postgresql_within_its_window(dsn: 
     assert [(j.call_id, tuple(j.nodes), j.customer_id) for j in journeys] == [
         ("in", ("entry", "menu_vip", "goodbye"), VIP.customer_id)]
     assert check_journeys(1, journeys, CUSTOMERS).failed == 0
+
+
+async def test_the_journey_write_lag_is_from_the_calls_end_to_its_end_reaching_postgresql(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    written = conn.transaction()
+    await written.start()
+    try:  # rolled back: the trigger is the bench's, never left in the suite's database
+        await install_write_clock(conn)
+        ended = datetime.now(UTC) - timedelta(milliseconds=80)
+        await conn.execute("INSERT INTO calls (call_id, started_at, caller, dnis) VALUES ('late', $1, $2, '95000')",
+                           ended - timedelta(seconds=3), VIP.phone)
+        await conn.execute("UPDATE calls SET ended_at = $1, outcome = 'hangup' WHERE call_id = 'late'", ended)
+        await conn.execute("INSERT INTO calls (call_id, started_at, ended_at, caller, dnis) VALUES ('at-once', $1, $2,"
+                           " $3, '95000')", ended - timedelta(seconds=3), ended, VIP.phone)
+        await conn.execute("INSERT INTO calls (call_id, started_at, caller, dnis) VALUES ('open', $1, $2, '95000')",
+                           ended, VIP.phone)  # not ended yet: no lag
+        count, p50, p99 = await write_lag(conn, "95000", ended - timedelta(seconds=10), datetime.now(UTC))
+        none = await write_lag(conn, "95001", ended - timedelta(seconds=10), datetime.now(UTC))
+    finally:
+        await written.rollback()
+        await conn.close()
+    assert count == 2
+    assert p50 is not None and p99 is not None and 80 <= p50 <= p99 < 5000
+    assert none == (0, None, None)
 
 
 # --- capacity and goals --------------------------------------------------------------------------
