@@ -193,6 +193,8 @@ async def serving(env: dict[str, str], state_dir: Path) -> AsyncIterator[Server]
 
 @dataclass
 class Bench:
+    """One run: the sandbox, the bench's database and callers, the server once started, the steps so far."""
+
     config: BenchConfig
     sandbox: Sandbox
     dsn: str
