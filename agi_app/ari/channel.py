@@ -4,10 +4,22 @@ any other failed request `ChannelFailed`. No `AriError` crosses this protocol.""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Mapping, Sequence
 
 from agi_app.ari.client import AriClient, AriError, AriNotFound, AriNotInStasis
 from agi_app.engine.channel import ChannelFailed, ChannelGone
+from agi_app.logs import log_event
+
+log = logging.getLogger("hotline.ari")
+
+#: A stop that lands between a playback's start (state "playing", PlaybackStarted sent) and the
+#: moment its sound can be controlled is refused with 500 "Could not stop playback"
+#: (res_stasis_playback.c, `controllable` not yet set); a moment later it stops. A key pressed
+#: right as a prompt starts — a caller's type-ahead, a DTMF flood — must not cost the call.
+STOP_ATTEMPTS = 4
+STOP_RETRY_S = 0.02
 
 
 def engine_error(exc: AriError) -> ChannelGone | ChannelFailed:
@@ -35,12 +47,17 @@ class AriChannel:
             raise engine_error(exc) from exc
 
     async def stop_playback(self, playback_id: str) -> None:
-        try:
-            await self.client.stop_playback(playback_id)
-        except AriNotFound:
-            pass  # it finished on its own meanwhile
-        except AriError as exc:
-            raise engine_error(exc) from exc
+        for attempt in range(1, STOP_ATTEMPTS + 1):
+            try:
+                await self.client.stop_playback(playback_id)
+                return
+            except AriNotFound:
+                return  # it finished on its own meanwhile
+            except AriError as exc:
+                if exc.status != 500 or attempt == STOP_ATTEMPTS:
+                    raise engine_error(exc) from exc
+                log_event(log, "playback_stop_refused", call=self.channel_id, playback=playback_id, attempt=attempt)
+            await asyncio.sleep(STOP_RETRY_S * attempt)
 
     async def playback_active(self, playback_id: str) -> bool:
         try:

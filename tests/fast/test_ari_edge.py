@@ -101,6 +101,23 @@ async def test_live_calls_take_their_limits_from_the_settings(serve: Serve, fake
     await fake_ari.hangup(call)
 
 
+async def test_a_key_as_a_prompt_starts_stops_it_though_asterisk_refuses_the_first_stop(
+        serve: Serve, fake_ari: FakeAri) -> None:
+    """Asterisk refuses a stop that lands as a playback starts (500 "Could not stop playback"): asked
+    again, it stops. The caller's key counts, and the call stays in the flow instead of being given
+    up to the fallback (found by the fault matrix's DTMF flood on the real Asterisk)."""
+    line = await serve()
+    fake_ari.media_duration = lambda uri: 5.0
+    call = await line.call(UNKNOWN)
+    await fake_ari.wait_for(lambda: bool(line.played(call)))
+    refused = fake_ari.fault("DELETE", r"^/playbacks/", status=500)
+    session = line.server.calls.sessions[call]
+    await fake_ari.press(call, "1")
+    await fake_ari.wait_for(lambda: "main" in session.journey.record.path[:-1])  # the key took the call on
+    assert refused.hits == 1 and fake_ari.channel(call).continued_to is None
+    await fake_ari.hangup(call)
+
+
 # ------------------------------------------------------------------------------ the fallback
 async def test_the_fallback_is_retried_after_a_timeout_until_the_caller_reaches_the_dialplan(
         serve: Serve, fake_ari: FakeAri) -> None:
