@@ -60,7 +60,7 @@ run: venv deps
 
 lint: venv
 	$(VENV)/bin/ruff check agi_app tests bench scripts/record-ari-fixtures scripts/render-asterisk-config scripts/make-sounds
-	$(VENV)/bin/mypy agi_app bench tests/support/sipp.py tests/support/dtmf_pcap.py tests/support/speech_pcap.py tests/support/softphone.py tests/support/agents.py scripts/render-asterisk-config
+	$(VENV)/bin/mypy agi_app bench tests/support/sipp.py tests/e2e/faults/matrix.py tests/support/dtmf_pcap.py tests/support/speech_pcap.py tests/support/softphone.py tests/support/agents.py scripts/render-asterisk-config
 	$(VENV)/bin/lint-imports --no-cache --no-logo
 
 fast: venv chroot
