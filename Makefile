@@ -15,7 +15,7 @@ PAUSE ?= 4
 
 help:
 	@echo "make run    - sandbox (Asterisk + PostgreSQL), demo data, hotline serve in the foreground (Ctrl-C stops all)"
-	@echo "make test   - lint, fast suite (fake ARI server) and end-to-end suite (real Asterisk, SIPp calls)"
+	@echo "make test   - lint, fast suite (fake ARI server), end-to-end suite (real Asterisk, SIPp calls), fault matrix and cluster suite"
 	@echo "make call CALLER=13800138000 LINE=95000 DIGITS=1  - one real SIP call into the running sandbox"
 	@echo "make bench  - capacity, cost and latency against native dialplan (RATES=20,40 STEP_S=15 for a quick run)"
 	@echo "make cluster / cluster-down / cluster-test - Kamailio in front of two Asterisk + hotline serve nodes (docs/scaling.md)"
@@ -75,7 +75,7 @@ e2e: venv chroot
 faults: venv chroot
 	$(VENV)/bin/pytest tests/e2e/faults -q -s
 
-test: lint fast e2e
+test: lint fast e2e faults cluster-test
 
 call: venv
 	scripts/call "$(CALLER)" "$(LINE)" "$(DIGITS)" "$(PAUSE)"
