@@ -7,8 +7,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,19 +34,10 @@ from bench.journeys import (
 from bench.results import NATIVE, PRODUCT, Latency, Step, goals, goals_markdown, highest_clean_rate
 from bench.run import FLOWS, prompt_nodes
 from bench.sipp_load import callers_file, parse_stats
+from tests.support.asterisk_config import rendered
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "bench"
-
-
-def render_config(out: Path) -> Path:
-    """The sandbox's Asterisk configuration, rendered as scripts/sandbox renders it."""
-    done = subprocess.run([sys.executable, str(REPO / "scripts" / "render-asterisk-config"), "--out", str(out),
-                           "--env", str(REPO / "config" / "sandbox.env"),
-                           "--values", str(REPO / "config" / "sandbox.yaml")],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return out
 
 
 # --- SIPp ------------------------------------------------------------------------------------
@@ -275,8 +264,7 @@ def test_figures_not_measured_are_said_so_never_met() -> None:
 
 # --- the native baseline -------------------------------------------------------------------------
 def test_the_native_baseline_plays_the_bench_menus_prompts_on_its_own_line(tmp_path: Path) -> None:
-    rendered = render_config(tmp_path)
-    dialplan = (rendered / "extensions.conf").read_text()
+    dialplan = (rendered(tmp_path) / "extensions.conf").read_text()
     values = yaml.safe_load((REPO / "config" / "sandbox.yaml").read_text())
     line = values["bench"]["native_line"]
     assert f"exten => {line},1,Goto(hotline-bench-native,s,1)" in dialplan

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,17 +14,11 @@ import yaml
 
 from agi_app.config import Settings, read_env_file
 from agi_app.monitoring.publisher import this_server
+from tests.support.asterisk_config import render
 
 REPO = Path(__file__).resolve().parents[2]
 VALUES = yaml.safe_load((REPO / "config" / "sandbox.yaml").read_text(encoding="utf-8"))
 NODES = VALUES["cluster"]["nodes"]
-
-
-def render(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(REPO / "scripts" / "render-asterisk-config"), "--out", str(out),
-                           "--env", str(REPO / "config" / "sandbox.env"),
-                           "--values", str(REPO / "config" / "sandbox.yaml"), *extra],
-                          capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,13 @@ import ast
 import configparser
 import importlib.util
 import re
-import subprocess
-import sys
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import agi_app
 from agi_app.agi.hooks import HOOK_NAMES
 from agi_app.config import read_env_file
+from tests.support.asterisk_config import render
 
 PACKAGE = Path(agi_app.__file__).resolve().parent
 REPO = Path(__file__).resolve().parents[2]
@@ -58,18 +57,10 @@ def test_every_pinned_dependency_is_imported_by_the_package() -> None:
     assert pinned - used == set()
 
 
-def _render(out: Path, env_file: Path) -> subprocess.CompletedProcess[str]:
-    """The renderer scripts/sandbox uses, run as it runs it."""
-    return subprocess.run([sys.executable, str(REPO / "scripts" / "render-asterisk-config"),
-                           "--out", str(out), "--env", str(env_file),
-                           "--values", str(REPO / "config" / "sandbox.yaml")],
-                          capture_output=True, text=True, timeout=60)
-
-
 def test_the_sandbox_dialplan_calls_no_server_that_does_not_exist(tmp_path: Path) -> None:
     """Stasis goes to our app; every FastAGI call goes to a hook `hotline serve` has, at the
     address it listens on (HOTLINE_AGI_LISTEN of the same env file)."""
-    result = _render(tmp_path, REPO / "config" / "sandbox.env")
+    result = render(tmp_path)
     assert result.returncode == 0, result.stderr
     dialplan = (tmp_path / "extensions.conf").read_text(encoding="utf-8")
     assert "Stasis(" in dialplan
@@ -85,5 +76,5 @@ def test_the_renderer_refuses_an_agi_address_the_dialplan_cannot_call(tmp_path: 
         env_file = tmp_path / "sandbox.env"
         env_file.write_text((REPO / "config" / "sandbox.env").read_text(encoding="utf-8")
                             + f"HOTLINE_AGI_LISTEN={listen}\n", encoding="utf-8")
-        result = _render(tmp_path / "out", env_file)
+        result = render(tmp_path / "out", env_file=env_file)
         assert result.returncode == 1 and "HOTLINE_AGI_LISTEN" in result.stderr, (listen, result.stderr)

@@ -5,8 +5,6 @@ The real recording is tests/e2e/test_real_qa.py."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from agi_app.centre.qa import recording_name
 from tests.fake_ami.pytest_plugin import fake_ami  # noqa: F401  (the fixture)
 from tests.fast.flowkit import doc, run_flow
 from tests.fast.test_queue_tracker import Tracking, tracking  # noqa: F401  (the fixture)
+from tests.support.asterisk_config import rendered
 
 REPO = Path(__file__).resolve().parents[2]
 GROUPS = yaml.safe_load((REPO / "config" / "sandbox.yaml").read_text())["queues"]["groups"]
@@ -24,13 +23,7 @@ SPOOL = "/var/spool/asterisk/recording"
 
 @pytest.fixture(scope="module")
 def dialplan(tmp_path_factory: pytest.TempPathFactory) -> str:
-    out = tmp_path_factory.mktemp("asterisk")
-    done = subprocess.run([sys.executable, str(REPO / "scripts" / "render-asterisk-config"), "--out", str(out),
-                           "--env", str(REPO / "config" / "sandbox.env"),
-                           "--values", str(REPO / "config" / "sandbox.yaml")],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return (out / "extensions.conf").read_text()
+    return (rendered(tmp_path_factory.mktemp("asterisk")) / "extensions.conf").read_text()
 
 
 def context(dialplan: str, name: str) -> list[str]:

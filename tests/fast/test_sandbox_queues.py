@@ -6,14 +6,13 @@ these checks catch a group, an agent or a rule that the templates would silently
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.support.agents import answer_scenario, load_agents, register_scenario
+from tests.support.asterisk_config import rendered as rendered_config
 
 REPO = Path(__file__).resolve().parents[2]
 VALUES = yaml.safe_load((REPO / "config" / "sandbox.yaml").read_text(encoding="utf-8"))
@@ -22,13 +21,7 @@ GROUPS = ["general-zh", "general-en", "vip", "elderly", "cards", "complaints", "
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("asterisk")
-    done = subprocess.run([sys.executable, str(REPO / "scripts" / "render-asterisk-config"), "--out", str(out),
-                           "--env", str(REPO / "config" / "sandbox.env"),
-                           "--values", str(REPO / "config" / "sandbox.yaml")],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return out
+    return rendered_config(tmp_path_factory.mktemp("asterisk"))
 
 
 def sections(path: Path) -> dict[str, list[tuple[str, str]]]:
