@@ -166,6 +166,10 @@ class Settings:
     agi_command_ms: int = 1000
     agi_max_requests: int = 200
     shutdown_grace_s: float = 20.0
+    # At a stop each background task (callbacks, alerts, the change listener, ...) gets task_stop_ms
+    # to end once cancelled; one still running is named in the log and cancelled again, so a task
+    # that lost its cancellation cannot hold `hotline serve` until a supervisor's SIGKILL.
+    task_stop_ms: int = 5000
     # Before a queue transfer the caller hears their position and estimated wait: the live queue
     # state (AMI) and the handle-time history are each read within queue_advice_budget_ms, past it
     # the caller is transferred without an announcement. Above callback_offer_wait_s of estimated
@@ -251,6 +255,7 @@ class Settings:
     agi_request_s = _seconds("agi_request_ms")
     agi_command_s = _seconds("agi_command_ms")
     recording_grace_s = _seconds("recording_grace_ms")
+    task_stop_s = _seconds("task_stop_ms")
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -258,7 +258,8 @@ async def _send(child: asyncio.subprocess.Process, line: str) -> None:
 async def _receive(child: asyncio.subprocess.Process, key: str, timeout: float) -> Any:  # noqa: ASYNC109
     assert child.stdout is not None
     while True:
-        line = await asyncio.wait_for(child.stdout.readline(), timeout)
+        async with asyncio.timeout(timeout):
+            line = await child.stdout.readline()
         if not line:
             raise RuntimeError(f"the caller side ended before sending {key!r}")
         message = json.loads(line)

@@ -103,7 +103,8 @@ async def read_block(reader: asyncio.StreamReader, *, budget_s: float) -> bytes:
     """The raw request block, within `budget_s`. The reader's limit must be MAX_REQUEST_BYTES
     (`asyncio.start_server(limit=...)`): a longer block is refused unread."""
     try:
-        return await asyncio.wait_for(reader.readuntil(b"\n\n"), budget_s)
+        async with asyncio.timeout(budget_s):
+            return await reader.readuntil(b"\n\n")
     except TimeoutError as exc:
         raise AgiRequestError("request_timeout", f"no complete request within {budget_s:g} s") from exc
     except asyncio.LimitOverrunError as exc:

@@ -253,9 +253,10 @@ class PgJourneySink:
             return False
         sql = _SQL[op.name]
         try:
-            # wait_for, not budget.within: it waits for a cut write to end (done or rolled back), so
-            # its retry never runs beside it (the writer is in the background: no caller waits here)
-            await asyncio.wait_for(self._pool.execute(sql, *op.args), self._budget)
+            # asyncio.timeout, not budget.within: it waits for a cut write to end (done or rolled
+            # back), so its retry never runs beside it (the writer is in the background: no caller waits here)
+            async with asyncio.timeout(self._budget):
+                await self._pool.execute(sql, *op.args)
         except Exception as exc:
             if is_transient(exc):
                 raise _Transient(type(exc).__name__) from exc
@@ -312,7 +313,8 @@ class PgJourneySink:
                     await conn.executemany(_SQL[name], [op.args for op in ops])
 
         try:
-            await asyncio.wait_for(write(), self._budget)  # as in `_execute`: waits for a cut write to end
+            async with asyncio.timeout(self._budget):  # as in `_execute`: waits for a cut write to end
+                await write()
         except Exception as exc:
             if is_transient(exc):
                 raise _Transient(type(exc).__name__) from exc

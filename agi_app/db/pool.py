@@ -28,11 +28,9 @@ async def create_pool(dsn: str, *, budget_s: float = DEFAULTS.db_budget_s, min_s
     if not dsn:
         raise DatabaseUnavailable("no database configured (HOTLINE_DSN)")
     try:
-        return await asyncio.wait_for(
-            asyncpg.create_pool(dsn, min_size=0 if lazy else min_size, max_size=max_size,
-                                command_timeout=budget_s * 5, init=on_connect, reset=_keep_session),
-            timeout=max(budget_s * 5, 5.0),
-        )
+        async with asyncio.timeout(max(budget_s * 5, 5.0)):
+            return await asyncpg.create_pool(dsn, min_size=0 if lazy else min_size, max_size=max_size,
+                                             command_timeout=budget_s * 5, init=on_connect, reset=_keep_session)
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {_safe_dsn(dsn)}: {exc}") from exc
 
@@ -49,7 +47,8 @@ async def _keep_session(_conn: asyncpg.Connection) -> None:
 async def connection(dsn: str) -> AsyncIterator[asyncpg.Connection]:
     """A single connection for admin commands."""
     try:
-        conn = await asyncio.wait_for(asyncpg.connect(dsn), timeout=10)
+        async with asyncio.timeout(10):
+            conn = await asyncpg.connect(dsn)
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {_safe_dsn(dsn)}: {exc}") from exc
     try:

@@ -54,7 +54,8 @@ class DtmfBuffer:
     async def pop(self, timeout: float) -> str | None:
         """Next digit, waiting up to `timeout` seconds; None on timeout."""
         try:
-            await asyncio.wait_for(self.wait_any(), timeout)
+            async with asyncio.timeout(timeout):
+                await self.wait_any()
         except TimeoutError:
             return None
         return self.pop_nowait()
@@ -73,7 +74,8 @@ class DtmfBuffer:
             if left <= 0:
                 return discarded, False
             try:
-                await asyncio.wait_for(self.wait_any(), min(gap, left))
+                async with asyncio.timeout(min(gap, left)):
+                    await self.wait_any()
             except TimeoutError:
                 if left > gap:
                     return discarded, True

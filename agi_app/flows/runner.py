@@ -433,7 +433,11 @@ async def _served(run: FlowRunner, work: Awaitable[ServiceOutcome], timeout: flo
     for the whole timeout. Not `within`: a service past its timeout is cancelled and then AWAITED,
     so what the caller hears is what happened — a transfer whose commit was already on its way
     reports ok, never "failed" for money that moved (the caller would try again)."""
-    task = asyncio.ensure_future(asyncio.wait_for(work, timeout))
+    async def bounded() -> ServiceOutcome:
+        async with asyncio.timeout(timeout):
+            return await work
+
+    task = asyncio.ensure_future(bounded())
     try:
         while not (await asyncio.wait({task}, timeout=HOLD_AFTER_S))[0]:
             await run.call.play(await run.sound("please_hold"), interruptible=False)

@@ -31,7 +31,8 @@ class AnswerProbe:
 
     async def check_once(self) -> bool:
         try:
-            await asyncio.wait_for(self._check(), self._budget_s)
+            async with asyncio.timeout(self._budget_s):
+                await self._check()
             up, error = True, None
         except Exception as exc:  # noqa: BLE001 - any failure means "not answering"; said once, below
             up, error = False, type(exc).__name__

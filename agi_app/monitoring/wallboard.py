@@ -70,10 +70,11 @@ class Wallboard:
                 view = self._merged()
                 if view is not None:
                     data = json.dumps(view, ensure_ascii=False)
-                    await asyncio.wait_for(response.write(f"event: live\ndata: {data}\n\n".encode()),
-                                           self._write_budget_s)
+                    async with asyncio.timeout(self._write_budget_s):
+                        await response.write(f"event: live\ndata: {data}\n\n".encode())
                 try:
-                    await asyncio.wait_for(self._closing.wait(), self._every_s)
+                    async with asyncio.timeout(self._every_s):
+                        await self._closing.wait()
                 except TimeoutError:
                     pass
         except (ConnectionResetError, TimeoutError):  # the viewer left, or stopped reading

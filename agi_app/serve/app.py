@@ -400,10 +400,7 @@ class Server:
         an earlier one failed; the first failure (a cancellation of our caller first) is raised after."""
 
         async def stop_tasks() -> None:
-            for task in self._tasks:
-                task.cancel()
-            if self._tasks:
-                await asyncio.wait(self._tasks)  # not suppress(CancelledError): that would swallow ours
+            await stop_all(self._tasks, within_s=self.settings.task_stop_s)
             for task in self._tasks:  # one that died earlier: said now, stopping it did not fail
                 if not task.cancelled() and (failure := task.exception()) is not None:
                     log_event(log, "task_failed", level=logging.ERROR, task=task.get_name(),
@@ -434,6 +431,20 @@ class Server:
         log_event(log, "serve_stopped", clean="no" if failures else None)
         if failures:
             raise failures[0]
+
+
+async def stop_all(tasks: list[asyncio.Task[None]], *, within_s: float) -> None:
+    """Cancel `tasks` and wait until they end. One still running after `within_s` has lost its
+    cancellation (or is stuck in its cleanup): it is named in the log and cancelled again, every
+    `within_s` — a task that lost one cancellation ends at the next."""
+    for task in tasks:
+        task.cancel()
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=within_s)  # not suppress(CancelledError): ours
+        for task in pending:
+            log_event(log, "task_stuck", level=logging.ERROR, task=task.get_name(), waited_s=within_s)
+            task.cancel()
 
 
 def settle_heap() -> None:

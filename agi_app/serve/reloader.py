@@ -49,7 +49,8 @@ class ChangeListener:
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = listening = await asyncio.wait_for(asyncpg.connect(self.dsn), self.budget_s)
+                async with asyncio.timeout(self.budget_s):
+                    conn = listening = await asyncpg.connect(self.dsn)
                 lost = asyncio.Event()
                 listening.add_termination_listener(lambda _c, event=lost: event.set())  # type: ignore[misc]
                 channels = []
@@ -109,7 +110,8 @@ class MenuReloader:
     async def reload_now(self) -> bool:
         """Load the active version if it differs from the one served; False if refused or unchanged."""
         try:
-            stored = await asyncio.wait_for(menus.get_active(self.pool), self.budget_s)
+            async with asyncio.timeout(self.budget_s):
+                stored = await menus.get_active(self.pool)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log_event(log, "menus_reload_failed", level=logging.ERROR, error=type(exc).__name__)
             return False
