@@ -14,6 +14,7 @@ and cancelled on close, and no request can crash the server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Mapping
@@ -167,7 +168,8 @@ class AgiServer(Application):
     async def _command(self, agi: Request, command: str) -> None:
         """One command and its reply, within the command budget."""
         try:
-            result: dict[str, Any] = await asyncio.wait_for(agi.send_command(command), self.command_budget_s)
+            async with asyncio.timeout(self.command_budget_s):
+                result: dict[str, Any] = await agi.send_command(command)
         except TimeoutError as exc:
             raise AgiAborted("command_timeout") from exc
         except (OSError, ValueError, UnicodeDecodeError) as exc:  # ValueError: panoramisk parsing EOF's empty line
@@ -180,17 +182,27 @@ class AgiServer(Application):
     async def _tell(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, reason: str,
                     request: AgiRequest | None) -> None:
         """Best effort: HOTLINE_AGI_ERROR for the dialplan. Its reply is read when the request was
-        read whole (else the reader still holds request lines); either way the connection closes."""
+        read whole; else (busy, too large, too slow) the command is followed by our end of the
+        stream and what the peer still sends is read and dropped until it closes: closing on unread
+        bytes resets the connection, and a reset throws our command away before Asterisk reads it."""
         command = f'SET VARIABLE {ERROR_VARIABLE} "{reason}"'
         try:
             if request is not None:
                 await self._command(Request(self, request.env, reader, writer, self.default_encoding), command)
             else:
                 writer.write(command.encode() + b"\n")
-                await asyncio.wait_for(writer.drain(), self.command_budget_s)
+                writer.write_eof()
+                async with asyncio.timeout(self.command_budget_s):
+                    await writer.drain()
         except (AgiAborted, OSError, TimeoutError) as exc:
             log_event(log, "agi_error_not_told", call=request.call_id if request else None, reason=reason,
                       error=exc.reason if isinstance(exc, AgiAborted) else type(exc).__name__)
+            return
+        if request is None:
+            with contextlib.suppress(OSError, TimeoutError, ValueError):  # ValueError: a line over the limit
+                async with asyncio.timeout(self.command_budget_s):
+                    while await reader.read(4096):
+                        pass
 
 
 def _peer(writer: asyncio.StreamWriter) -> str:
