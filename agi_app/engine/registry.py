@@ -78,7 +78,7 @@ class CallRegistry:
         session.on_hangup()
         task = self._tasks.get(session.call_id)
         if task is not None and not task.done():
-            task.cancel()
+            _cancel_once_started(task)
 
     def forget(self, channel_id: str) -> None:
         """A channel without a session left the application: nothing is owed to it any more."""
@@ -147,7 +147,7 @@ class CallRegistry:
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace) if grace > 0 else (set(), set(tasks))
             for task in pending:
-                task.cancel()
+                _cancel_once_started(task)
             if pending:
                 await asyncio.wait(pending, timeout=self.fallback.handover_s)
         if self._background:
@@ -156,3 +156,11 @@ class CallRegistry:
                 task.cancel()
             if stuck:
                 await asyncio.wait(stuck)
+
+
+def _cancel_once_started(task: asyncio.Task[None]) -> None:
+    """Cancel a call's task at the loop's next step. A task cancelled before its first step never
+    runs at all — no `finally`: its journey never ends, its session and its slot are never freed —
+    and a hang-up handled in the same step as the StasisStart did just that. The first step was
+    scheduled when the task was created, so it runs before this cancellation."""
+    asyncio.get_running_loop().call_soon(task.cancel)

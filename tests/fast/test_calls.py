@@ -160,3 +160,13 @@ async def test_server_shutdown_hands_calls_in_progress_to_the_dialplan(hotline: 
     assert not hotline.ari.channel(call).hungup
     late = await hotline.ari.place_call(UNKNOWN, "95000")
     assert hotline.ari.channel(late).hungup, "after shutdown the app is gone; Stasis fails in the dialplan"
+
+
+async def test_a_caller_gone_as_the_call_arrives_ends_its_journey_and_frees_its_slot(hotline: Hotline) -> None:
+    """The hang-up handled in the same loop step as the StasisStart: the call's task was cancelled
+    before it ever ran, so its journey stayed open and its session held a slot until shutdown."""
+    call = await hotline.call(UNKNOWN)
+    await hotline.ari.hangup(call)
+    ended = await hotline.wait_ended(call, timeout=5)
+    assert ended["outcome"] == "abandoned"
+    assert call not in hotline.server.calls.sessions and not hotline.server.calls._tasks
