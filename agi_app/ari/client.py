@@ -126,6 +126,13 @@ class AriClient:
     async def asterisk_info(self) -> dict[str, Any]:
         return await self.request("GET", "/asterisk/info")
 
+    @staticmethod
+    def asterisk_identity(info: dict[str, Any]) -> str | None:
+        """Which Asterisk answered `asterisk_info`: "systemname@entity_id" (two nodes on one machine
+        share the entity id, not the system name); None if it did not say."""
+        entity = (info.get("system") or {}).get("entity_id")
+        return f"{(info.get('config') or {}).get('name') or ''}@{entity}" if entity else None
+
     async def application(self) -> dict[str, Any]:
         return await self.request("GET", f"/applications/{quote(self.app)}")
 

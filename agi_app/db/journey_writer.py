@@ -57,8 +57,8 @@ log = logging.getLogger("hotline.journey")
 T = TypeVar("T")
 
 _SQL = {
-    "call_started": "INSERT INTO calls (call_id, started_at, caller, dnis) VALUES ($1, $2, $3, $4)"
-                    " ON CONFLICT (call_id) DO NOTHING",
+    "call_started_v2": "INSERT INTO calls (call_id, started_at, caller, dnis, asterisk) VALUES ($1, $2, $3, $4, $5)"
+                       " ON CONFLICT (call_id) DO NOTHING",
     "call_identified": "UPDATE calls SET customer_id = $2, segment = $3, language = $4, menu_version = $5"
                        " WHERE call_id = $1",
     "node_entered": "INSERT INTO call_nodes (call_id, seq, node_id, entered_at) VALUES ($1, $2, $3, $4)"
@@ -86,6 +86,9 @@ _ARITY = {name: max(int(n) for n in re.findall(r"\$(\d+)", sql)) for name, sql i
 # spill files are replayed after an upgrade. To change an operation's arguments, give it a new name
 # (_v2, _v3, ...) in `_SQL` and add its old name here — never reuse a name for other arguments.
 _UPGRADES: dict[str, Callable[..., SpillOp]] = {
+    # before migration 015 (no Asterisk): a journey nobody can tell the Asterisk of is never closed as an orphan
+    "call_started": lambda call_id, started_at, caller, dnis: SpillOp(
+        "call_started_v2", (call_id, started_at, caller, dnis, None)),
     # before migration 009 (no time): a NULL `at` leaves the row out of time to service
     "service_reached": lambda call_id, seq, service, result: SpillOp(
         "service_reached_v2", (call_id, seq, service, result, None)),
@@ -146,8 +149,10 @@ class _SpillFile:
 
 class PgJourneySink:
     def __init__(self, pool: asyncpg.Pool, *, budget_s: float = DEFAULTS.db_budget_s, spill_dir: Path | None = None,
-                 retry_for_s: float = DEFAULTS.journey_retry_s, capacity: int = DEFAULTS.journey_queue_max) -> None:
+                 retry_for_s: float = DEFAULTS.journey_retry_s, capacity: int = DEFAULTS.journey_queue_max,
+                 asterisk: str | None = None) -> None:
         self._pool = pool
+        self._asterisk = asterisk  # which Asterisk the calls are on (`ari.client.asterisk_identity`)
         self._budget = budget_s
         self._retry_for = retry_for_s
         self._capacity = capacity
@@ -455,7 +460,7 @@ class PgJourneySink:
 
     # --- JourneySink ---------------------------------------------------------------------
     def call_started(self, record: JourneyRecord) -> None:
-        self._put("call_started", record.call_id, record.started_at, record.caller, record.dnis)
+        self._put("call_started_v2", record.call_id, record.started_at, record.caller, record.dnis, self._asterisk)
 
     def call_identified(self, record: JourneyRecord) -> None:
         self._put("call_identified", record.call_id, record.customer_id, record.segment, record.language,

@@ -15,7 +15,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -72,6 +72,7 @@ from agi_app.serve.callbacks import CallbackDispatcher
 from agi_app.serve.campaigns import CampaignDialler
 from agi_app.serve.live import FlowDrawing, LiveSnapshot
 from agi_app.serve.menu_cache import MenuCache, MenuCacheError
+from agi_app.serve.orphans import close_orphaned_journeys
 from agi_app.serve.queue_tracker import QueueTracker
 from agi_app.serve.reloader import ChangeListener, MenuReloader
 
@@ -232,6 +233,7 @@ class Server:
     async def start(cls, settings: Settings, *, flows: FlowSet | None = None,
                     services: ServiceRegistry | None = None) -> Server:
         settings.require("dsn", "ari_user", "ari_password")
+        started_at = datetime.now(UTC)  # a journey started before is not this server's
         ami = ami_client(settings)  # a bad HOTLINE_AMI_URL fails here, before anything opens
         host_port("agi_listen", settings.agi_listen)  # a bad HOTLINE_AGI_LISTEN fails before anything opens
         monitoring = Monitoring(settings)
@@ -278,8 +280,10 @@ class Server:
             if isinstance(exc, AriError):
                 raise StartupError(f"cannot reach Asterisk ARI at {settings.ari_url}: {exc}") from exc
             raise
+        asterisk = AriClient.asterisk_identity(info)
         sink = PgJourneySink(pool, budget_s=settings.db_budget_s, spill_dir=spill_dir_for(settings.state_dir),
-                             retry_for_s=settings.journey_retry_s, capacity=settings.journey_queue_max)
+                             retry_for_s=settings.journey_retry_s, capacity=settings.journey_queue_max,
+                             asterisk=asterisk)
         sink.start()
         if ami is not None:
             ami.start()  # no wait: until it logs in, callers are transferred without an announcement
@@ -299,6 +303,10 @@ class Server:
                      campaigns=campaigns, facts=facts)
         server._tasks.append(asyncio.create_task(callbacks.run(), name="callbacks"))
         server._tasks.append(asyncio.create_task(campaigns.run(), name="campaigns"))
+        if asterisk is not None:
+            server._tasks.append(asyncio.create_task(
+                close_orphaned_journeys(pool, asterisk, started_at, budget_s=settings.db_budget_s * 5),
+                name="orphan-journeys"))
         server.alerts = AlertMonitor(pool, rules, metrics, server_id=this_server(settings.server_id), every_s=settings.alert_eval_s,
                                      budget_s=settings.db_budget_s)
         server._tasks.append(asyncio.create_task(server.alerts.run(), name="alerts"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -70,3 +71,29 @@ def _surveys(surveys: list[dict[str, Any]]) -> dict[str, Any]:
     first, answered or not; `survey`: the latest score given, or None."""
     return {"survey": next((a["score"] for a in reversed(surveys) if a["score"] is not None), None),
             "surveys": surveys}
+
+
+# A journey left open by a server that died (SIGKILL, a crash, the machine) ends where its trace
+# ends: at the last thing recorded of it. Its outcome is `error`: the call lost its application.
+_CLOSE_ORPHANS = """
+WITH orphan AS (
+    SELECT c.call_id, GREATEST(c.started_at,
+                               (SELECT max(n.entered_at) FROM call_nodes n WHERE n.call_id = c.call_id),
+                               (SELECT max(i.at) FROM call_inputs i WHERE i.call_id = c.call_id),
+                               (SELECT max(s.at) FROM call_services s WHERE s.call_id = c.call_id)) AS last_seen
+    FROM calls c
+    WHERE c.asterisk = $1 AND c.ended_at IS NULL AND c.started_at < $2
+)
+UPDATE calls c SET ended_at = o.last_seen, outcome = 'error',
+                   duration_ms = round(extract(epoch FROM o.last_seen - c.started_at) * 1000)::integer
+FROM orphan o
+WHERE c.call_id = o.call_id AND c.ended_at IS NULL
+RETURNING c.call_id
+"""
+
+
+async def close_orphans(conn: asyncpg.Connection | asyncpg.Pool, asterisk: str, before: datetime) -> list[str]:
+    """Close the journeys still open on `asterisk` that started before `before` (this server's
+    start: none of them is its own); the call ids closed. A journey its writer finishes later
+    (a replayed spill file) takes its real end over this one."""
+    return [row["call_id"] for row in await conn.fetch(_CLOSE_ORPHANS, asterisk, before)]
