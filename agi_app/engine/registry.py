@@ -23,7 +23,7 @@ from typing import Literal
 from agi_app.config import DEFAULTS, Settings
 from agi_app.engine.channel import ChannelControl
 from agi_app.engine.journey import Journey, JourneyRecord, JourneySink
-from agi_app.engine.lifecycle import CallHandler, Fallback, hand_over, run_call
+from agi_app.engine.lifecycle import CallHandler, Ending, Fallback, HandOver, hand_over, outcome, run_call
 from agi_app.engine.session import Arrival, CallSession, CallState
 from agi_app.engine.survey import SURVEY_END, AfterAgentSink
 from agi_app.logs import log_event
@@ -33,6 +33,8 @@ log = logging.getLogger("hotline.calls")
 #: A channel held for the fallback: "sending" while its requests are under way, "sent" once the
 #: dialplan took it, "owed" when every attempt failed (the next resync tries again).
 Unserved = Literal["sending", "sent", "owed"]
+#: How a hand-over to the fallback ends a journey: as a call given up and taken by the dialplan does.
+_ENDINGS: dict[HandOver, Ending] = {"done": "handed_over", "gone": "caller_left", "failed": "failed"}
 
 
 class CallRegistry:
@@ -58,11 +60,14 @@ class CallRegistry:
         survey after an agent call (`arrival.survey`) records only its result, and its fallback is
         the dialplan's goodbye (`SURVEY_END`), not a queue."""
         fallback = self.fallback if arrival.survey is None else self.survey_end
-        if not self._accepting or len(self._tasks) >= self.max_calls:
-            self.send_away(channel, "at_capacity" if self._accepting else "draining", fallback)
-            return
         record = JourneyRecord(call_id=arrival.call_id, caller=arrival.caller, dnis=arrival.dnis,
                                started_at=datetime.now(UTC))
+        if not self._accepting or len(self._tasks) >= self.max_calls:
+            # A journey all the same (not for a survey leg: its call has one): the KPIs count every
+            # caller, and the ones we could not serve most of all.
+            journey = Journey(record, self.sink) if arrival.survey is None else None
+            self.send_away(channel, "at_capacity" if self._accepting else "draining", fallback, journey=journey)
+            return
         sink = self.sink if arrival.survey is None else AfterAgentSink(self.sink, arrival.survey)
         session = CallSession(arrival, channel, Journey(record, sink), settings=self.settings)
         self.sessions[arrival.call_id] = session
@@ -100,20 +105,28 @@ class CallRegistry:
         self._accepting = False
 
     # --- the fallback for channels without a session ----------------------------------------
-    def send_away(self, channel: ChannelControl, reason: str, fallback: Fallback | None = None) -> None:
-        """A channel we hold no session for to the dialplan fallback (or `fallback`). Marked before
-        any await, so that an arrival handled meanwhile does not give it a session as well."""
+    def send_away(self, channel: ChannelControl, reason: str, fallback: Fallback | None = None, *,
+                  journey: Journey | None = None) -> None:
+        """A channel we hold no session for to the dialplan fallback (or `fallback`); `journey`, if
+        given, is closed with how that went. Marked before any await, so that an arrival handled
+        meanwhile does not give it a session as well."""
         channel_id = channel.channel_id
         self.unserved[channel_id] = "sending"
         while len(self.unserved) > 4 * self.max_calls:  # bounded, should its end never be seen
             del self.unserved[next(iter(self.unserved))]
         log_event(log, "call_to_fallback", level=logging.WARNING, call=channel_id, reason=reason)
-        self.spawn(self._deliver(channel, fallback or self.fallback))
+        self.spawn(self._deliver(channel, fallback or self.fallback, reason, journey))
 
-    async def _deliver(self, channel: ChannelControl, fallback: Fallback) -> None:
+    async def _deliver(self, channel: ChannelControl, fallback: Fallback, reason: str, journey: Journey | None) -> None:
         channel_id = channel.channel_id
         result = await hand_over(channel_id, lambda: channel.continue_in_dialplan(fallback.context, fallback.extension),
                                  fallback)
+        if journey is not None:
+            if result == "done":
+                journey.transferred(f"fallback:{reason}")
+            journey.end(outcome(_ENDINGS[result], journey.record))
+            log_event(log, "call_end", call=channel_id, outcome=journey.record.outcome,
+                      duration_ms=journey.record.duration_ms, path=f"fallback:{reason}")
         if result == "failed":
             self.unserved[channel_id] = "owed"
         elif result == "gone":

@@ -18,6 +18,7 @@ from agi_app.ari.channel import AriChannel
 from agi_app.ari.client import AriClient
 from agi_app.ari.router import EventsLost
 from agi_app.cli.serve import EXIT_REPLACED
+from agi_app.db.pool import connection
 from agi_app.engine.channel import ChannelFailed, ChannelGone
 from agi_app.flows.loader import load_document
 from agi_app.flows.model import FlowSet
@@ -77,7 +78,27 @@ async def test_calls_beyond_max_calls_go_to_the_dialplan_fallback(serve: Serve, 
     await fake_ari.wait_for(lambda: fake_ari.channel(second).continued_to is not None)
     assert fake_ari.channel(second).continued_to == FALLBACK and second not in line.server.calls.sessions
     assert first in line.server.calls.sessions
+    sent_away = await line.wait_ended(second)  # the KPIs count the callers we could not serve too
+    assert (sent_away["outcome"], sent_away["transfer_target"], sent_away["caller"]) == (
+        "transferred", "fallback:at_capacity", UNKNOWN)
     await fake_ari.hangup(first)
+
+
+async def test_calls_arriving_while_draining_go_to_the_fallback_with_a_journey(serve: Serve, fake_ari: FakeAri,
+                                                                              dsn: str) -> None:
+    line = await serve()
+    fake_ari.media_duration = lambda uri: 5.0
+    first = await line.call(UNKNOWN)
+    await fake_ari.wait_for(lambda: bool(line.played(first)))
+    line.shutdown.set()  # the first call keeps its grace; a new one is not taken
+    await fake_ari.wait_for(lambda: not line.server.calls._accepting)
+    late = await line.call(UNKNOWN)
+    await fake_ari.wait_for(lambda: fake_ari.channel(late).continued_to is not None)
+    await fake_ari.hangup(first)
+    await asyncio.wait_for(line.task, 10)
+    async with connection(dsn) as conn:
+        row = await conn.fetchrow("SELECT outcome, transfer_target FROM calls WHERE call_id = $1", late)
+    assert row is not None and dict(row) == {"outcome": "transferred", "transfer_target": "fallback:draining"}
 
 
 async def test_the_fallback_the_settings_name_is_where_a_failed_call_goes(serve: Serve, fake_ari: FakeAri) -> None:
