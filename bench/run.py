@@ -455,6 +455,11 @@ async def against_asterisk(config: BenchConfig) -> tuple[Bench, dict[str, Any]]:
     return run, reload
 
 
+#: Under a table with a missed goal: why, measured (the profiles), is kept with the code it names.
+MISSED_WHY = ("Why the missed goals are missed — where the app's CPU goes per call and per ARI request, with the"
+              " profiles, what was cut and what is left: [bench/PROFILE.md](../PROFILE.md).")
+
+
 def write_results(result: dict[str, Any], out: Path) -> tuple[Path, Path, str]:
     """bench/results/<stamp>.json and .md, and latest.* beside them; returns the paths and the markdown."""
     steps: list[Step] = result.pop("_steps")
@@ -464,7 +469,8 @@ def write_results(result: dict[str, Any], out: Path) -> tuple[Path, Path, str]:
         f"Rates {result['config']['rates']} calls/s, {result['config']['step_s']:g} s per step. Load average"
         f" (1, 5, 15 min) when it started: {result['load_average_at_start']} — anything but a quiet machine"
         " makes every figure noisy and low.",
-        "## Goals", goals_markdown(rows), "## Steps", steps_markdown(steps)]) + "\n"
+        "## Goals", goals_markdown(rows), *([MISSED_WHY] if any(g.met is False for g in rows) else []),
+        "## Steps", steps_markdown(steps)]) + "\n"
     out.mkdir(parents=True, exist_ok=True)
     stamp = result["measured_at"].replace(":", "").replace("-", "")
     json_path, md_path = out / f"{stamp}.json", out / f"{stamp}.md"

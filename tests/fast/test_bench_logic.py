@@ -32,7 +32,7 @@ from bench.journeys import (
     write_lag,
 )
 from bench.results import NATIVE, PRODUCT, Latency, Step, goals, goals_markdown, highest_clean_rate
-from bench.run import FLOWS, prompt_nodes
+from bench.run import FLOWS, MISSED_WHY, prompt_nodes, write_results
 from bench.sipp_load import callers_file, parse_stats
 from tests.support.asterisk_config import rendered
 
@@ -236,6 +236,19 @@ def test_goals_say_which_are_met_and_by_how_much_the_others_are_missed() -> None
     assert rows["P5 publish under load at 40 calls/s: failed calls"].met is True
     assert rows["P5 publish → first call on the new version"].met is False
     assert "| MISSED |" in goals_markdown(list(rows.values()))
+
+
+def test_a_results_table_with_a_missed_goal_says_where_why_is_measured(tmp_path: Path) -> None:
+    def result(memory_per_call_kb: float) -> dict[str, object]:
+        return {"_steps": [step(NATIVE, 20), step(PRODUCT, 20)], "measured_at": "2026-11-23T10:00:00",
+                "host": "h", "cpus": 2, "config": {"rates": [20], "step_s": 20}, "load_average_at_start": [0, 0, 0],
+                "scale": {"calls": 2000, "memory_per_call_kb": memory_per_call_kb},
+                "reload": {"rate": 20, "placed": 400, "failed": 0, "switch_s": 0.1}}
+
+    _, _, markdown = write_results(result(memory_per_call_kb=60.0), tmp_path / "missed")  # goal ≤ 50 KB
+    assert MISSED_WHY in markdown and (tmp_path / "missed" / "latest.md").read_text(encoding="utf-8") == markdown
+    assert MISSED_WHY not in write_results(result(memory_per_call_kb=40.0), tmp_path / "met")[2]
+    assert "(../PROFILE.md)" in MISSED_WHY and (Path(__file__).parents[2] / "bench" / "PROFILE.md").is_file()
 
 
 def test_a_native_run_clean_at_every_rate_tried_leaves_the_ratio_open() -> None:
