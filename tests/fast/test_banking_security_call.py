@@ -6,7 +6,6 @@ stored row (the code only until the SMS gateway stand-in marks it sent)."""
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from agi_app.db.pool import connection
 from agi_app.db.repositories.security import mark_sent, unsent_codes
 from agi_app.flows.loader import load_document
 from tests.fake_ari.server import FakeAri
-from tests.fast.conftest import every_table, fetch, running_hotline, settings_for
+from tests.fast.conftest import every_table, fetch, running_hotline, settings_for, without_times
 from tests.fast.flowkit import doc
 from tests.support.banking_security import add_customer
 
@@ -78,8 +77,3 @@ async def test_pin_code_and_new_pin_leave_no_trace_after_an_authenticated_pin_ch
     for secret in (PIN, message.code, NEW_PIN):
         assert secret not in logged, secret
         assert secret not in tables, secret
-
-
-def without_times(text: str) -> str:
-    """Text without clock times and fractions of seconds, where a random code could appear by chance."""
-    return re.sub(r"\d{2}:\d{2}:\d{2}([.,]\d+)?", "", text)
