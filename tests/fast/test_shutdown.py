@@ -52,11 +52,18 @@ async def test_a_listener_stopped_as_its_reload_query_answers_ends(dsn: str) -> 
         await pool.close()
 
 
-async def test_every_background_task_ends_cancelled_at_a_stop(hotline: Hotline) -> None:
-    running = [t for t in hotline.server._tasks if not t.done()]  # agi-listen ends once listening
-    assert {t.get_name() for t in running} >= {"callbacks", "campaigns", "alerts", "change-listener"}
+LONG_RUNNING = {"callbacks", "campaigns", "alerts", "change-listener"}
+
+
+async def test_every_background_task_ends_at_a_stop(hotline: Hotline) -> None:
+    """The long-running tasks end cancelled; one-shot work (agi-listen once listening, the
+    orphan-journey closer once done) may have finished on its own first — without an error."""
+    running = [t for t in hotline.server._tasks if not t.done()]
+    assert {t.get_name() for t in running} >= LONG_RUNNING
     await hotline.stop()
-    assert [t.get_name() for t in running if not t.cancelled()] == []
+    assert [t.get_name() for t in running if not t.done()] == []
+    assert {t.get_name() for t in running if t.cancelled()} >= LONG_RUNNING
+    assert [t.get_name() for t in running if not t.cancelled() and t.exception()] == []
 
 
 async def test_a_task_that_lost_its_cancellation_is_named_and_stopped_again(
