@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -44,6 +45,14 @@ async def within(budget_s: float, awaitable: Awaitable[T], *, what: str, call_id
         abandon(task, what=what, call_id=call_id)
         raise TimeoutError(f"{what}: no answer within {budget_s:g}s")
     return task.result()
+
+
+def backoff_s(retry: int, *, first_s: float, cap_s: float, jitter: bool = False) -> float:
+    """The pause before retry number `retry` (1, 2, ...) of an external call: `first_s`, doubled at
+    each retry up to `cap_s`. With `jitter` it is a random 50-100 % of that, so that clients that
+    lost one peer together (every server when Asterisk restarts) do not all come back in step."""
+    pause = min(cap_s, first_s * 2.0 ** min(max(retry - 1, 0), 32))
+    return pause * (0.5 + random.random() / 2) if jitter else pause
 
 
 def abandon(task: asyncio.Task[Any], *, what: str, call_id: str | None = None) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import random
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +24,7 @@ from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
 from agi_app.ami.events import AmiConnected, AmiEvent, parse_event
+from agi_app.budget import backoff_s
 from agi_app.config import DEFAULTS, ConfigError, Settings
 from agi_app.logs import log_event
 
@@ -403,8 +403,7 @@ class AmiClient:
                 self._failure = AmiUnavailable(f"AMI {self.host}:{self.port}: connection lost")
                 log_event(log, "ami_lost", level=logging.WARNING, host=f"{self.host}:{self.port}")
             attempt += 1
-            delay = min(self._max_backoff, 0.25 * 2 ** min(attempt, 16)) * (0.5 + random.random() / 2)
-            await asyncio.sleep(delay)
+            await asyncio.sleep(backoff_s(attempt, first_s=0.5, cap_s=self._max_backoff, jitter=True))
 
     async def _connect_once(self) -> _Protocol:
         loop = asyncio.get_running_loop()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -19,6 +18,7 @@ from urllib.parse import quote
 import aiohttp
 
 from agi_app.ari.events import ApplicationReplaced, AriEvent, StreamConnected, parse_event
+from agi_app.budget import backoff_s
 from agi_app.config import DEFAULTS
 
 log = logging.getLogger("hotline.ari")
@@ -255,8 +255,7 @@ class AriClient:
                 self.events_connected = False
                 log.warning("event=ari_connect_failed app=%s error=%s", self.app, type(exc).__name__)
             attempt += 1
-            delay = min(max_backoff, 0.25 * 2 ** min(attempt, 8)) * (0.5 + random.random() / 2)
-            await asyncio.sleep(delay)
+            await asyncio.sleep(backoff_s(attempt, first_s=0.5, cap_s=max_backoff, jitter=True))
 
 
 class EventStream:

@@ -25,11 +25,11 @@ from rich.text import Text
 from agi_app.budget import within
 from agi_app.cli.common import dsn, echo_json, run, settings
 from agi_app.config import Settings
+from agi_app.db.failures import DB_FAILURES
 from agi_app.db.pool import connection
 from agi_app.monitoring import live_store
 from agi_app.monitoring.day_totals import DayTotalsKeeper, read_day_totals
 from agi_app.monitoring.live import Snapshot, merge
-from agi_app.monitoring.publisher import DB_FAILURES
 
 
 @click.command()

@@ -45,7 +45,9 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from agi_app.budget import backoff_s
 from agi_app.config import DEFAULTS
+from agi_app.db.failures import is_transient
 from agi_app.db.journey_spill import SpillOp, SpillStore, encode
 from agi_app.engine.journey import SELF_SERVICE, JourneyRecord, QueueLeg, SurveyContext
 from agi_app.flows.services import ServiceResult
@@ -97,21 +99,9 @@ _UPGRADES: dict[str, Callable[..., SpillOp]] = {
         "survey_answer_v2", (call_id, node_id, score, at, None, SELF_SERVICE.kind, None, None)),
 }
 
-# SQLSTATEs worth retrying: connection exceptions (08), insufficient resources (53: too many
-# connections, disk full), admin/crash shutdown and "starting up" (57P0x), statement cancelled or
-# timed out (57014), lock not available (55P03), serialization failure and deadlock (40001, 40P01).
-_TRANSIENT_SQLSTATES = ("08", "53", "57P01", "57P02", "57P03", "57014", "55P03", "40001", "40P01")
 _BACKOFF_FIRST_S, _BACKOFF_CAP_S = 0.05, 2.0
 _REPLAY_CHUNK = 500
 _BATCH_MAX = 200  # operations written together from memory (one transaction, one statement per kind)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether trying the same write again later can succeed."""
-    if isinstance(exc, OSError | TimeoutError):
-        return True
-    state = getattr(exc, "sqlstate", None)
-    return isinstance(exc, asyncpg.PostgresError) and isinstance(state, str) and state.startswith(_TRANSIENT_SQLSTATES)
 
 
 class _Transient(Exception):
@@ -359,7 +349,7 @@ class PgJourneySink:
             return True
         if self._store is not None and now - self._down_since >= self._retry_for:
             await self._spill_now("database_down")
-        delay = min(_BACKOFF_CAP_S, _BACKOFF_FIRST_S * 2 ** min(self._failures - 1, 8))
+        delay = backoff_s(self._failures, first_s=_BACKOFF_FIRST_S, cap_s=_BACKOFF_CAP_S)
         try:
             async with asyncio.timeout(delay):
                 await self._stopping.wait()

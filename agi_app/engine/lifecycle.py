@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from agi_app.budget import backoff_s
 from agi_app.config import Settings
 from agi_app.engine.channel import ChannelFailed, ChannelGone
 from agi_app.engine.journey import JourneyRecord, Outcome
@@ -123,7 +124,6 @@ async def hand_over(call_id: str, attempt: Callable[[], Awaitable[None]], fallba
     nobody to hand over) or the budget is spent ("failed"); capped exponential backoff between."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + fallback.budget_s
-    pause = fallback.first_backoff_s
     attempts = 0
     while True:
         attempts += 1
@@ -134,6 +134,7 @@ async def hand_over(call_id: str, attempt: Callable[[], Awaitable[None]], fallba
             return "gone"
         except ChannelFailed as exc:
             error = str(exc)[:200]
+        pause = backoff_s(attempts, first_s=fallback.first_backoff_s, cap_s=fallback.max_backoff_s)
         if loop.time() + pause > deadline:
             log_event(log, "fallback_failed", level=logging.ERROR, call=call_id, attempts=attempts,
                       error=error, retry="next_resync")
@@ -141,4 +142,3 @@ async def hand_over(call_id: str, attempt: Callable[[], Awaitable[None]], fallba
         log_event(log, "fallback_retry", level=logging.WARNING, call=call_id, attempt=attempts,
                   error=error, retry_in_s=pause)
         await asyncio.sleep(pause)
-        pause = min(2 * pause, fallback.max_backoff_s)

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from agi_app.budget import within
+from agi_app.db.failures import DB_FAILURES
 from agi_app.logs import log_event
 from agi_app.monitoring import live_store
 from agi_app.monitoring.day_totals import DayTotalsKeeper, read_day_totals
@@ -28,8 +29,6 @@ from agi_app.monitoring.live import Snapshot, merge
 
 log = logging.getLogger("hotline.live")
 
-#: What a live round may fail with: the database down, slow or refusing.
-DB_FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 def this_server(configured: str = "") -> str:

@@ -45,6 +45,7 @@ from agi_app.centre.callbacks import (
     valid_number,
 )
 from agi_app.config import Settings
+from agi_app.db.failures import DB_FAILURES
 from agi_app.db.repositories import contact_centre as store
 from agi_app.db.repositories.contact_centre import CallbackRow
 from agi_app.logs import log_event
@@ -59,7 +60,6 @@ T = TypeVar("T")
 PLACEHOLDER_CONTEXT = "hotline-callback"
 #: Withdrawing a booking stored too late runs in the background: it may take longer than a caller could wait.
 _WITHDRAW_BUDGET_S = 10.0
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
 def bridge_id(leg: Leg) -> str:
@@ -98,7 +98,7 @@ class CallbackDispatcher:
                 self._own(self._withdraw(insert, call_id, group))
                 raise TimeoutError
             callback_id = insert.result()
-        except _DB_ERRORS as exc:
+        except DB_FAILURES as exc:
             log_event(log, "callback_book_failed", level=logging.ERROR, call=call_id, queue=group,
                       error=type(exc).__name__)
             return False
@@ -114,7 +114,7 @@ class CallbackDispatcher:
             insert.exception()  # retrieved: already reported as the booking's failure
         try:
             withdrawn = await self._db(lambda conn: store.withdraw(conn, call_id, group), budget_s=_WITHDRAW_BUDGET_S)
-        except _DB_ERRORS as exc:
+        except DB_FAILURES as exc:
             log_event(log, "callback_withdraw_failed", level=logging.ERROR, call=call_id, queue=group,
                       error=type(exc).__name__)
             return
@@ -137,7 +137,7 @@ class CallbackDispatcher:
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(claim_forever(self.place_due, self._wake, self.settings.callback_poll_s,
-                                                errors=_DB_ERRORS, on_error=self._claim_failed),
+                                                errors=DB_FAILURES, on_error=self._claim_failed),
                                   name="callbacks-place")
                 tasks.create_task(follow_forever(self._events, self.handle, log=log, failed="callback_event_failed"),
                                   name="callbacks-follow")

@@ -39,6 +39,7 @@ from agi_app.calendar.model import ALL_LINES
 from agi_app.centre.callbacks import attempt_result, valid_number
 from agi_app.centre.campaigns import CAMPAIGN_ARG, AttemptLeg, Result, may_dial
 from agi_app.config import Settings
+from agi_app.db.failures import DB_FAILURES
 from agi_app.db.repositories import calendar
 from agi_app.db.repositories import campaigns as store
 from agi_app.db.repositories.campaigns import CampaignRow, Claimed
@@ -50,7 +51,6 @@ from agi_app.serve.workers import claim_forever, follow_forever, hang_up, offer,
 log = logging.getLogger("hotline.campaigns")
 
 T = TypeVar("T")
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
 def attempt_args(leg: AttemptLeg) -> list[str]:
@@ -89,7 +89,7 @@ class CampaignDialler:
         async with asyncio.TaskGroup() as tasks:
             # ValueError: a time zone this host does not know
             tasks.create_task(claim_forever(self.dial_due, self._wake, self.settings.campaign_poll_s,
-                                            errors=(*_DB_ERRORS, ValueError), on_error=self._round_failed),
+                                            errors=(*DB_FAILURES, ValueError), on_error=self._round_failed),
                               name="campaigns-dial")
             tasks.create_task(follow_forever(self._events, self.handle, log=log, failed="campaign_event_failed"),
                               name="campaigns-follow")

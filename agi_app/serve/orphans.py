@@ -11,6 +11,8 @@ from datetime import datetime
 
 import asyncpg
 
+from agi_app.budget import backoff_s
+from agi_app.db.failures import DB_FAILURES
 from agi_app.db.repositories import calls
 from agi_app.logs import log_event
 
@@ -25,10 +27,10 @@ async def close_orphaned_journeys(pool: asyncpg.Pool, asterisk: str, before: dat
         try:
             async with asyncio.timeout(budget_s):  # in the background: no caller waits on it
                 closed = await calls.close_orphans(pool, asterisk, before)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DB_FAILURES as exc:
             attempt += 1
             log_event(log, "orphans_close_failed", level=logging.WARNING, error=type(exc).__name__, attempt=attempt)
-            await asyncio.sleep(min(30.0, 0.5 * 2 ** min(attempt, 6)))
+            await asyncio.sleep(backoff_s(attempt, first_s=1.0, cap_s=30.0))
             continue
         if closed:
             log_event(log, "orphans_closed", level=logging.WARNING, count=len(closed), asterisk=asterisk,

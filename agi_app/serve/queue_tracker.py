@@ -25,10 +25,11 @@ from agi_app.ami.events import (
     QueueCallerJoin,
     QueueCallerLeave,
 )
+from agi_app.budget import backoff_s
 from agi_app.centre.callbacks import Leg
 from agi_app.centre.qa import recording_name
 from agi_app.centre.queue_legs import LegEvent, group_of
-from agi_app.db.journey_writer import is_transient
+from agi_app.db.failures import DB_FAILURES, is_transient
 from agi_app.db.repositories import contact_centre as store
 from agi_app.logs import log_event
 
@@ -36,7 +37,6 @@ log = logging.getLogger("hotline.queue_tracker")
 
 #: The AMI events the tracker subscribes to.
 TRACKED = ("QueueCallerJoin", "AgentConnect", "AgentComplete", "QueueCallerAbandon", "QueueCallerLeave")
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
 def leg_event(event: AmiEvent, at: datetime) -> LegEvent | None:
@@ -67,12 +67,12 @@ def _recording(call_id: str, group: str) -> str | None:
 
 
 class QueueTracker:
-    def __init__(self, pool: asyncpg.Pool, *, budget_s: float, attempts: int = 3, backoff_s: float = 0.2,
+    def __init__(self, pool: asyncpg.Pool, *, budget_s: float, attempts: int = 3, first_backoff_s: float = 0.2,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.pool = pool
         self.budget_s = budget_s
         self.attempts = attempts
-        self.backoff_s = backoff_s
+        self.first_backoff_s = first_backoff_s
         self.clock = clock
 
     async def run(self, ami: AmiClient) -> None:
@@ -107,9 +107,9 @@ class QueueTracker:
                     async with self.pool.acquire() as conn:
                         await operation(conn)
                 return
-            except _DB_ERRORS as exc:
+            except DB_FAILURES as exc:
                 if attempt == self.attempts or not is_transient(exc):
                     log_event(log, "queue_leg_write_failed", level=logging.ERROR, call=leg.call_id, queue=leg.group,
                               kind=leg.kind, error=type(exc).__name__, attempts=attempt)
                     return
-                await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
+                await asyncio.sleep(backoff_s(attempt, first_s=self.first_backoff_s, cap_s=2.0))

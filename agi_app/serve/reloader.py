@@ -19,7 +19,9 @@ from collections.abc import Callable, Collection
 
 import asyncpg
 
+from agi_app.budget import backoff_s
 from agi_app.db import start_facts_cache
+from agi_app.db.failures import DB_FAILURES
 from agi_app.db.repositories import menus
 from agi_app.db.start_facts_cache import StartFactsCache
 from agi_app.flows.loader import FlowFileError, load_document
@@ -76,7 +78,7 @@ class ChangeListener:
                         self._wake.clear()
                         await self.reloader.reload_now()
                 log_event(log, "menus_listen_lost", level=logging.WARNING)
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except DB_FAILURES as exc:
                 log_event(log, "menus_listen_failed", level=logging.WARNING, error=type(exc).__name__)
             finally:
                 if self.facts is not None:
@@ -84,7 +86,7 @@ class ChangeListener:
                 if conn is not None and not conn.is_closed():
                     await conn.close()
             attempt += 1
-            await asyncio.sleep(min(10.0, 0.5 * 2 ** min(attempt, 5)))
+            await asyncio.sleep(backoff_s(attempt, first_s=1.0, cap_s=10.0))
 
 
 class MenuReloader:
@@ -112,7 +114,7 @@ class MenuReloader:
         try:
             async with asyncio.timeout(self.budget_s):
                 stored = await menus.get_active(self.pool)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DB_FAILURES as exc:
             log_event(log, "menus_reload_failed", level=logging.ERROR, error=type(exc).__name__)
             return False
         serving = self.current().version

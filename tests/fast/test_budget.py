@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from agi_app.budget import abandoned, settle, within
+from agi_app.budget import abandoned, backoff_s, settle, within
 from agi_app.centre.advisor import QueueAdvisor
 from agi_app.centre.queues import QueueSnapshot
 from agi_app.db.pool import create_pool
@@ -235,3 +235,15 @@ async def test_a_caller_gets_the_general_menu_at_the_budget_when_queries_are_in_
     elapsed = time.monotonic() - started
     assert hotline.played(call)[0] == "sound:hotline/zh/welcome", "treated as unknown: no name"
     assert elapsed < 0.3 + MARGIN_S, f"the caller waited {elapsed:.1f}s in silence for the slow database"
+
+
+def test_backoff_doubles_from_the_first_pause_up_to_the_cap() -> None:
+    pauses = [backoff_s(retry, first_s=0.5, cap_s=10.0) for retry in range(1, 8)]
+    assert pauses == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    assert backoff_s(10_000, first_s=0.05, cap_s=2.0) == 2.0  # no overflow however long the outage
+
+
+def test_jittered_backoff_stays_between_half_and_all_of_the_pause() -> None:
+    pauses = {backoff_s(3, first_s=0.5, cap_s=10.0, jitter=True) for _ in range(200)}
+    assert all(1.0 <= pause <= 2.0 for pause in pauses)
+    assert len(pauses) > 100, "clients that lost one peer together must not come back in step"

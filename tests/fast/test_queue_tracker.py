@@ -50,7 +50,7 @@ class Tracking:
 async def tracking(fake_ami: FakeAmi, dsn: str, db_proxy: TcpProxy) -> AsyncIterator[Tracking]:  # noqa: F811
     pool = await create_pool(db_proxy.through(dsn), budget_s=2.0)
     async with AmiClient(fake_ami.host, fake_ami.port, USER, SECRET) as ami:
-        task = asyncio.create_task(QueueTracker(pool, budget_s=0.3, backoff_s=0.05).run(ami))
+        task = asyncio.create_task(QueueTracker(pool, budget_s=0.3, first_backoff_s=0.05).run(ami))
         await asyncio.sleep(0.05)  # subscribed
         try:
             yield Tracking(fake_ami, dsn)
