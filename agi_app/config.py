@@ -99,6 +99,11 @@ class Settings:
     # Where Asterisk writes ARI recordings (its /var/spool/asterisk/recording), as this host sees it:
     # `hotline complaints` prints a complaint's recording as a file here. Empty: as `recording:<name>`.
     recordings_dir: str = ""
+    # Where the dialplan writes the journeys of calls no application ran (the fallback while we
+    # were down, line 95002): its ${ASTSPOOLDIR}/journeys as this host sees it. Every
+    # dialplan_journeys_every_ms, `hotline serve` imports what is there. Empty: not imported.
+    dialplan_journeys_dir: str = ""
+    dialplan_journeys_every_ms: int = 5000
     flows_file: str = ""
     # Time budgets (milliseconds; each also read as seconds, `lookup_budget_s`, ...: see below).
     # Who is calling: past it the caller is unknown, never kept waiting.
@@ -256,6 +261,7 @@ class Settings:
     agi_command_s = _seconds("agi_command_ms")
     recording_grace_s = _seconds("recording_grace_ms")
     task_stop_s = _seconds("task_stop_ms")
+    dialplan_journeys_every_s = _seconds("dialplan_journeys_every_ms")
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

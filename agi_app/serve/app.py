@@ -70,6 +70,7 @@ from agi_app.monitoring.publisher import LivePublisher, this_server
 from agi_app.monitoring.service import Monitoring
 from agi_app.serve.callbacks import CallbackDispatcher
 from agi_app.serve.campaigns import CampaignDialler
+from agi_app.serve.dialplan_journeys import DialplanJourneyImporter
 from agi_app.serve.live import FlowDrawing, LiveSnapshot
 from agi_app.serve.menu_cache import MenuCache, MenuCacheError
 from agi_app.serve.orphans import close_orphaned_journeys
@@ -307,6 +308,11 @@ class Server:
             server._tasks.append(asyncio.create_task(
                 close_orphaned_journeys(pool, asterisk, started_at, budget_s=settings.db_budget_s * 5),
                 name="orphan-journeys"))
+        if settings.dialplan_journeys_dir:  # calls the dialplan ran without us (fallback, line 95002)
+            importer = DialplanJourneyImporter(pool, Path(settings.dialplan_journeys_dir), asterisk=asterisk,
+                                               every_s=settings.dialplan_journeys_every_s,
+                                               budget_s=settings.db_budget_s * 5)
+            server._tasks.append(asyncio.create_task(importer.run(), name="dialplan-journeys"))
         server.alerts = AlertMonitor(pool, rules, metrics, server_id=this_server(settings.server_id), every_s=settings.alert_eval_s,
                                      budget_s=settings.db_budget_s)
         server._tasks.append(asyncio.create_task(server.alerts.run(), name="alerts"))

@@ -53,6 +53,9 @@ def sandbox_env() -> Iterator[dict[str, str]]:
         _sandbox("asterisk-start")
     _sandbox("env")
     env = {**os.environ, **read_env_file(RUN / "hotline.env")}
+    # Journeys the dialplan wrote before this session (make run, an earlier run) are not its databases'.
+    for leftover in Path(env["HOTLINE_DIALPLAN_JOURNEYS_DIR"]).glob("*.tsv"):
+        leftover.unlink()
     yield env
     if asterisk_started:
         _sandbox("asterisk-stop", check=False)
@@ -163,6 +166,20 @@ class Hotline:
 
     def log_has(self, text: str) -> bool:
         return text in self.log_path.read_text(encoding="utf-8")
+
+    async def dialplan_journey(self, call_id: str, timeout: float = 20.0) -> dict[str, Any]:
+        """The `calls list` row of a call only the dialplan ran, once `hotline serve` imported the
+        line its hangup handler wrote (every HOTLINE_DIALPLAN_JOURNEYS_EVERY_MS)."""
+        rows: list[dict[str, Any]] = []
+
+        def imported() -> bool:
+            listed = self.cli("calls", "list", "--json", "--call-id", call_id)
+            assert listed.returncode == 0, listed.stderr
+            rows[:] = json.loads(listed.stdout)
+            return bool(rows)
+
+        await polled(imported, timeout, lambda: f"no journey imported for {call_id}")
+        return rows[0]
 
     def last_call(self, caller: str) -> dict[str, Any]:
         listed = self.cli("calls", "list", "--json", "--caller", caller, "--limit", "1")

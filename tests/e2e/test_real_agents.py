@@ -151,6 +151,12 @@ async def test_without_the_app_callers_hear_our_apology_and_reach_an_agent(
         connect, complete = _agent_leg(agent_events, channels[caller])
         assert connect.interface.startswith("PJSIP/agent-") and complete.reason == "agent", caller
     assert not observer.played[channels[down]], "the app took no part"
+    # The caller who found no app has a journey all the same: the dialplan wrote it when they hung
+    # up, and the restarted server imported it.
+    journey = await hotline.dialplan_journey(channels[down])
+    assert {k: journey[k] for k in ("caller", "dnis", "outcome", "transfer_target", "path")} == {
+        "caller": down, "dnis": "95000", "outcome": "transferred", "transfer_target": "fallback:app-down", "path": []}
+    assert journey["queue"]["group"] == "general-zh" and journey["queue"]["agent"].startswith("agent-"), journey
 
 
 async def test_calls_placed_while_serve_restarts_all_reach_a_prompt_and_an_agent(

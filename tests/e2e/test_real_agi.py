@@ -98,6 +98,14 @@ async def test_line_95002_asks_the_hooks_and_a_vip_reaches_the_vip_queue(
     assert result.ok, result.stderr
     for hook in ("identify", "status", "route"):
         assert hotline.log_has(f"event=agi_request call={channel} hook={hook}")
+    # no application ran the call, yet it has a journey: written by the dialplan, imported by serve
+    journey = await hotline.dialplan_journey(channel)
+    assert {k: journey[k] for k in ("caller", "dnis", "customer_id", "segment", "language", "outcome",
+                                    "transfer_target")} == {
+        "caller": VIP_EN, "dnis": "95002", "customer_id": "C003", "segment": "vip", "language": "en",
+        "outcome": "transferred", "transfer_target": "queue:vip"}
+    assert journey["queue"]["group"] == "vip" and journey["queue"]["agent"] == connect.member_name, journey
+    assert journey["duration_ms"] > 0 and journey["ended_at"] is not None
 
 
 async def test_line_95002_without_the_agi_server_reaches_the_general_queue(
@@ -114,6 +122,8 @@ async def test_line_95002_without_the_agi_server_reaches_the_general_queue(
     result = await call
     assert result.ok, result.stderr
     assert not hotline.log_has(f"call={channel} hook=")
+    journey = await hotline.dialplan_journey(channel)  # nobody identified the caller: no customer
+    assert (journey["customer_id"], journey["language"], journey["transfer_target"]) == (None, "zh", "queue:general-zh")
 
 
 async def test_line_95002_plays_its_emergency_recording_before_the_queue(

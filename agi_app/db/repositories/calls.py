@@ -1,12 +1,15 @@
-"""Reading calls and their journeys back (for `hotline calls list` and reports)."""
+"""Calls and their journeys: read back (`hotline calls list`, reports), closed when a dead server left
+them open, and written for calls only the dialplan ran."""
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+
+from agi_app.centre.dialplan_journeys import DialplanJourney
 
 _LIST = """
 SELECT c.call_id, c.started_at, c.ended_at, c.caller, c.dnis, c.customer_id, c.segment, c.language,
@@ -97,3 +100,36 @@ async def close_orphans(conn: asyncpg.Connection | asyncpg.Pool, asterisk: str, 
     start: none of them is its own); the call ids closed. A journey its writer finishes later
     (a replayed spill file) takes its real end over this one."""
     return [row["call_id"] for row in await conn.fetch(_CLOSE_ORPHANS, asterisk, before)]
+
+
+_INSERT_DIALPLAN_CALL = """
+INSERT INTO calls (call_id, started_at, ended_at, caller, dnis, customer_id, segment, language, outcome,
+                   transfer_target, duration_ms, asterisk)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+ON CONFLICT (call_id) DO NOTHING
+"""
+# The queue tracker (AMI) writes the leg while `hotline serve` runs, with the exact times: its leg wins.
+_INSERT_DIALPLAN_LEG = """
+INSERT INTO queue_legs (call_id, queue, joined_at, answered_at, ended_at, wait_s, agent, talk_s, result)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (call_id, queue) DO NOTHING
+"""
+
+
+async def insert_dialplan_journeys(conn: asyncpg.Connection, journeys: list[DialplanJourney],
+                                   asterisk: str | None) -> int:
+    """Write the journeys of calls only the dialplan ran (one transaction); a call already there —
+    the same line imported twice — is left as it is. How many calls were new."""
+    new = 0
+    async with conn.transaction():
+        for j in journeys:
+            status = await conn.execute(_INSERT_DIALPLAN_CALL, j.call_id, j.started_at, j.ended_at, j.caller, j.line,
+                                        j.customer_id, j.segment, j.language, j.outcome, j.transfer_target,
+                                        j.duration_ms, asterisk)
+            new += status == "INSERT 0 1"
+            if (leg := j.leg) is not None:
+                answered = (leg.joined_at + timedelta(seconds=leg.wait_s)
+                            if leg.agent and leg.joined_at is not None and leg.wait_s is not None else None)
+                await conn.execute(_INSERT_DIALPLAN_LEG, j.call_id, leg.group, leg.joined_at, answered, leg.ended_at,
+                                   leg.wait_s, leg.agent, leg.talk_s, leg.result)
+    return new

@@ -307,9 +307,10 @@ async def wait_for_journeys(dsn: str, callers: Sequence[str], expected: int, tim
 @dataclass
 class AppContact:
     """Which callers' channels our app served, from the observer's ARI events: each owes a journey.
-    Served: it ran Stasis and the app played to it. A channel the app never served owes none: it ran
-    Stasis while the app was away (HOTLINE_FALLBACK_REASON=app-down), or the app sent it straight
-    to the dialplan fallback (draining, at capacity), whose apology is dialplan, not ARI, playback."""
+    Served: it ran Stasis and the app played to it. A channel that ran Stasis while the app was away
+    (HOTLINE_FALLBACK_REASON=app-down) owes one too, written by the dialplan and imported by the
+    next server (`owes_journey`). One the app sent straight to the dialplan fallback (draining, at
+    capacity) has a journey but is not served: its apology is dialplan, not ARI, playback."""
 
     channels: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     stasis: set[str] = field(default_factory=set)
@@ -338,6 +339,12 @@ class AppContact:
     def reached_app(self, caller: str) -> bool:
         return any(c in self.stasis and c not in self.app_down and c in self.played_to
                    for c in self.channels.get(caller, ()))
+
+    def found_no_app(self, caller: str) -> bool:
+        return any(c in self.app_down for c in self.channels.get(caller, ()))
+
+    def owes_journey(self, caller: str) -> bool:
+        return self.reached_app(caller) or self.found_no_app(caller)
 
     def went_to_fallback(self, caller: str) -> bool:
         return any(c in self.fallback for c in self.channels.get(caller, ()))

@@ -73,13 +73,15 @@ def mixed_calls(callers: list[str]) -> list[SipCall]:
 async def report(case: str, faulty: FaultyServer, traces: list[CallerTrace], *, owed: list[str] | None = None,
                  cut: list[CallerTrace] | None = None, note: str = "") -> FaultReport:
     """Count what the callers lived and what the database holds; print the FAULT line. `owed`: the
-    callers whose journeys are due (default: every caller the app served); `cut`: the calls the
+    callers whose journeys are due (default: every caller the app served, and every caller who found
+    no app: the dialplan wrote theirs); `cut`: the calls the
     fault cuts by definition, left out of the completed and silent counts."""
-    if owed is None:
-        contact = AppContact.from_events(faulty.server.observer.events)
-        owed = [t.caller for t in traces if contact.reached_app(t.caller)]
     cut_ids = {id(t) for t in cut or ()}
     kept = [t for t in traces if id(t) not in cut_ids]
+    if owed is None:  # a call cut in the fallback never ran the dialplan's hangup handler
+        contact = AppContact.from_events(faulty.server.observer.events)
+        owed = [t.caller for t in traces if contact.reached_app(t.caller)
+                or (id(t) not in cut_ids and contact.found_no_app(t.caller))]
     found = await wait_for_journeys(faulty.dsn, owed, len(owed), JOURNEY_WAIT_S)
     silent = silent_callers(kept)
     loudest_gap = max((t.longest_silence for t in kept), default=0.0)
@@ -234,7 +236,8 @@ async def test_serve_sigkill_under_load(faulty: FaultyServer, ears: CallerEars,
     """SIGKILL while calls arrive, and a restart as a supervisor would (at once): calls arriving
     meanwhile go to the fallback; the restarted server finds the orphaned channels still in Stasis
     and sends them to the fallback too; nobody is left in silence, none is cut. Journeys are owed
-    for the calls placed after the restart (the killed server's memory is gone)."""
+    for the calls placed after the restart (the killed server's memory is gone) and for those that
+    found no app (the dialplan wrote them; the restarted server imports them)."""
     server = faulty.server
     restarted_at: list[float] = []
 
@@ -249,13 +252,15 @@ async def test_serve_sigkill_under_load(faulty: FaultyServer, ears: CallerEars,
     traces += await after_restart(8, faulty, ears)
     contact = AppContact.from_events(server.observer.events)
     late = [t for t in traces if t.started > restarted_at[0]]
-    owed = [t.caller for t in late if contact.reached_app(t.caller)]
+    no_app = [t.caller for t in traces if contact.found_no_app(t.caller)]  # the dialplan wrote theirs
+    owed = [t.caller for t in late if contact.reached_app(t.caller)] + no_app
     killed = [t.caller for t in traces if t.started < restarted_at[0] and contact.reached_app(t.caller)]
     fallback = sum(contact.went_to_fallback(t.caller) for t in traces)
     orphans = sum(int(n) for n in re.findall(r"event=resync live=(\d+)", server.log_path.read_text())[-1:])
     result = await report("serve_sigkill", faulty, traces, owed=owed,
-                          note=f"{fallback} to the fallback, {orphans} orphaned in Stasis; journeys owed after the "
-                               f"restart; {len(killed)} calls the killed server held")
+                          note=f"{fallback} to the fallback ({len(no_app)} finding no app), {orphans} orphaned in "
+                               f"Stasis; journeys owed after the restart and for the callers finding no app; "
+                               f"{len(killed)} calls the killed server held")
     held = await left_open_closed(faulty.dsn, killed)
     still_open = sorted(j.call_id for rows in held.values() for j in rows if not j.ended)
     print(f"  {len(killed)} calls the killed server held: {complete_journeys(held)} journeys closed by the restarted"
