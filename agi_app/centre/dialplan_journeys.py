@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 #: How the call went through the dialplan: the fallback while no application was connected, or
@@ -48,6 +48,12 @@ class DialplanQueueLeg:
     wait_s: int | None
     talk_s: int | None
     result: LegResult
+
+    @property
+    def answered_at(self) -> datetime | None:
+        if self.agent is None or self.joined_at is None or self.wait_s is None:
+            return None
+        return self.joined_at + timedelta(seconds=self.wait_s)
 
 
 @dataclass(frozen=True)

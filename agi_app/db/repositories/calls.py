@@ -4,7 +4,7 @@ them open, and written for calls only the dialplan ran."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -128,8 +128,6 @@ async def insert_dialplan_journeys(conn: asyncpg.Connection, journeys: list[Dial
                                         j.duration_ms, asterisk)
             new += status == "INSERT 0 1"
             if (leg := j.leg) is not None:
-                answered = (leg.joined_at + timedelta(seconds=leg.wait_s)
-                            if leg.agent and leg.joined_at is not None and leg.wait_s is not None else None)
-                await conn.execute(_INSERT_DIALPLAN_LEG, j.call_id, leg.group, leg.joined_at, answered, leg.ended_at,
-                                   leg.wait_s, leg.agent, leg.talk_s, leg.result)
+                await conn.execute(_INSERT_DIALPLAN_LEG, j.call_id, leg.group, leg.joined_at, leg.answered_at,
+                                   leg.ended_at, leg.wait_s, leg.agent, leg.talk_s, leg.result)
     return new
