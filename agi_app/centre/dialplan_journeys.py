@@ -17,12 +17,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, get_args
 
 #: How the call went through the dialplan: the fallback while no application was connected, or
 #: line 95002's plain dialplan.
 Way = Literal["fallback:app-down", "dialplan"]
-WAYS: tuple[Way, ...] = ("fallback:app-down", "dialplan")
+WAYS: tuple[Way, ...] = get_args(Way)
 #: How a queue leg ended, in `queue_legs.result`'s words.
 LegResult = Literal["completed", "abandoned", "timeout", "failed"]
 #: QUEUESTATUS values meaning the queue gave up on the caller (no one to answer, or too long).

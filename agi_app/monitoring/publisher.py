@@ -30,7 +30,6 @@ from agi_app.monitoring.live import Snapshot, merge
 log = logging.getLogger("hotline.live")
 
 
-
 def this_server(configured: str = "") -> str:
     """The configured server id (HOTLINE_SERVER_ID), else host:pid — unique among running servers;
     a restart with the same id takes its row over."""
